@@ -1,0 +1,90 @@
+"""FastAPI application factory: mounts each feature's router, templates and static files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from starlette.responses import Response
+
+from ketacare import __version__
+from ketacare.audit.routes import router as audit_router
+from ketacare.auth.routes import router as auth_router
+from ketacare.config import Settings
+from ketacare.db import make_engine, make_sessionmaker
+from ketacare.migrations import ensure_at_head
+from ketacare.patients.routes import router as patients_router
+from ketacare.web import csrf, problems
+from ketacare.web.routes import router as web_router
+from ketacare.web.templating import PACKAGE_DIR, build_templates
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
+)
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None, check_migrations: bool = True) -> FastAPI:
+    engine = engine or make_engine(
+        settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if check_migrations:
+            ensure_at_head(engine)
+        yield
+
+    app = FastAPI(
+        title="KetaCare API",
+        version=__version__,
+        description=(
+            "Ketamine pain-therapy programme. Decision support for licensed clinicians; "
+            "errors are RFC 9457 problem+json."
+        ),
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.templates = build_templates(settings.clinic_time_zone)
+
+    problems.install(app)
+    _install_middleware(app, settings)
+    app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
+    for router in (web_router, auth_router, patients_router, audit_router):
+        app.include_router(router)
+    return app
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    @app.middleware("http")
+    async def security(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        fresh_cookie = None
+        if csrf.CSRF_COOKIE not in request.cookies:
+            fresh_cookie = csrf.new_cookie_value()
+            request.state.csrf_cookie = fresh_cookie
+        response = await call_next(request)
+        if fresh_cookie and not request.url.path.startswith("/static"):
+            response.set_cookie(
+                csrf.CSRF_COOKIE,
+                fresh_cookie,
+                httponly=True,
+                samesite="lax",
+                secure=settings.secure_cookies,
+                path="/",
+            )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/api/docs"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        if not request.url.path.startswith("/static"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response

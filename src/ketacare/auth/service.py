@@ -1,0 +1,587 @@
+"""Authentication and account use-cases. Each runs inside the caller's transaction and audits itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+import pyotp
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ketacare.audit import service as audit
+from ketacare.auth.models import ApiToken, Clinic, LoginAttempt, LoginSession, PrescriberKind, Role, User
+from ketacare.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
+from ketacare.auth.permissions import MFA_REQUIRED_ROLES, ROLE_PERMISSIONS, TOKEN_SCOPES, Permission
+from ketacare.auth.principal import Principal
+from ketacare.config import Settings
+from ketacare.db import utcnow
+from ketacare.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PendingAudit,
+    SessionExpired,
+    Throttled,
+)
+
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{2,79}$")
+TOTP_ISSUER = "KetaCare"
+_DUMMY_HASH = hash_password("a password nobody has, to keep timing even")
+
+
+def sha256_hex(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- login -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User
+    session_token: str
+    mfa_pending: bool
+
+
+def _failures_since(db: Session, column: object, value: str, since: dt.datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            column == value,  # type: ignore[arg-type]
+            LoginAttempt.succeeded.is_(False),
+            LoginAttempt.attempted_at >= since,
+        )
+    )
+    return int(db.execute(query).scalar_one())
+
+
+def check_throttle(db: Session, settings: Settings, username: str, client_addr: str) -> None:
+    since = utcnow() - dt.timedelta(minutes=settings.login_throttle_window_minutes)
+    by_user = _failures_since(db, LoginAttempt.username, username, since)
+    by_addr = _failures_since(db, LoginAttempt.client_addr, client_addr, since)
+    if by_user >= settings.login_max_failures_per_user or by_addr >= settings.login_max_failures_per_address:
+        raise Throttled(
+            f"Too many failed log-in attempts. Wait {settings.login_throttle_window_minutes} "
+            "minutes and try again, or ask your clinic admin to reset your password.",
+            audit=[PendingAudit("auth.login", "user", outcome="throttled", detail=username)],
+        )
+
+
+def login(
+    db: Session, settings: Settings, username: str, password: str, client_addr: str
+) -> LoginResult | None:
+    """Check the password; on success open a login session (pending MFA where the role needs it).
+
+    A failure returns None rather than raising, so that the failed attempt and its audit entry
+    commit with the request (they feed the throttle).
+    """
+    username = username.strip().lower()
+    check_throttle(db, settings, username, client_addr)
+    user = db.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not valid or not user.is_active:
+        db.add(LoginAttempt(username=username, client_addr=client_addr, succeeded=False))
+        audit.record(
+            db,
+            None,
+            "auth.login",
+            "user",
+            resource_id=user.id if user else None,
+            outcome="failure",
+            detail="inactive account" if user and valid else "wrong username or password",
+            client_addr=client_addr,
+            username=username,
+            clinic_id=user.clinic_id if user else None,
+        )
+        return None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    db.add(LoginAttempt(username=username, client_addr=client_addr, succeeded=True))
+    mfa_pending = user.role_enum in MFA_REQUIRED_ROLES or user.totp_enrolled
+    token = secrets.token_urlsafe(32)
+    login_session = LoginSession(
+        token_sha256=sha256_hex(token),
+        user_id=user.id,
+        mfa_pending=mfa_pending,
+        client_addr=client_addr,
+    )
+    db.add(login_session)
+    if not mfa_pending:
+        user.last_login_at = utcnow()
+    db.flush()
+    audit.record(
+        db,
+        None,
+        "auth.login",
+        "user",
+        resource_id=user.id,
+        outcome="mfa_pending" if mfa_pending else "success",
+        client_addr=client_addr,
+        username=user.username,
+        clinic_id=user.clinic_id,
+    )
+    return LoginResult(user, token, mfa_pending)
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    login_session: LoginSession
+    user: User
+
+
+def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSession:
+    """The live session behind a cookie token; ends it if idle too long. Touches last_seen_at."""
+    login_session = db.execute(
+        select(LoginSession).where(LoginSession.token_sha256 == sha256_hex(token))
+    ).scalar_one_or_none()
+    if login_session is None or login_session.ended_at is not None:
+        raise NotAuthenticated("Please log in.")
+    user = db.get(User, login_session.user_id)
+    if user is None or not user.is_active:
+        raise NotAuthenticated("This account is not active.")
+    now = utcnow()
+    if now - login_session.last_seen_at > dt.timedelta(minutes=settings.idle_timeout_minutes):
+        raise SessionExpired(
+            f"You were logged out after {settings.idle_timeout_minutes} minutes without activity.",
+            audit=[
+                PendingAudit(
+                    "auth.idle_logout",
+                    "login_session",
+                    str(login_session.id),
+                    outcome="success",
+                    detail=user.username,
+                )
+            ],
+        )
+    # One write a minute is enough to track idleness; it keeps page views cheap.
+    if now - login_session.last_seen_at > dt.timedelta(seconds=30):
+        login_session.last_seen_at = now
+    return ActiveSession(login_session, user)
+
+
+def principal_for(user: User, active: LoginSession | None, client_addr: str | None) -> Principal:
+    return Principal(
+        user_id=user.id,
+        username=user.username,
+        role=user.role_enum,
+        clinic_id=user.clinic_id,
+        client_addr=client_addr,
+        patient_id=user.patient_id,
+        login_session_id=active.id if active else None,
+    )
+
+
+def logout(db: Session, token: str, client_addr: str) -> None:
+    login_session = db.execute(
+        select(LoginSession).where(LoginSession.token_sha256 == sha256_hex(token))
+    ).scalar_one_or_none()
+    if login_session is None or login_session.ended_at is not None:
+        return
+    login_session.ended_at = utcnow()
+    login_session.end_reason = "logout"
+    user = db.get(User, login_session.user_id)
+    audit.record(
+        db,
+        None,
+        "auth.logout",
+        "login_session",
+        resource_id=login_session.id,
+        client_addr=client_addr,
+        username=user.username if user else None,
+        clinic_id=user.clinic_id if user else None,
+    )
+
+
+def end_session(db: Session, login_session: LoginSession, reason: str) -> None:
+    login_session.ended_at = utcnow()
+    login_session.end_reason = reason
+
+
+def reauthenticate(
+    db: Session,
+    settings: Settings,
+    actor: Principal,
+    login_session: LoginSession,
+    password: str,
+    totp_code: str | None,
+) -> bool:
+    """True when the password (and code) match; a failure is recorded and committed, not raised."""
+    user = db.get(User, actor.user_id)
+    if user is None:
+        raise NotAuthenticated("Please log in.")
+    check_throttle(db, settings, user.username, actor.client_addr or "")
+    ok = verify_password(user.password_hash, password)
+    if ok and user.totp_enrolled:
+        ok = totp_matches(user, totp_code or "")
+    if not ok:
+        db.add(LoginAttempt(username=user.username, client_addr=actor.client_addr or "", succeeded=False))
+        audit.record(db, actor, "auth.reauthenticate", "user", resource_id=user.id, outcome="failure")
+        return False
+    login_session.reauthenticated_at = utcnow()
+    audit.record(db, actor, "auth.reauthenticate", "user", resource_id=user.id)
+    return True
+
+
+def recently_authenticated(settings: Settings, login_session: LoginSession) -> bool:
+    window = dt.timedelta(minutes=settings.reauth_window_minutes)
+    return utcnow() - login_session.reauthenticated_at <= window
+
+
+# --- two-factor (TOTP) -------------------------------------------------------------------
+
+
+def totp_matches(user: User, code: str) -> bool:
+    if not user.totp_secret:
+        return False
+    code = code.strip().replace(" ", "")
+    return code.isdigit() and pyotp.TOTP(user.totp_secret).verify(code, valid_window=1)
+
+
+def start_enrolment(user: User) -> str:
+    """A fresh secret for a user who has not finished enrolment; returns the otpauth URI."""
+    if user.totp_enrolled:
+        raise Conflict("Two-factor authentication is already set up for this account.")
+    if not user.totp_secret:
+        user.totp_secret = pyotp.random_base32()
+    return pyotp.TOTP(user.totp_secret).provisioning_uri(name=user.username, issuer_name=TOTP_ISSUER)
+
+
+def complete_mfa(
+    db: Session,
+    settings: Settings,
+    login_session: LoginSession,
+    user: User,
+    code: str,
+    *,
+    enrolling: bool,
+) -> bool:
+    """True when the code matches; failures count towards the log-in throttle."""
+    check_throttle(db, settings, user.username, login_session.client_addr or "")
+    if not totp_matches(user, code):
+        audit.record(
+            db,
+            None,
+            "auth.mfa",
+            "user",
+            resource_id=user.id,
+            outcome="failure",
+            client_addr=login_session.client_addr,
+            username=user.username,
+            clinic_id=user.clinic_id,
+        )
+        db.add(
+            LoginAttempt(username=user.username, client_addr=login_session.client_addr or "", succeeded=False)
+        )
+        return False
+    if enrolling:
+        user.totp_enrolled = True
+    login_session.mfa_pending = False
+    login_session.reauthenticated_at = utcnow()
+    user.last_login_at = utcnow()
+    audit.record(
+        db,
+        None,
+        "auth.mfa_enrolled" if enrolling else "auth.mfa",
+        "user",
+        resource_id=user.id,
+        client_addr=login_session.client_addr,
+        username=user.username,
+        clinic_id=user.clinic_id,
+    )
+    return True
+
+
+# --- users -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewUser:
+    username: str
+    full_name: str
+    role: Role
+    password: str
+    email: str | None = None
+    prescriber_kind: PrescriberKind | None = None
+    patient_id: int | None = None
+
+
+def validate_new_user(data: NewUser) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if not USERNAME_PATTERN.match(data.username):
+        errors["username"] = "3 to 80 characters: lower-case letters, digits, dot, dash or underscore."
+    if not data.full_name.strip():
+        errors["full_name"] = "Enter the person's full name."
+    if problem := password_problem(data.password):
+        errors["password"] = problem
+    if data.role == Role.prescriber and data.prescriber_kind is None:
+        errors["prescriber_kind"] = "Say whether the prescriber is a physician or a nurse practitioner."
+    if data.role != Role.prescriber and data.prescriber_kind is not None:
+        errors["prescriber_kind"] = "Only prescribers have a prescriber kind."
+    if data.role == Role.patient and data.patient_id is None:
+        errors["patient_id"] = "A patient account must be linked to a patient record."
+    return errors
+
+
+def create_user(db: Session, actor: Principal | None, clinic_id: int, data: NewUser) -> User:
+    if errors := validate_new_user(data):
+        raise InvalidInput(errors=errors)
+    if db.execute(select(User.id).where(User.username == data.username)).first():
+        raise InvalidInput(errors={"username": "That username is taken."})
+    user = User(
+        clinic_id=clinic_id,
+        username=data.username,
+        full_name=data.full_name.strip(),
+        email=data.email or None,
+        role=data.role.value,
+        prescriber_kind=data.prescriber_kind.value if data.prescriber_kind else None,
+        patient_id=data.patient_id,
+        password_hash=hash_password(data.password),
+    )
+    db.add(user)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise Conflict("That username or patient link is already in use.") from exc
+    audit.record(
+        db,
+        actor,
+        "user.create",
+        "user",
+        resource_id=user.id,
+        patient_id=data.patient_id,
+        detail=f"{user.username} as {data.role.value}",
+        clinic_id=clinic_id,
+    )
+    return user
+
+
+def staff_user(db: Session, actor: Principal, user_id: int) -> User:
+    user = db.get(User, user_id)
+    if user is None or user.clinic_id != actor.clinic_id:
+        raise NotFound("No such user in your clinic.")
+    return user
+
+
+def set_role(
+    db: Session,
+    actor: Principal | None,
+    user: User,
+    role: Role,
+    prescriber_kind: PrescriberKind | None = None,
+) -> None:
+    if actor is not None and actor.user_id == user.id:
+        raise Forbidden("You cannot change your own role; ask another clinic admin.")
+    if role == Role.prescriber and prescriber_kind is None:
+        raise InvalidInput(errors={"prescriber_kind": "Say whether physician or nurse practitioner."})
+    if role == Role.patient and user.patient_id is None:
+        raise InvalidInput(errors={"role": "Only accounts linked to a patient record can be patients."})
+    old = user.role
+    user.role = role.value
+    user.prescriber_kind = prescriber_kind.value if role == Role.prescriber and prescriber_kind else None
+    if role in MFA_REQUIRED_ROLES and not user.totp_enrolled:
+        # The next request of any open session must pass enrolment first.
+        for login_session in _open_sessions(db, user.id):
+            login_session.mfa_pending = True
+    audit.record(
+        db,
+        actor,
+        "user.set_role",
+        "user",
+        resource_id=user.id,
+        detail=f"{user.username}: {old} -> {role.value}",
+        clinic_id=user.clinic_id,
+    )
+
+
+def set_active(db: Session, actor: Principal, user: User, active: bool) -> None:
+    if actor.user_id == user.id:
+        raise Forbidden("You cannot deactivate your own account.")
+    user.is_active = active
+    if not active:
+        for login_session in _open_sessions(db, user.id):
+            end_session(db, login_session, "deactivated")
+    audit.record(
+        db,
+        actor,
+        "user.activate" if active else "user.deactivate",
+        "user",
+        resource_id=user.id,
+        detail=user.username,
+    )
+
+
+def set_password(db: Session, actor: Principal | None, user: User, password: str) -> None:
+    if problem := password_problem(password):
+        raise InvalidInput(errors={"password": problem})
+    user.password_hash = hash_password(password)
+    for login_session in _open_sessions(db, user.id):
+        if actor is None or login_session.id != actor.login_session_id:
+            end_session(db, login_session, "password_changed")
+    audit.record(
+        db,
+        actor,
+        "user.set_password",
+        "user",
+        resource_id=user.id,
+        detail=user.username,
+        clinic_id=user.clinic_id,
+    )
+
+
+def change_own_password(db: Session, actor: Principal, current_password: str, new_password: str) -> None:
+    user = db.get(User, actor.user_id)
+    if user is None or not verify_password(user.password_hash, current_password):
+        raise InvalidInput(errors={"current_password": "That is not your current password."})
+    set_password(db, actor, user, new_password)
+
+
+def reset_mfa(db: Session, actor: Principal | None, user: User) -> None:
+    user.totp_secret = None
+    user.totp_enrolled = False
+    for login_session in _open_sessions(db, user.id):
+        end_session(db, login_session, "mfa_reset")
+    audit.record(
+        db,
+        actor,
+        "user.reset_mfa",
+        "user",
+        resource_id=user.id,
+        detail=user.username,
+        clinic_id=user.clinic_id,
+    )
+
+
+def _open_sessions(db: Session, user_id: int) -> list[LoginSession]:
+    query = select(LoginSession).where(LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
+    return list(db.execute(query).scalars())
+
+
+def list_staff(db: Session, actor: Principal) -> list[User]:
+    query = select(User).where(User.clinic_id == actor.clinic_id).order_by(User.role, User.username)
+    users = list(db.execute(query).scalars())
+    audit.record(db, actor, "user.list", "user", detail=f"{len(users)} accounts")
+    return users
+
+
+def user_by_username(db: Session, username: str) -> User:
+    user = db.execute(select(User).where(User.username == username)).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user
+
+
+def clinic(db: Session, clinic_id: int) -> Clinic:
+    found = db.get(Clinic, clinic_id)
+    if found is None:
+        raise NotFound("No such clinic.")
+    return found
+
+
+def permissions_of(principal: Principal) -> frozenset[Permission]:
+    if principal.role is None:
+        return frozenset(Permission(s) for s in principal.scopes if s in TOKEN_SCOPES)
+    return ROLE_PERMISSIONS[principal.role]
+
+
+# --- API tokens --------------------------------------------------------------------------
+
+
+def create_api_token(db: Session, actor: Principal, name: str, scopes: list[str]) -> tuple[ApiToken, str]:
+    """Returns the token row and the secret, which is shown once and never stored."""
+    errors: dict[str, str] = {}
+    if not name.strip() or len(name) > 100:
+        errors["name"] = "Give the token a name of 1 to 100 characters (say which device)."
+    allowed = {s.value for s in TOKEN_SCOPES}
+    unknown = [s for s in scopes if s not in allowed]
+    if not scopes or unknown:
+        errors["scopes"] = f"Choose scopes from: {', '.join(sorted(allowed))}."
+    if errors:
+        raise InvalidInput(errors=errors)
+    secret = "kc_" + secrets.token_urlsafe(32)
+    token = ApiToken(
+        clinic_id=actor.clinic_id,
+        name=name.strip(),
+        token_sha256=sha256_hex(secret),
+        scopes=" ".join(sorted(set(scopes))),
+        created_by_id=actor.user_id,
+    )
+    db.add(token)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise InvalidInput(errors={"name": "A token with that name exists in your clinic."}) from exc
+    audit.record(
+        db, actor, "token.create", "api_token", resource_id=token.id, detail=f"{token.name}: {token.scopes}"
+    )
+    return token, secret
+
+
+def list_api_tokens(db: Session, actor: Principal) -> list[ApiToken]:
+    query = select(ApiToken).where(ApiToken.clinic_id == actor.clinic_id).order_by(ApiToken.name)
+    return list(db.execute(query).scalars())
+
+
+def revoke_api_token(db: Session, actor: Principal, token_id: int) -> None:
+    token = db.get(ApiToken, token_id)
+    if token is None or token.clinic_id != actor.clinic_id:
+        raise NotFound("No such token in your clinic.")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        audit.record(db, actor, "token.revoke", "api_token", resource_id=token.id, detail=token.name)
+
+
+def resolve_api_token(db: Session, secret: str, client_addr: str | None) -> Principal:
+    token = db.execute(
+        select(ApiToken).where(ApiToken.token_sha256 == sha256_hex(secret))
+    ).scalar_one_or_none()
+    if token is None or token.revoked_at is not None:
+        raise NotAuthenticated("The API token is unknown or revoked.")
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
+        token.last_used_at = now
+    return Principal(
+        user_id=None,
+        username=f"token:{token.name}",
+        role=None,
+        clinic_id=token.clinic_id,
+        client_addr=client_addr,
+        api_token_id=token.id,
+        scopes=frozenset(token.scope_list),
+    )
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def staff_counts(db: Session, clinic_id: int) -> dict[str, int]:
+    query = (
+        select(User.role, func.count())
+        .where(User.clinic_id == clinic_id, User.is_active.is_(True))
+        .group_by(User.role)
+    )
+    return {role: n for role, n in db.execute(query).tuples()}
+
+
+def recent_failed_logins(db: Session, clinic_id: int, hours: int = 24) -> int:
+    since = utcnow() - dt.timedelta(hours=hours)
+    usernames = select(User.username).where(User.clinic_id == clinic_id)
+    query = (
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            LoginAttempt.succeeded.is_(False),
+            LoginAttempt.attempted_at >= since,
+            LoginAttempt.username.in_(usernames),
+        )
+    )
+    return int(db.execute(query).scalar_one())

@@ -1,0 +1,358 @@
+"""Patient-record use-cases. Every read and write of a patient's data is audited here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ketacare.audit import service as audit
+from ketacare.auth.models import Clinic, Role
+from ketacare.auth.principal import Principal
+from ketacare.db import utcnow
+from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit
+from ketacare.patients.models import Allergy, Condition, Measurement, Medication, Patient
+from ketacare.patients.schemas import (
+    AllergyCreate,
+    ConditionCreate,
+    MeasurementCreate,
+    MedicationCreate,
+    PatientCreate,
+    PatientUpdate,
+)
+
+PER_PAGE_DEFAULT = 25
+PER_PAGE_MAX = 100
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    patient: Patient
+    measurements: list[Measurement]
+    conditions: list[Condition]
+    medications: list[Medication]
+    allergies: list[Allergy]
+
+    @property
+    def latest_weight(self) -> Measurement | None:
+        return next((m for m in self.measurements if m.weight_kg is not None), None)
+
+    @property
+    def latest_height(self) -> Measurement | None:
+        return next((m for m in self.measurements if m.height_cm is not None), None)
+
+
+def age_years(date_of_birth: dt.date, on: dt.date) -> int:
+    before_birthday = (on.month, on.day) < (date_of_birth.month, date_of_birth.day)
+    return on.year - date_of_birth.year - int(before_birthday)
+
+
+def _denied(action: str, patient_id: int, why: str) -> list[PendingAudit]:
+    return [PendingAudit(action, "patient", str(patient_id), patient_id, "denied", why)]
+
+
+def visible_patient(db: Session, actor: Principal, patient_id: int, action: str) -> Patient:
+    """The patient if ``actor`` may see them; another clinic's patient looks like no patient."""
+    patient = db.get(Patient, patient_id)
+    if patient is None or patient.clinic_id != actor.clinic_id:
+        why = "no such patient" if patient is None else "patient of another clinic"
+        raise NotFound("No such patient in your clinic.", audit=_denied(action, patient_id, why))
+    if actor.role == Role.patient and actor.patient_id != patient_id:
+        raise Forbidden(
+            "You can only see your own record.", audit=_denied(action, patient_id, "not own record")
+        )
+    return patient
+
+
+def _search_query(clinic_id: int, q: str) -> Select[Patient]:
+    query = select(Patient).where(Patient.clinic_id == clinic_id)
+    q = q.strip()
+    if not q:
+        return query
+    try:
+        born = dt.date.fromisoformat(q)
+    except ValueError:
+        born = None
+    if born is not None:
+        return query.where(Patient.date_of_birth == born)
+    terms = q.lower().replace(",", " ").split()
+    for term in terms:
+        like = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                func.lower(Patient.family_name).like(like, escape="\\"),
+                func.lower(Patient.given_name).like(like, escape="\\"),
+                func.lower(Patient.record_number) == term,
+            )
+        )
+    return query
+
+
+def search(
+    db: Session, actor: Principal, q: str = "", page: int = 1, per_page: int = PER_PAGE_DEFAULT
+) -> tuple[list[Patient], int]:
+    """Search by name prefixes (any order), date of birth (YYYY-MM-DD) or record number.
+
+    Every patient shown is audited: a list reveals names and dates of birth.
+    """
+    page = max(page, 1)
+    per_page = min(max(per_page, 1), PER_PAGE_MAX)
+    query = _search_query(actor.clinic_id, q)
+    total = int(db.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+    rows = db.execute(
+        query.order_by(Patient.family_name, Patient.given_name, Patient.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    patients = list(rows.scalars())
+    for patient in patients:
+        audit.record(
+            db,
+            actor,
+            "patient.list",
+            "patient",
+            resource_id=patient.id,
+            patient_id=patient.id,
+            detail=f"search {q!r}" if q else "",
+        )
+    return patients, total
+
+
+def _next_record_number(db: Session, clinic_id: int) -> str:
+    db.execute(
+        update(Clinic).where(Clinic.id == clinic_id).values(next_record_number=Clinic.next_record_number + 1)
+    )
+    clinic = db.execute(
+        select(Clinic).where(Clinic.id == clinic_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    return f"{clinic.record_prefix}-{clinic.next_record_number - 1:06d}"
+
+
+def create(db: Session, actor: Principal, data: PatientCreate) -> Patient:
+    record_number = data.record_number
+    if record_number is not None:
+        taken = db.execute(
+            select(Patient.id).where(
+                Patient.clinic_id == actor.clinic_id, Patient.record_number == record_number
+            )
+        ).first()
+        if taken:
+            raise InvalidInput(errors={"record_number": f"{record_number} belongs to another patient."})
+    else:
+        record_number = _next_record_number(db, actor.clinic_id)
+    fields = data.model_dump(exclude={"record_number"})
+    patient = Patient(clinic_id=actor.clinic_id, record_number=record_number, **fields)
+    db.add(patient)
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        raise InvalidInput(errors={"record_number": f"{record_number} belongs to another patient."}) from exc
+    audit.record(
+        db,
+        actor,
+        "patient.create",
+        "patient",
+        resource_id=patient.id,
+        patient_id=patient.id,
+        detail=record_number,
+    )
+    return patient
+
+
+def update_demographics(db: Session, actor: Principal, patient_id: int, data: PatientUpdate) -> Patient:
+    patient = visible_patient(db, actor, patient_id, "patient.update")
+    changes = data.model_dump(exclude_unset=True)
+    changed = sorted(k for k, v in changes.items() if getattr(patient, k) != v)
+    for key in changed:
+        setattr(patient, key, changes[key])
+    if changed:
+        patient.updated_at = utcnow()
+    audit.record(
+        db,
+        actor,
+        "patient.update",
+        "patient",
+        resource_id=patient.id,
+        patient_id=patient.id,
+        detail="changed: " + (", ".join(changed) or "nothing"),
+    )
+    return patient
+
+
+def record(db: Session, actor: Principal, patient_id: int) -> PatientRecord:
+    patient = visible_patient(db, actor, patient_id, "patient.read")
+    result = PatientRecord(
+        patient=patient,
+        measurements=list(
+            db.execute(
+                select(Measurement)
+                .where(Measurement.patient_id == patient_id)
+                .order_by(Measurement.measured_on.desc(), Measurement.id.desc())
+            ).scalars()
+        ),
+        conditions=list(
+            db.execute(
+                select(Condition).where(Condition.patient_id == patient_id).order_by(Condition.id)
+            ).scalars()
+        ),
+        medications=list(
+            db.execute(
+                select(Medication).where(Medication.patient_id == patient_id).order_by(Medication.id)
+            ).scalars()
+        ),
+        allergies=list(
+            db.execute(select(Allergy).where(Allergy.patient_id == patient_id).order_by(Allergy.id)).scalars()
+        ),
+    )
+    audit.record(db, actor, "patient.read", "patient", resource_id=patient.id, patient_id=patient.id)
+    return result
+
+
+def add_measurement(db: Session, actor: Principal, patient_id: int, data: MeasurementCreate) -> Measurement:
+    visible_patient(db, actor, patient_id, "patient.measurement.add")
+    row = Measurement(patient_id=patient_id, recorded_by_id=actor.user_id, **data.model_dump())
+    db.add(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "patient.measurement.add",
+        "measurement",
+        resource_id=row.id,
+        patient_id=patient_id,
+        detail=f"weight_kg={data.weight_kg} height_cm={data.height_cm} on {data.measured_on}",
+    )
+    return row
+
+
+def add_condition(db: Session, actor: Principal, patient_id: int, data: ConditionCreate) -> Condition:
+    visible_patient(db, actor, patient_id, "patient.condition.add")
+    duplicate = db.execute(
+        select(Condition.id).where(
+            Condition.patient_id == patient_id, Condition.icd10_code == data.icd10_code
+        )
+    ).first()
+    if duplicate:
+        raise InvalidInput(errors={"icd10_code": f"{data.icd10_code} is already on the record."})
+    row = Condition(patient_id=patient_id, **data.model_dump())
+    db.add(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "patient.condition.add",
+        "condition",
+        resource_id=row.id,
+        patient_id=patient_id,
+        detail=data.icd10_code,
+    )
+    return row
+
+
+def add_medication(db: Session, actor: Principal, patient_id: int, data: MedicationCreate) -> Medication:
+    visible_patient(db, actor, patient_id, "patient.medication.add")
+    row = Medication(patient_id=patient_id, **data.model_dump())
+    db.add(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "patient.medication.add",
+        "medication",
+        resource_id=row.id,
+        patient_id=patient_id,
+        detail=data.name,
+    )
+    return row
+
+
+def add_allergy(db: Session, actor: Principal, patient_id: int, data: AllergyCreate) -> Allergy:
+    visible_patient(db, actor, patient_id, "patient.allergy.add")
+    row = Allergy(patient_id=patient_id, **data.model_dump())
+    db.add(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "patient.allergy.add",
+        "allergy",
+        resource_id=row.id,
+        patient_id=patient_id,
+        detail=data.substance,
+    )
+    return row
+
+
+REMOVABLE: dict[str, type[Condition | Medication | Allergy]] = {
+    "condition": Condition,
+    "medication": Medication,
+    "allergy": Allergy,
+}
+
+
+def remove_item(db: Session, actor: Principal, patient_id: int, kind: str, item_id: int) -> None:
+    """Remove a condition, medication or allergy entered in error or no longer current."""
+    model = REMOVABLE.get(kind)
+    if model is None:
+        raise NotFound(f"Nothing called {kind!r} on a patient record.")
+    visible_patient(db, actor, patient_id, f"patient.{kind}.remove")
+    row = db.get(model, item_id)
+    if row is None or getattr(row, "patient_id", None) != patient_id:
+        raise NotFound(f"No such {kind} on this record.")
+    db.delete(row)
+    audit.record(db, actor, f"patient.{kind}.remove", kind, resource_id=item_id, patient_id=patient_id)
+
+
+def count(db: Session, actor: Principal) -> int:
+    query = select(func.count()).select_from(Patient).where(Patient.clinic_id == actor.clinic_id)
+    return int(db.execute(query).scalar_one())
+
+
+def recently_added(db: Session, actor: Principal, limit: int = 8) -> list[Patient]:
+    query = (
+        select(Patient)
+        .where(Patient.clinic_id == actor.clinic_id)
+        .order_by(Patient.created_at.desc(), Patient.id.desc())
+        .limit(limit)
+    )
+    patients = list(db.execute(query).scalars())
+    for patient in patients:
+        audit.record(
+            db,
+            actor,
+            "patient.list",
+            "patient",
+            resource_id=patient.id,
+            patient_id=patient.id,
+            detail="dashboard: recently added",
+        )
+    return patients
+
+
+SMALL_CELL = 5  # counts below this are suppressed in de-identified views (design default)
+
+
+@dataclass(frozen=True)
+class ConditionCount:
+    icd10_code: str
+    display: str
+    patients: int | None  # None when suppressed
+
+
+def condition_counts(db: Session, actor: Principal) -> list[ConditionCount]:
+    """De-identified: how many of the clinic's patients carry each diagnosis; small cells hidden."""
+    query = (
+        select(
+            Condition.icd10_code, func.min(Condition.display), func.count(func.distinct(Condition.patient_id))
+        )
+        .join(Patient, Patient.id == Condition.patient_id)
+        .where(Patient.clinic_id == actor.clinic_id)
+        .group_by(Condition.icd10_code)
+        .order_by(func.count(func.distinct(Condition.patient_id)).desc())
+    )
+    rows = db.execute(query).tuples()
+    audit.record(db, actor, "research.condition_counts", "cohort", detail="de-identified aggregate")
+    return [ConditionCount(code, display, n if n >= SMALL_CELL else None) for code, display, n in rows]

@@ -1,0 +1,189 @@
+"""Request-scoped dependencies: the unit of work, the acting principal, and permission checks.
+
+Every route declares what it needs with ``require(Permission.X)``, ``public()`` or
+``mfa_stage()``; the route-walking test reads the marker these attach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ketacare.audit import service as audit
+from ketacare.auth import service as auth
+from ketacare.auth.models import LoginSession, User
+from ketacare.auth.permissions import Permission
+from ketacare.auth.principal import Principal
+from ketacare.config import Settings
+from ketacare.errors import (
+    DatabaseUnavailable,
+    Forbidden,
+    KetaCareError,
+    NotAuthenticated,
+    PendingAudit,
+    ReauthenticationRequired,
+)
+from ketacare.web import csrf
+
+SESSION_COOKIE = "ketacare_session"
+PERMISSION_MARKER = "__ketacare_permission__"
+
+
+class MfaPending(NotAuthenticated):
+    title = "Two-factor authentication needed"
+    slug = "mfa-pending"
+
+
+def client_addr(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent.
+
+    On an error the transaction rolls back; audit entries the error carries (a denied
+    access, a throttled login) are then written in a transaction of their own.
+    """
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    db = factory()
+    try:
+        yield db
+        db.commit()
+    except KetaCareError as exc:
+        db.rollback()
+        if exc.audit:
+            _write_pending(db, request, exc.audit)
+        raise
+    except OperationalError as exc:
+        db.rollback()
+        raise DatabaseUnavailable(
+            "The database is busy or unavailable, so nothing was saved. Try again in a moment."
+        ) from exc
+    except BaseException:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+def _write_pending(db: Session, request: Request, pending: list[PendingAudit]) -> None:
+    actor: Principal | None = getattr(request.state, "principal", None)
+    try:
+        for item in pending:
+            audit.record(
+                db,
+                actor,
+                item.action,
+                item.resource_type,
+                resource_id=item.resource_id,
+                patient_id=item.patient_id,
+                outcome=item.outcome,
+                detail=item.detail,
+                client_addr=client_addr(request),
+            )
+        db.commit()
+    except OperationalError:
+        db.rollback()
+
+
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _mark(dependency: Callable[..., Any], marker: str) -> Callable[..., Any]:
+    setattr(dependency, PERMISSION_MARKER, marker)
+    return dependency
+
+
+def _authenticate(request: Request, db: Session, settings: Settings) -> Principal:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        principal = auth.resolve_api_token(db, header[7:].strip(), client_addr(request))
+        request.state.principal = principal
+        return principal
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        raise NotAuthenticated("Please log in.")
+    active = auth.resolve_session(db, settings, token)
+    principal = auth.principal_for(active.user, active.login_session, client_addr(request))
+    request.state.principal = principal
+    request.state.login_session = active.login_session
+    request.state.user = active.user
+    if active.login_session.mfa_pending:
+        raise MfaPending("Finish two-factor authentication first.")
+    return principal
+
+
+def require(permission: Permission, *, sensitive: bool = False) -> Any:
+    """Dependency: the principal, who must hold ``permission``.
+
+    ``sensitive`` actions also need a password confirmed in the last few minutes (sudo mode);
+    they are never open to API tokens.
+    """
+
+    def dependency(
+        request: Request,
+        db: DbSession,
+        settings: SettingsDep,
+        _csrf: Annotated[None, Depends(csrf.check)],
+    ) -> Principal:
+        principal = _authenticate(request, db, settings)
+        if permission not in auth.permissions_of(principal):
+            raise Forbidden(
+                "Your role does not allow this.",
+                audit=[
+                    PendingAudit(
+                        "access.denied", "route", request.url.path, detail=f"needs {permission.value}"
+                    )
+                ],
+            )
+        if sensitive:
+            login_session: LoginSession | None = getattr(request.state, "login_session", None)
+            if login_session is None:
+                raise Forbidden("This action needs a person, not an API token.")
+            if not auth.recently_authenticated(settings, login_session):
+                raise ReauthenticationRequired("Confirm your password to continue.")
+        return principal
+
+    return Depends(_mark(dependency, permission.value + (" (sensitive)" if sensitive else "")))
+
+
+def public() -> Any:
+    """Dependency for routes anyone may call (forms among them still need the CSRF token)."""
+
+    async def dependency(request: Request) -> None:
+        await csrf.check(request)
+
+    return Depends(_mark(dependency, "public"))
+
+
+def mfa_stage() -> Any:
+    """Dependency for the two-factor pages: a password-checked session whose MFA is pending."""
+
+    def dependency(
+        request: Request,
+        db: DbSession,
+        settings: SettingsDep,
+        _csrf: Annotated[None, Depends(csrf.check)],
+    ) -> tuple[LoginSession, User]:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise NotAuthenticated("Please log in.")
+        active = auth.resolve_session(db, settings, token)
+        return active.login_session, active.user
+
+    return Depends(_mark(dependency, "mfa-stage"))
+
+
+def optional_principal(request: Request) -> Principal | None:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal

@@ -1,0 +1,122 @@
+"""Errors mapped in one place: an HTML page for people, RFC 9457 problem+json for the API."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ketacare.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    KetaCareError,
+    NotAuthenticated,
+    ReauthenticationRequired,
+)
+from ketacare.web.deps import MfaPending
+from ketacare.web.templating import render
+
+log = logging.getLogger("ketacare")
+PROBLEM_JSON = "application/problem+json"
+
+
+def wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith("/api/"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def problem(request: Request, status: int, title: str, detail: str, slug: str, **extra: object) -> Response:
+    body = {
+        "type": f"https://ketacare.example/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _html_error(request: Request, status: int, title: str, detail: str) -> Response:
+    return render(request, "error.html", {"title": title, "detail": detail, "status": status}, status)
+
+
+async def handle_ketacare_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KetaCareError)
+    if wants_json(request):
+        return problem(request, exc.status_code, exc.title, str(exc), exc.slug, **exc.extra())
+    next_url = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    if isinstance(exc, MfaPending):
+        return RedirectResponse("/login/mfa", status_code=303)
+    if isinstance(exc, ReauthenticationRequired):
+        return RedirectResponse(f"/reauth?next={next_url}", status_code=303)
+    if isinstance(exc, NotAuthenticated):
+        reason = "&reason=idle" if exc.slug == "session-expired" else ""
+        response = RedirectResponse(f"/login?next={next_url}{reason}", status_code=303)
+        return response
+    if isinstance(exc, InvalidInput):
+        details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items()) or str(exc)
+        return _html_error(request, exc.status_code, exc.title, details)
+    return _html_error(request, exc.status_code, exc.title, str(exc))
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"][1:]) or str(err["loc"][0]), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    if wants_json(request):
+        return problem(
+            request,
+            422,
+            InvalidInput.title,
+            "The request was not accepted; nothing was changed.",
+            InvalidInput.slug,
+            errors=errors,
+        )
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _html_error(request, 422, InvalidInput.title, detail)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {404: "Page not found", 405: "Method not allowed"}
+    title = titles.get(exc.status_code, "Request not accepted")
+    detail = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+    if wants_json(request):
+        return problem(request, exc.status_code, title, detail, f"http-{exc.status_code}")
+    return _html_error(request, exc.status_code, title, detail)
+
+
+async def handle_database_error(request: Request, exc: Exception) -> Response:
+    log.error("database error on %s: %s", request.url.path, exc)
+    unavailable = DatabaseUnavailable(
+        "The database is busy or unavailable, so nothing was saved. Try again in a moment."
+    )
+    return await handle_ketacare_error(request, unavailable)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    detail = "Something went wrong on our side and nothing was saved. The error was logged."
+    if wants_json(request):
+        return problem(request, 500, "Internal error", detail, "internal-error")
+    return _html_error(request, 500, "Something went wrong", detail)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(KetaCareError, handle_ketacare_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(OperationalError, handle_database_error)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -1,0 +1,50 @@
+"""The dashboard for each role, and the health check."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from ketacare.audit import service as audit
+from ketacare.auth import service as auth
+from ketacare.auth.models import Role
+from ketacare.auth.permissions import Permission
+from ketacare.auth.principal import Principal
+from ketacare.patients import service as patients
+from ketacare.web.deps import DbSession, public, require
+from ketacare.web.templating import render
+
+router = APIRouter()
+
+
+@router.get("/healthz", include_in_schema=False, dependencies=[public()])
+def healthz(db: DbSession) -> Response:
+    db.execute(text("SELECT 1"))
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/", include_in_schema=False)
+def dashboard(
+    request: Request, db: DbSession, actor: Annotated[Principal, require(Permission.dashboard)]
+) -> Response:
+    context: dict[str, object] = {"clinic": auth.clinic(db, actor.clinic_id)}
+    if actor.role in (Role.prescriber, Role.nurse, Role.clinic_admin):
+        context["patient_count"] = patients.count(db, actor)
+        context["recent_patients"] = patients.recently_added(db, actor)
+        context["today"] = dt.date.today()
+        context["age_years"] = patients.age_years
+    if actor.role == Role.clinic_admin:
+        context["staff_counts"] = auth.staff_counts(db, actor.clinic_id)
+        context["failed_logins"] = auth.recent_failed_logins(db, actor.clinic_id)
+    if actor.role == Role.researcher:
+        context["condition_counts"] = patients.condition_counts(db, actor)
+        context["small_cell"] = patients.SMALL_CELL
+    if actor.role == Role.auditor:
+        entries, total = audit.search(db, audit.AuditFilter(clinic_id=actor.clinic_id), limit=10, offset=0)
+        context["audit_recent"] = entries
+        context["audit_total"] = total
+    return render(request, "dashboard.html", context)

@@ -1,0 +1,77 @@
+"""Jinja2 set-up shared by every feature: template folders, globals, filters, ``render``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from starlette.responses import HTMLResponse
+
+from ketacare.auth.permissions import ROLE_PERMISSIONS, Permission
+from ketacare.auth.principal import Principal
+from ketacare.web import csrf
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+FEATURES_WITH_TEMPLATES = ("web", "auth", "patients", "audit")
+
+DISCLAIMER = (
+    "KetaCare is decision support for licensed clinicians. It does not replace their "
+    "judgement, and nothing here is medical advice for an individual patient."
+)
+
+NAV: list[tuple[str, str, Permission]] = [
+    ("Dashboard", "/", Permission.dashboard),
+    ("Patients", "/patients", Permission.patient_read),
+    ("My record", "/me", Permission.patient_self),
+    ("Staff", "/admin/users", Permission.user_manage),
+    ("API tokens", "/admin/tokens", Permission.token_manage),
+    ("Audit trail", "/audit", Permission.audit_read),
+    ("Account", "/account", Permission.account),
+]
+
+
+def _local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if value is None:
+        return ""
+    return value.astimezone(zoneinfo.ZoneInfo(zone)).strftime(fmt)
+
+
+def build_templates(clinic_time_zone: str) -> Jinja2Templates:
+    loader = ChoiceLoader(
+        [FileSystemLoader(str(PACKAGE_DIR / name / "templates")) for name in FEATURES_WITH_TEMPLATES]
+    )
+    env = Environment(loader=loader, autoescape=select_autoescape(["html"]), auto_reload=False)
+    env.globals["DISCLAIMER"] = DISCLAIMER
+    env.globals["csrf_token"] = csrf.form_token
+    env.globals["CSRF_FIELD"] = csrf.CSRF_FIELD
+    env.filters["local"] = lambda value, fmt="%Y-%m-%d %H:%M": _local_time(value, clinic_time_zone, fmt)
+    return Jinja2Templates(env=env)
+
+
+def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
+    if principal is None or principal.role is None:
+        return []
+    held = ROLE_PERMISSIONS[principal.role]
+    return [(label, href) for label, href, needed in NAV if needed in held]
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    templates: Jinja2Templates = request.app.state.templates
+    principal: Principal | None = getattr(request.state, "principal", None)
+    full = {
+        "principal": principal,
+        "nav": nav_for(principal),
+        "path": request.url.path,
+        "values": {},
+        "errors": {},
+        **(context or {}),
+    }
+    response: HTMLResponse = templates.TemplateResponse(request, template, full, status_code=status_code)
+    return response
