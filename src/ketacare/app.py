@@ -45,7 +45,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
             "Ketamine pain-therapy programme. Decision support for licensed clinicians; "
             "errors are RFC 9457 problem+json."
         ),
-        docs_url="/api/docs",
+        docs_url=None,  # served by web.routes from vendored Swagger UI: no CDN
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,

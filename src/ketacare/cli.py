@@ -30,6 +30,7 @@ from ketacare.config import Environment, Settings, load_settings
 from ketacare.db import make_engine, make_sessionmaker, transaction
 from ketacare.demo import DemoLogin
 from ketacare.errors import KetaCareError
+from ketacare.pharmacology.cli import simulate
 
 app = typer.Typer(help="KetaCare: ketamine pain-therapy programme.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema: upgrade, downgrade, current.", no_args_is_help=True)
@@ -40,6 +41,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(clinic_app, name="clinic")
 app.add_typer(audit_app, name="audit")
+app.command("simulate")(simulate)
 console = Console()
 err = Console(stderr=True)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -20,8 +23,13 @@ class PendingAudit:
 
 @dataclass
 class KetaCareError(Exception):
+    """``audit`` entries and ``after_rollback`` steps are written once the request's own
+    transaction has rolled back, in a transaction of their own (a denied access is still
+    recorded; an idle session is still closed)."""
+
     detail: str = ""
     audit: list[PendingAudit] = field(default_factory=list)
+    after_rollback: list[Callable[[Session], None]] = field(default_factory=list)
 
     status_code = 400
     title = "Bad request"

@@ -16,7 +16,10 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for err in exc.errors():
         name = ".".join(str(part) for part in err["loc"]) or "form"
-        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing" or (err["loc"] and err.get("input", "") is None):
+            message = "This is required."
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
         errors.setdefault(name, message)
     return errors
 

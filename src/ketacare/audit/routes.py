@@ -59,7 +59,7 @@ def _record_numbers(db: Session, entries: list[AuditEntry]) -> dict[int, str]:
     if not ids:
         return {}
     rows = db.execute(select(Patient.id, Patient.record_number).where(Patient.id.in_(ids)))
-    return {pid: number for pid, number in rows.tuples()}
+    return {pid: number for pid, number in rows.all()}
 
 
 @router.get("/audit", include_in_schema=False)

@@ -65,6 +65,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_enrolled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The last 30-second step whose code was accepted: a code works once (RFC 6238 section 5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column()

@@ -59,7 +59,6 @@ PUBLIC_ROUTES = frozenset(
         "/logout",
         "/static",
         "/api/docs",
-        "/api/docs/oauth2-redirect",
         "/api/openapi.json",
     }
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from typing import Annotated
+from urllib.parse import quote
 
 import segno
 from fastapi import APIRouter, Request
@@ -80,7 +81,7 @@ def login_submit(request: Request, db: DbSession, settings: SettingsDep, form: F
             },
             status_code=401,
         )
-    target = f"/login/mfa?next={next_url}" if result.mfa_pending else next_url
+    target = f"/login/mfa?next={quote(next_url)}" if result.mfa_pending else next_url
     response = RedirectResponse(target, status_code=303)
     _set_session_cookie(response, request, result.session_token)
     return response

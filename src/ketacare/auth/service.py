@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 import pyotp
@@ -143,13 +144,26 @@ def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSessio
     login_session = db.execute(
         select(LoginSession).where(LoginSession.token_sha256 == sha256_hex(token))
     ).scalar_one_or_none()
-    if login_session is None or login_session.ended_at is not None:
+    if login_session is None:
+        raise NotAuthenticated("Please log in.")
+    if login_session.ended_at is not None:
+        if login_session.end_reason == "idle":
+            raise SessionExpired(
+                f"You were logged out after {settings.idle_timeout_minutes} minutes without activity."
+            )
         raise NotAuthenticated("Please log in.")
     user = db.get(User, login_session.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated("This account is not active.")
     now = utcnow()
     if now - login_session.last_seen_at > dt.timedelta(minutes=settings.idle_timeout_minutes):
+        session_id = login_session.id
+
+        def close(db: Session) -> None:
+            expired = db.get(LoginSession, session_id)
+            if expired is not None and expired.ended_at is None:
+                end_session(db, expired, "idle")
+
         raise SessionExpired(
             f"You were logged out after {settings.idle_timeout_minutes} minutes without activity.",
             audit=[
@@ -161,8 +175,9 @@ def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSessio
                     detail=user.username,
                 )
             ],
+            after_rollback=[close],
         )
-    # One write a minute is enough to track idleness; it keeps page views cheap.
+    # Touching the row at most every 30 seconds is enough to track idleness and keeps reads cheap.
     if now - login_session.last_seen_at > dt.timedelta(seconds=30):
         login_session.last_seen_at = now
     return ActiveSession(login_session, user)
@@ -240,10 +255,21 @@ def recently_authenticated(settings: Settings, login_session: LoginSession) -> b
 
 
 def totp_matches(user: User, code: str) -> bool:
+    """A code from the current step or one either side (clock drift), each step usable once."""
     if not user.totp_secret:
         return False
     code = code.strip().replace(" ", "")
-    return code.isdigit() and pyotp.TOTP(user.totp_secret).verify(code, valid_window=1)
+    if not (code.isdigit() and len(code) == 6):
+        return False
+    totp = pyotp.TOTP(user.totp_secret)
+    now_step = int(time.time()) // totp.interval
+    for step in (now_step - 1, now_step, now_step + 1):
+        if hmac.compare_digest(totp.at(step * totp.interval), code):
+            if user.totp_last_step is not None and step <= user.totp_last_step:
+                return False
+            user.totp_last_step = step
+            return True
+    return False
 
 
 def start_enrolment(user: User) -> str:
@@ -569,7 +595,7 @@ def staff_counts(db: Session, clinic_id: int) -> dict[str, int]:
         .where(User.clinic_id == clinic_id, User.is_active.is_(True))
         .group_by(User.role)
     )
-    return {role: n for role, n in db.execute(query).tuples()}
+    return {role: n for role, n in db.execute(query).all()}
 
 
 def recent_failed_logins(db: Session, clinic_id: int, hours: int = 24) -> int:

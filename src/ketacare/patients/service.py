@@ -353,6 +353,6 @@ def condition_counts(db: Session, actor: Principal) -> list[ConditionCount]:
         .group_by(Condition.icd10_code)
         .order_by(func.count(func.distinct(Condition.patient_id)).desc())
     )
-    rows = db.execute(query).tuples()
+    rows = db.execute(query).all()
     audit.record(db, actor, "research.condition_counts", "cohort", detail="de-identified aggregate")
     return [ConditionCount(code, display, n if n >= SMALL_CELL else None) for code, display, n in rows]

@@ -60,8 +60,8 @@ def get_db(request: Request) -> Iterator[Session]:
         db.commit()
     except KetaCareError as exc:
         db.rollback()
-        if exc.audit:
-            _write_pending(db, request, exc.audit)
+        if exc.audit or exc.after_rollback:
+            _write_pending(db, request, exc)
         raise
     except OperationalError as exc:
         db.rollback()
@@ -75,10 +75,12 @@ def get_db(request: Request) -> Iterator[Session]:
         db.close()
 
 
-def _write_pending(db: Session, request: Request, pending: list[PendingAudit]) -> None:
+def _write_pending(db: Session, request: Request, exc: KetaCareError) -> None:
     actor: Principal | None = getattr(request.state, "principal", None)
     try:
-        for item in pending:
+        for step in exc.after_rollback:
+            step(db)
+        for item in exc.audit:
             audit.record(
                 db,
                 actor,

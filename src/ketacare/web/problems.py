@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,19 +50,35 @@ def _html_error(request: Request, status: int, title: str, detail: str) -> Respo
     return render(request, "error.html", {"title": title, "detail": detail, "status": status}, status)
 
 
+def _return_path(request: Request) -> str:
+    """Where to come back to after logging in again: the page, not the address a form posted to."""
+    if request.method in ("GET", "HEAD") and request.headers.get("hx-request") != "true":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc == request.url.netloc and referer.path.startswith("/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/"
+
+
+def _redirect(request: Request, target: str) -> Response:
+    """htmx would follow a redirect and paste the login page into a fragment: send the whole page."""
+    if request.headers.get("hx-request") == "true":
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
 async def handle_ketacare_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KetaCareError)
     if wants_json(request):
         return problem(request, exc.status_code, exc.title, str(exc), exc.slug, **exc.extra())
-    next_url = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    next_url = quote(_return_path(request))
     if isinstance(exc, MfaPending):
-        return RedirectResponse("/login/mfa", status_code=303)
+        return _redirect(request, f"/login/mfa?next={next_url}")
     if isinstance(exc, ReauthenticationRequired):
-        return RedirectResponse(f"/reauth?next={next_url}", status_code=303)
+        return _redirect(request, f"/reauth?next={next_url}")
     if isinstance(exc, NotAuthenticated):
         reason = "&reason=idle" if exc.slug == "session-expired" else ""
-        response = RedirectResponse(f"/login?next={next_url}{reason}", status_code=303)
-        return response
+        return _redirect(request, f"/login?next={next_url}{reason}")
     if isinstance(exc, InvalidInput):
         details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items()) or str(exc)
         return _html_error(request, exc.status_code, exc.title, details)

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
@@ -25,6 +26,17 @@ router = APIRouter()
 def healthz(db: DbSession) -> Response:
     db.execute(text("SELECT 1"))
     return JSONResponse({"status": "ok"})
+
+
+@router.get("/api/docs", include_in_schema=False, dependencies=[public()])
+def api_docs() -> Response:
+    return get_swagger_ui_html(
+        openapi_url="/api/openapi.json",
+        title="KetaCare API",
+        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger/swagger-ui.css",
+        swagger_favicon_url="/static/favicon.svg",
+    )
 
 
 @router.get("/", include_in_schema=False)

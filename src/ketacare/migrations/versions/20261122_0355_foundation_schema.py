@@ -152,6 +152,7 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=200), nullable=False),
         sa.Column("totp_secret", sa.String(length=64), nullable=True),
         sa.Column("totp_enrolled", sa.Boolean(), nullable=False),
+        sa.Column("totp_last_step", sa.Integer(), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("created_at", ketacare.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_login_at", ketacare.db.UTCDateTime(timezone=True), nullable=True),

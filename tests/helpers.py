@@ -1,0 +1,49 @@
+"""Small helpers shared by tests: counting rows and reading the audit trail."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pyotp
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ketacare.audit.models import AuditEntry
+
+PASSWORD = "correct horse battery staple"
+
+
+def count(db: Session, model: Any, *where: Any) -> int:
+    return int(db.execute(select(func.count()).select_from(model).where(*where)).scalar_one())
+
+
+def audit_entries(db: Session, action: str | None = None, **equal: Any) -> list[AuditEntry]:
+    db.expire_all()
+    query = select(AuditEntry).order_by(AuditEntry.seq)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    for name, value in equal.items():
+        query = query.where(getattr(AuditEntry, name) == value)
+    return list(db.execute(query).scalars())
+
+
+def is_problem(response: Any, status: int) -> bool:
+    return (
+        response.status_code == status
+        and response.headers["content-type"].startswith("application/problem+json")
+        and response.json()["status"] == status
+    )
+
+
+def next_code(user: Any) -> str:
+    """A TOTP code not used before: each 30-second step's code is accepted once, so tests that
+    need several codes in a row take the next unused step (within the accepted clock drift)."""
+    totp = pyotp.TOTP(user.totp_secret)
+    now_step = int(time.time()) // totp.interval
+    last = getattr(user, "_test_last_step", None)
+    step = now_step - 1 if last is None else last + 1
+    if step > now_step + 1:
+        raise RuntimeError("more than three codes asked for within one 30-second step")
+    user._test_last_step = step
+    return totp.at(step * totp.interval)

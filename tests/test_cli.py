@@ -1,0 +1,136 @@
+"""The ``ketacare`` command on a real SQLite file: schema, users, audit verify, backup, restore."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ketacare.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KETACARE_ENVIRONMENT", "test")
+    monkeypatch.setenv("KETACARE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("KETACARE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("KETACARE_SECRET_KEY", "k" * 40)
+    return tmp_path
+
+
+def run(*args: str) -> object:
+    return runner.invoke(app, list(args))
+
+
+def test_serve_refuses_unmigrated_database(env: Path) -> None:
+    result = run("serve", "--port", "1")
+    assert result.exit_code == 2
+    assert "ketacare db upgrade" in result.output
+
+
+def test_db_upgrade_current_downgrade(env: Path) -> None:
+    assert run("db", "upgrade").exit_code == 0
+    current = run("db", "current")
+    assert "current: 0001" in current.output
+    assert run("db", "downgrade", "base").exit_code == 0
+    assert "current: none" in run("db", "current").output
+
+
+def test_users_audit_backup_restore(env: Path) -> None:
+    run("db", "upgrade")
+    assert (
+        run("clinic", "create", "--name", "North", "--slug", "north", "--record-prefix", "NSP").exit_code == 0
+    )
+    created = run(
+        "user",
+        "create",
+        "dana",
+        "--clinic",
+        "north",
+        "--role",
+        "prescriber",
+        "--full-name",
+        "Dana",
+        "--prescriber-kind",
+        "physician",
+        "--password",
+        "a long enough password",
+    )
+    assert created.exit_code == 0, created.output
+    weak = run(
+        "user",
+        "create",
+        "sam",
+        "--clinic",
+        "north",
+        "--role",
+        "nurse",
+        "--full-name",
+        "Sam",
+        "--password",
+        "short",
+    )
+    assert weak.exit_code == 2 and "12 characters" in weak.output
+    assert (
+        run(
+            "user",
+            "create",
+            "x1x",
+            "--clinic",
+            "nope",
+            "--role",
+            "nurse",
+            "--full-name",
+            "X",
+            "--password",
+            "a long enough password",
+        ).exit_code
+        == 2
+    )
+    assert run("user", "set-role", "dana", "nurse").exit_code == 0
+    assert run("user", "set-password", "dana", "--password", "another long password").exit_code == 0
+    assert run("user", "set-password", "ghost", "--password", "another long password").exit_code == 2
+
+    verified = run("audit", "verify")
+    assert verified.exit_code == 0 and "intact" in verified.output
+
+    backup_file = env / "backups" / "one.sqlite3"
+    assert run("backup", str(backup_file)).exit_code == 0
+    assert run("backup", str(backup_file)).exit_code == 2  # never overwrites
+
+    db_file = env / "ketacare.sqlite3"
+    with sqlite3.connect(db_file) as conn:
+        conn.execute("DROP TRIGGER audit_entries_no_update")
+        conn.execute("UPDATE audit_entries SET detail = 'tampered' WHERE seq = 2")
+    tampered = run("audit", "verify")
+    assert tampered.exit_code == 1
+    assert "entry 2 was altered" in tampered.output
+
+    assert run("restore", str(backup_file)).exit_code == 2  # needs --yes
+    assert run("restore", str(backup_file), "--yes").exit_code == 0
+    assert run("audit", "verify").exit_code == 0
+
+
+def test_demo_builds_and_refuses_to_reseed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KETACARE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("KETACARE_SECRET_KEY", raising=False)
+    data = tmp_path / "demo"
+    first = run("demo", "--data-dir", str(data), "--patients", "12", "--no-serve")
+    assert first.exit_code == 0, first.output
+    assert "dr.north" in first.output and "ketacare-demo-password" in first.output
+    again = run("demo", "--data-dir", str(data), "--no-serve")
+    assert again.exit_code == 0 and "existing demo database" in again.output
+    code = run("demo-code", "dr.north", "--data-dir", str(data))
+    assert code.exit_code == 0 and code.output.strip().isdigit()
+    with sqlite3.connect(data / "ketacare.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM patients").fetchone() == (24,)
+        assert conn.execute("SELECT count(*) FROM clinics").fetchone() == (2,)
+
+
+def test_backup_without_database_is_a_clear_error(env: Path) -> None:
+    result = run("backup", str(env / "b.sqlite3"))
+    assert result.exit_code == 2 and "no database" in result.output
