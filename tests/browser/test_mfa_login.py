@@ -41,7 +41,7 @@ def test_prescriber_logs_in_with_totp_code_and_sees_dashboard(page, server) -> N
     assert page.url == f"{server.url}/patients"
     page.goto("/")
     assert page.get_by_role("heading", level=1).inner_text() == "Bayview Pain and Infusion Clinic"
-    assert "Logged in as dr.bay" in page.locator("main").inner_text()
+    assert "dr.bay · Prescriber" in page.locator("header").inner_text()
     assert page.get_by_role("heading", name="Find a patient").is_visible()
     assert page.get_by_role("button", name="Log out").is_visible()
     nav = page.get_by_role("navigation", name="Main")
