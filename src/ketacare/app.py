@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -11,14 +12,11 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from ketacare import __version__
-from ketacare.audit.routes import router as audit_router
-from ketacare.auth.routes import router as auth_router
 from ketacare.config import Settings
 from ketacare.db import make_engine, make_sessionmaker
+from ketacare.features import FEATURES
 from ketacare.migrations import ensure_at_head
-from ketacare.patients.routes import router as patients_router
 from ketacare.web import csrf, problems
-from ketacare.web.routes import router as web_router
 from ketacare.web.templating import PACKAGE_DIR, build_templates
 
 CONTENT_SECURITY_POLICY = (
@@ -58,8 +56,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
     problems.install(app)
     _install_middleware(app, settings)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
-    for router in (web_router, auth_router, patients_router, audit_router):
-        app.include_router(router)
+    for feature in FEATURES:
+        module = importlib.import_module(f"ketacare.{feature}.routes")
+        app.include_router(module.router)
     return app
 
 

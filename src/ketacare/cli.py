@@ -172,7 +172,7 @@ def _print_logins(logins: Sequence[DemoLogin]) -> None:
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     settings = settings_or_fail()
     migrations.upgrade(engine_for(settings), revision)

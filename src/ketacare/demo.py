@@ -8,9 +8,11 @@ co-medications below are likewise engineering defaults for realistic-looking dat
 from __future__ import annotations
 
 import base64
+import importlib
 import datetime as dt
 import random
 from dataclasses import dataclass
+from importlib.util import find_spec
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 from ketacare.audit import service as audit
 from ketacare.auth.models import Clinic, PrescriberKind, Role, User
 from ketacare.auth.passwords import hash_password
+from ketacare.features import FEATURES
 from ketacare.knowledge import demo_mix, pain_conditions
 from ketacare.patients.models import Allergy, Condition, Measurement, Medication, Patient
 
@@ -221,6 +224,7 @@ def seed(db: Session, *, patients_per_clinic: int = 150, rng_seed: int = 2026) -
             )
             logins.append(DemoLogin(slug, username, Role.patient.value, DEMO_PASSWORD, None))
         db.flush()
+        _seed_features(db, rng, clinic, patient_ids)
         audit.record(
             db,
             None,
@@ -232,6 +236,14 @@ def seed(db: Session, *, patients_per_clinic: int = 150, rng_seed: int = 2026) -
             detail=f"{patients_per_clinic} demo patients",
         )
     return logins
+
+
+def _seed_features(db: Session, rng: random.Random, clinic: Clinic, patient_ids: list[int]) -> None:
+    """Each feature extends the demo from its own ``demo_data.seed(db, rng, clinic, patient_ids)``."""
+    for feature in FEATURES:
+        name = f"ketacare.{feature}.demo_data"
+        if find_spec(name) is not None:
+            importlib.import_module(name).seed(db, rng, clinic, patient_ids)
 
 
 def _seed_patients(db: Session, rng: random.Random, clinic: Clinic, count: int, today: dt.date) -> list[int]:

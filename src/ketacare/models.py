@@ -1,24 +1,13 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
-from ketacare.audit.models import AuditEntry, AuditHead
-from ketacare.auth.models import ApiToken, Clinic, LoginAttempt, LoginSession, User
+import importlib
+from importlib.util import find_spec
+
 from ketacare.db import Base
-from ketacare.patients.models import Allergy, Condition, Measurement, Medication, Patient
+from ketacare.features import FEATURES
+
+for _feature in FEATURES:
+    if find_spec(f"ketacare.{_feature}.models") is not None:
+        importlib.import_module(f"ketacare.{_feature}.models")
 
 metadata = Base.metadata
-
-__all__ = [
-    "Allergy",
-    "ApiToken",
-    "AuditEntry",
-    "AuditHead",
-    "Clinic",
-    "Condition",
-    "LoginAttempt",
-    "LoginSession",
-    "Measurement",
-    "Medication",
-    "Patient",
-    "User",
-    "metadata",
-]

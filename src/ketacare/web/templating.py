@@ -14,10 +14,10 @@ from starlette.responses import HTMLResponse
 
 from ketacare.auth.permissions import ROLE_PERMISSIONS, Permission
 from ketacare.auth.principal import Principal
+from ketacare.features import FEATURES
 from ketacare.web import csrf
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-FEATURES_WITH_TEMPLATES = ("web", "auth", "patients", "audit")
 
 DISCLAIMER = (
     "KetaCare is decision support for licensed clinicians. It does not replace their "
@@ -43,7 +43,11 @@ def _local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M
 
 def build_templates(clinic_time_zone: str) -> Jinja2Templates:
     loader = ChoiceLoader(
-        [FileSystemLoader(str(PACKAGE_DIR / name / "templates")) for name in FEATURES_WITH_TEMPLATES]
+        [
+            FileSystemLoader(str(PACKAGE_DIR / name / "templates"))
+            for name in FEATURES
+            if (PACKAGE_DIR / name / "templates").is_dir()
+        ]
     )
     env = Environment(loader=loader, autoescape=select_autoescape(["html"]), auto_reload=False)
     env.globals["DISCLAIMER"] = DISCLAIMER
