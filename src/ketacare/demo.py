@@ -8,8 +8,8 @@ co-medications below are likewise engineering defaults for realistic-looking dat
 from __future__ import annotations
 
 import base64
-import importlib
 import datetime as dt
+import importlib
 import random
 from dataclasses import dataclass
 from importlib.util import find_spec
