@@ -60,6 +60,7 @@ PUBLIC_ROUTES = frozenset(
         "/static",
         "/api/docs",
         "/api/openapi.json",
+        "/vendor/plotly.min.js",
     }
 )
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated
 
+import plotly
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from sqlalchemy import text
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
@@ -36,6 +38,17 @@ def api_docs() -> Response:
         swagger_js_url="/static/swagger/swagger-ui-bundle.js",
         swagger_css_url="/static/swagger/swagger-ui.css",
         swagger_favicon_url="/static/favicon.svg",
+    )
+
+
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+
+@router.get("/vendor/plotly.min.js", include_in_schema=False, dependencies=[public()])
+def plotly_js() -> Response:
+    """Plotly's JavaScript from the installed package: charts work offline, no CDN."""
+    return FileResponse(
+        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
     )
 
 
