@@ -20,12 +20,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import URL, Engine, make_url, select
+from sqlalchemy import URL, Engine, make_url
 
 from ketacare import migrations
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
-from ketacare.auth.models import Clinic, PrescriberKind, Role
+from ketacare.auth.roles import PrescriberKind, Role
 from ketacare.config import Environment, Settings, load_settings
 from ketacare.db import make_engine, make_sessionmaker, transaction
 from ketacare.demo import DemoLogin
@@ -136,7 +136,7 @@ def demo(
     migrations.upgrade(engine)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        empty = db.execute(select(Clinic.id)).first() is None
+        empty = not auth.clinic_count(db)
         logins = demo_data.seed(db, patients_per_clinic=patients, rng_seed=seed) if empty else None
     if logins:
         _print_logins(logins)
@@ -220,28 +220,11 @@ def clinic_create(
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         fail(f"unknown time zone {time_zone!r}")
     factory = make_sessionmaker(_migrated_engine())
-    with transaction(factory) as db:
-        if db.execute(select(Clinic.id).where(Clinic.slug == slug)).first():
-            fail(f"a clinic with slug {slug!r} exists")
-        clinic = Clinic(
-            name=name,
-            slug=slug,
-            record_prefix=record_prefix.upper(),
-            time_zone=time_zone,
-            next_record_number=1,
-        )
-        db.add(clinic)
-        db.flush()
-        audit.record(
-            db,
-            None,
-            "clinic.create",
-            "clinic",
-            resource_id=clinic.id,
-            clinic_id=clinic.id,
-            username="cli",
-            detail=name,
-        )
+    try:
+        with transaction(factory) as db:
+            auth.create_clinic(db, None, name, slug, record_prefix, time_zone)
+    except KetaCareError as exc:
+        fail(_describe(exc))
     console.print(f"Clinic {slug!r} created.")
 
 
@@ -282,9 +265,7 @@ def user_create(
     factory = make_sessionmaker(_migrated_engine())
     try:
         with transaction(factory) as db:
-            found = db.execute(select(Clinic).where(Clinic.slug == clinic)).scalar_one_or_none()
-            if found is None:
-                fail(f"no clinic with slug {clinic!r} (see `ketacare clinic create`)")
+            found = auth.clinic_by_slug(db, clinic)
             auth.create_user(
                 db,
                 None,

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
@@ -16,7 +15,7 @@ from ketacare.audit.models import AuditEntry
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
-from ketacare.patients.models import Patient
+from ketacare.patients import service as patients
 from ketacare.web.deps import DbSession, require
 from ketacare.web.templating import render
 
@@ -39,9 +38,7 @@ def _filter(db: Session, actor: Principal, params: dict[str, str]) -> service.Au
     patient_id = None
     number = (params.get("patient") or "").strip().upper()
     if number:
-        patient_id = db.execute(
-            select(Patient.id).where(Patient.clinic_id == actor.clinic_id, Patient.record_number == number)
-        ).scalar_one_or_none()
+        patient_id = patients.id_by_record_number(db, actor, number)
         if patient_id is None:
             raise InvalidInput(errors={"patient": f"No patient with record number {number} in your clinic."})
     return service.AuditFilter(
@@ -54,12 +51,8 @@ def _filter(db: Session, actor: Principal, params: dict[str, str]) -> service.Au
     )
 
 
-def _record_numbers(db: Session, entries: list[AuditEntry]) -> dict[int, str]:
-    ids = {e.patient_id for e in entries if e.patient_id is not None}
-    if not ids:
-        return {}
-    rows = db.execute(select(Patient.id, Patient.record_number).where(Patient.id.in_(ids)))
-    return {pid: number for pid, number in rows.all()}
+def _record_numbers(db: Session, actor: Principal, entries: list[AuditEntry]) -> dict[int, str]:
+    return patients.record_numbers(db, actor, {e.patient_id for e in entries if e.patient_id is not None})
 
 
 @router.get("/audit", include_in_schema=False)
@@ -95,7 +88,7 @@ def audit_page(
             "page": page,
             "pages": max(1, -(-total // PER_PAGE)),
             "values": params,
-            "record_numbers": _record_numbers(db, entries),
+            "record_numbers": _record_numbers(db, actor, entries),
             "query": query,
         },
     )

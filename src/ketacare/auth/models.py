@@ -3,40 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import enum
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ketacare.auth.roles import PrescriberKind, Role
 from ketacare.db import Base, utcnow
 
-
-class Role(enum.StrEnum):
-    clinic_admin = "clinic_admin"
-    prescriber = "prescriber"
-    nurse = "nurse"
-    patient = "patient"
-    researcher = "researcher"
-    auditor = "auditor"
-
-    @property
-    def label(self) -> str:
-        return ROLE_LABELS[self]
-
-
-ROLE_LABELS = {
-    Role.clinic_admin: "Clinic admin",
-    Role.prescriber: "Prescriber",
-    Role.nurse: "Nurse",
-    Role.patient: "Patient",
-    Role.researcher: "Researcher",
-    Role.auditor: "Auditor",
-}
-
-
-class PrescriberKind(enum.StrEnum):
-    physician = "physician"
-    nurse_practitioner = "nurse_practitioner"
+__all__ = ["ApiToken", "Clinic", "LoginAttempt", "LoginSession", "PrescriberKind", "Role", "User"]
 
 
 class Clinic(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from ketacare.auth.models import Role
+from ketacare.auth.roles import Role
 
 
 class Permission(enum.StrEnum):

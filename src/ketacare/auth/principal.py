@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ketacare.auth.models import Role
+from ketacare.auth.roles import Role
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,16 @@ import time
 from dataclasses import dataclass
 
 import pyotp
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ketacare.audit import service as audit
-from ketacare.auth.models import ApiToken, Clinic, LoginAttempt, LoginSession, PrescriberKind, Role, User
+from ketacare.auth.models import ApiToken, Clinic, LoginAttempt, LoginSession, User
 from ketacare.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from ketacare.auth.permissions import MFA_REQUIRED_ROLES, ROLE_PERMISSIONS, TOKEN_SCOPES, Permission
 from ketacare.auth.principal import Principal
+from ketacare.auth.roles import PrescriberKind, Role
 from ketacare.config import Settings
 from ketacare.db import utcnow
 from ketacare.errors import (
@@ -503,6 +504,51 @@ def user_by_username(db: Session, username: str) -> User:
     if user is None:
         raise NotFound(f"No user named {username!r}.")
     return user
+
+
+def create_clinic(
+    db: Session, actor: Principal | None, name: str, slug: str, record_prefix: str, time_zone: str
+) -> Clinic:
+    if db.execute(select(Clinic.id).where(Clinic.slug == slug)).first():
+        raise InvalidInput(errors={"slug": f"A clinic with slug {slug!r} exists."})
+    found = Clinic(
+        name=name, slug=slug, record_prefix=record_prefix.upper(), time_zone=time_zone, next_record_number=1
+    )
+    db.add(found)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "clinic.create",
+        "clinic",
+        resource_id=found.id,
+        clinic_id=found.id,
+        username=None if actor else "cli",
+        detail=name,
+    )
+    return found
+
+
+def allocate_record_number(db: Session, clinic_id: int) -> str:
+    """The clinic's next record number; the UPDATE locks the clinic row, so two never collide."""
+    db.execute(
+        update(Clinic).where(Clinic.id == clinic_id).values(next_record_number=Clinic.next_record_number + 1)
+    )
+    found = db.execute(
+        select(Clinic).where(Clinic.id == clinic_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    return f"{found.record_prefix}-{found.next_record_number - 1:06d}"
+
+
+def clinic_by_slug(db: Session, slug: str) -> Clinic:
+    found = db.execute(select(Clinic).where(Clinic.slug == slug)).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"No clinic with slug {slug!r} (see `ketacare clinic create`).")
+    return found
+
+
+def clinic_count(db: Session) -> int:
+    return int(db.execute(select(func.count()).select_from(Clinic)).scalar_one())
 
 
 def clinic(db: Session, clinic_id: int) -> Clinic:

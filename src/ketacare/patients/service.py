@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ketacare.audit import service as audit
-from ketacare.auth.models import Clinic, Role
+from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
+from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.patients.models import Allergy, Condition, Measurement, Medication, Patient
@@ -121,16 +122,6 @@ def search(
     return patients, total
 
 
-def _next_record_number(db: Session, clinic_id: int) -> str:
-    db.execute(
-        update(Clinic).where(Clinic.id == clinic_id).values(next_record_number=Clinic.next_record_number + 1)
-    )
-    clinic = db.execute(
-        select(Clinic).where(Clinic.id == clinic_id).execution_options(populate_existing=True)
-    ).scalar_one()
-    return f"{clinic.record_prefix}-{clinic.next_record_number - 1:06d}"
-
-
 def create(db: Session, actor: Principal, data: PatientCreate) -> Patient:
     record_number = data.record_number
     if record_number is not None:
@@ -142,7 +133,7 @@ def create(db: Session, actor: Principal, data: PatientCreate) -> Patient:
         if taken:
             raise InvalidInput(errors={"record_number": f"{record_number} belongs to another patient."})
     else:
-        record_number = _next_record_number(db, actor.clinic_id)
+        record_number = auth.allocate_record_number(db, actor.clinic_id)
     fields = data.model_dump(exclude={"record_number"})
     patient = Patient(clinic_id=actor.clinic_id, record_number=record_number, **fields)
     db.add(patient)
@@ -356,3 +347,21 @@ def condition_counts(db: Session, actor: Principal) -> list[ConditionCount]:
     rows = db.execute(query).all()
     audit.record(db, actor, "research.condition_counts", "cohort", detail="de-identified aggregate")
     return [ConditionCount(code, display, n if n >= SMALL_CELL else None) for code, display, n in rows]
+
+
+def id_by_record_number(db: Session, actor: Principal, record_number: str) -> int | None:
+    """The id behind a record number in the actor's clinic (for filters; reveals no patient data)."""
+    query = select(Patient.id).where(
+        Patient.clinic_id == actor.clinic_id, Patient.record_number == record_number.strip().upper()
+    )
+    return db.execute(query).scalar_one_or_none()
+
+
+def record_numbers(db: Session, actor: Principal, patient_ids: set[int]) -> dict[int, str]:
+    """Record numbers for the given ids of the actor's clinic: what auditors see instead of names."""
+    if not patient_ids:
+        return {}
+    query = select(Patient.id, Patient.record_number).where(
+        Patient.clinic_id == actor.clinic_id, Patient.id.in_(patient_ids)
+    )
+    return {pid: number for pid, number in db.execute(query).all()}

@@ -9,14 +9,14 @@ from typing import Annotated
 import plotly
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from sqlalchemy import text
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
-from ketacare.auth.models import Role
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
+from ketacare.auth.roles import Role
+from ketacare.db import ping
 from ketacare.patients import service as patients
 from ketacare.web.deps import DbSession, public, require
 from ketacare.web.templating import render
@@ -26,7 +26,7 @@ router = APIRouter()
 
 @router.get("/healthz", include_in_schema=False, dependencies=[public()])
 def healthz(db: DbSession) -> Response:
-    db.execute(text("SELECT 1"))
+    ping(db)
     return JSONResponse({"status": "ok"})
 
 
