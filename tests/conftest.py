@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import pyotp
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ketacare import migrations
@@ -225,3 +226,24 @@ def as_role(browser, world: World):  # type: ignore[no-untyped-def]
         return browser(key, world)  # type: ignore[no-any-return]
 
     return make
+
+
+@pytest.fixture
+def scratch_engine(tmp_path: Path) -> Iterator[Engine]:
+    """A fresh, empty database of the backend under test (a new PostgreSQL database, dropped after)."""
+    url = os.environ.get("KETACARE_TEST_DATABASE_URL")
+    if not url:
+        engine = make_engine(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"ketacare_scratch_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(url).set(database=name).render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()

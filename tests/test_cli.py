@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -134,3 +135,32 @@ def test_demo_builds_and_refuses_to_reseed(tmp_path: Path, monkeypatch: pytest.M
 def test_backup_without_database_is_a_clear_error(env: Path) -> None:
     result = run("backup", str(env / "b.sqlite3"))
     assert result.exit_code == 2 and "no database" in result.output
+
+
+@pytest.mark.skipif(
+    not os.environ.get("KETACARE_TEST_DATABASE_URL", "").startswith("postgresql"),
+    reason="pg_dump/pg_restore path: runs in the PostgreSQL pass of .ci/run",
+)
+def test_postgresql_backup_and_restore(
+    scratch_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = scratch_engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("KETACARE_ENVIRONMENT", "test")
+    monkeypatch.setenv("KETACARE_DATABASE_URL", url)
+    assert run("db", "upgrade").exit_code == 0
+    assert (
+        run("clinic", "create", "--name", "Kept", "--slug", "kept", "--record-prefix", "KPT").exit_code == 0
+    )
+    dump = tmp_path / "ketacare.dump"
+    backed_up = run("backup", str(dump))
+    assert backed_up.exit_code == 0, backed_up.output
+    assert (
+        run("clinic", "create", "--name", "Later", "--slug", "later", "--record-prefix", "LTR").exit_code == 0
+    )
+    restored = run("restore", str(dump), "--yes")
+    assert restored.exit_code == 0, restored.output
+    scratch_engine.dispose()
+    with scratch_engine.connect() as conn:
+        slugs = {row[0] for row in conn.exec_driver_sql("SELECT slug FROM clinics")}
+    assert slugs == {"kept"}
+    assert run("audit", "verify").exit_code == 0

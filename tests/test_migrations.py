@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy import Engine, inspect
 
 from ketacare import migrations
-from ketacare.db import make_engine
 from ketacare.models import metadata
-
-
-@pytest.fixture
-def scratch_engine(tmp_path: Path) -> Iterator[Engine]:
-    """A fresh, empty database of the backend under test."""
-    url = os.environ.get("KETACARE_TEST_DATABASE_URL")
-    if not url:
-        engine = make_engine(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
-        yield engine
-        engine.dispose()
-        return
-    name = f"ketacare_scratch_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(url).set(database=name).render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
 
 
 def test_upgrade_downgrade_upgrade(scratch_engine: Engine) -> None:
