@@ -21,6 +21,7 @@ from ketacare.web import csrf
 from ketacare.web.deps import (
     SESSION_COOKIE,
     DbSession,
+    RowId,
     SettingsDep,
     client_addr,
     mfa_stage,
@@ -284,7 +285,7 @@ def user_create(request: Request, db: DbSession, actor: AdminSensitive, form: Fo
 
 
 @router.get("/admin/users/{user_id}", include_in_schema=False)
-def user_page(request: Request, db: DbSession, actor: Admin, user_id: int) -> Response:
+def user_page(request: Request, db: DbSession, actor: Admin, user_id: RowId) -> Response:
     user = service.staff_user(db, actor, user_id)
     return render(
         request,
@@ -300,7 +301,7 @@ def user_page(request: Request, db: DbSession, actor: Admin, user_id: int) -> Re
 
 @router.post("/admin/users/{user_id}/role", include_in_schema=False)
 def user_set_role(
-    request: Request, db: DbSession, actor: AdminSensitive, user_id: int, form: FormData
+    request: Request, db: DbSession, actor: AdminSensitive, user_id: RowId, form: FormData
 ) -> Response:
     user = service.staff_user(db, actor, user_id)
     try:
@@ -314,7 +315,7 @@ def user_set_role(
 
 @router.post("/admin/users/{user_id}/active", include_in_schema=False)
 def user_set_active(
-    request: Request, db: DbSession, actor: AdminSensitive, user_id: int, form: FormData
+    request: Request, db: DbSession, actor: AdminSensitive, user_id: RowId, form: FormData
 ) -> Response:
     user = service.staff_user(db, actor, user_id)
     service.set_active(db, actor, user, form.get("active") == "1")
@@ -322,14 +323,14 @@ def user_set_active(
 
 
 @router.post("/admin/users/{user_id}/reset-mfa", include_in_schema=False)
-def user_reset_mfa(request: Request, db: DbSession, actor: AdminSensitive, user_id: int) -> Response:
+def user_reset_mfa(request: Request, db: DbSession, actor: AdminSensitive, user_id: RowId) -> Response:
     service.reset_mfa(db, actor, service.staff_user(db, actor, user_id))
     return RedirectResponse(f"/admin/users/{user_id}", status_code=303)
 
 
 @router.post("/admin/users/{user_id}/password", include_in_schema=False)
 def user_set_password(
-    request: Request, db: DbSession, actor: AdminSensitive, user_id: int, form: FormData
+    request: Request, db: DbSession, actor: AdminSensitive, user_id: RowId, form: FormData
 ) -> Response:
     user = service.staff_user(db, actor, user_id)
     service.set_password(db, actor, user, form.get("password", ""))
@@ -383,7 +384,7 @@ def token_create(request: Request, db: DbSession, actor: TokensSensitive, form: 
 
 
 @router.post("/admin/tokens/{token_id}/revoke", include_in_schema=False)
-def token_revoke(request: Request, db: DbSession, actor: Tokens, token_id: int) -> Response:
+def token_revoke(request: Request, db: DbSession, actor: Tokens, token_id: RowId) -> Response:
     service.revoke_api_token(db, actor, token_id)
     return RedirectResponse("/admin/tokens", status_code=303)
 
@@ -410,7 +411,7 @@ class UserCreateIn(BaseModel):
     password: str
     email: str | None = None
     prescriber_kind: PrescriberKind | None = None
-    patient_id: int | None = None
+    patient_id: RowId | None = None
 
 
 @router.get("/api/v1/users", response_model=list[UserOut], tags=["staff"])

@@ -33,7 +33,7 @@ from ketacare.patients.schemas import (
     Sex,
 )
 from ketacare.validation import parse
-from ketacare.web.deps import DbSession, require
+from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData
 from ketacare.web.templating import render
 
@@ -112,7 +112,7 @@ def patient_create(request: Request, db: DbSession, actor: Writer, form: FormDat
 
 
 @router.get("/patients/{patient_id}", include_in_schema=False)
-def patient_page(request: Request, db: DbSession, actor: Reader, patient_id: int) -> Response:
+def patient_page(request: Request, db: DbSession, actor: Reader, patient_id: RowId) -> Response:
     record = service.record(db, actor, patient_id)
     return render(
         request,
@@ -122,7 +122,7 @@ def patient_page(request: Request, db: DbSession, actor: Reader, patient_id: int
 
 
 @router.get("/patients/{patient_id}/edit", include_in_schema=False)
-def patient_edit(request: Request, db: DbSession, actor: Writer, patient_id: int) -> Response:
+def patient_edit(request: Request, db: DbSession, actor: Writer, patient_id: RowId) -> Response:
     patient = service.record(db, actor, patient_id).patient
     values = {
         k: ("" if v is None else str(v)) for k, v in PatientOut.model_validate(patient).model_dump().items()
@@ -136,7 +136,7 @@ def patient_edit(request: Request, db: DbSession, actor: Writer, patient_id: int
 
 @router.post("/patients/{patient_id}/edit", include_in_schema=False)
 def patient_update(
-    request: Request, db: DbSession, actor: Writer, patient_id: int, form: FormData
+    request: Request, db: DbSession, actor: Writer, patient_id: RowId, form: FormData
 ) -> Response:
     try:
         data = parse(PatientUpdate, form)
@@ -155,7 +155,7 @@ def patient_update(
 
 @router.post("/patients/{patient_id}/{section}", include_in_schema=False)
 def patient_add_item(
-    request: Request, db: DbSession, actor: Writer, patient_id: int, section: str, form: FormData
+    request: Request, db: DbSession, actor: Writer, patient_id: RowId, section: str, form: FormData
 ) -> Response:
     if section not in SECTIONS:
         return render(
@@ -181,7 +181,7 @@ def patient_add_item(
 
 @router.post("/patients/{patient_id}/{section}/{item_id}/remove", include_in_schema=False)
 def patient_remove_item(
-    request: Request, db: DbSession, actor: Writer, patient_id: int, section: str, item_id: int
+    request: Request, db: DbSession, actor: Writer, patient_id: RowId, section: str, item_id: RowId
 ) -> Response:
     service.remove_item(db, actor, patient_id, REMOVE_KIND.get(section, section), item_id)
     return RedirectResponse(f"/patients/{patient_id}?saved={section}#{section}", status_code=303)
@@ -229,12 +229,12 @@ def api_create(db: DbSession, actor: Writer, body: PatientCreate) -> PatientOut:
 
 
 @router.get("/api/v1/patients/{patient_id}", response_model=PatientRecordOut, tags=["patients"])
-def api_read(db: DbSession, actor: Reader, patient_id: int) -> PatientRecordOut:
+def api_read(db: DbSession, actor: Reader, patient_id: RowId) -> PatientRecordOut:
     return _record_out(service.record(db, actor, patient_id))
 
 
 @router.patch("/api/v1/patients/{patient_id}", response_model=PatientOut, tags=["patients"])
-def api_update(db: DbSession, actor: Writer, patient_id: int, body: PatientUpdate) -> PatientOut:
+def api_update(db: DbSession, actor: Writer, patient_id: RowId, body: PatientUpdate) -> PatientOut:
     return PatientOut.model_validate(service.update_demographics(db, actor, patient_id, body))
 
 
@@ -245,7 +245,7 @@ def api_update(db: DbSession, actor: Writer, patient_id: int, body: PatientUpdat
     tags=["patients"],
 )
 def api_add_measurement(
-    db: DbSession, actor: Writer, patient_id: int, body: MeasurementCreate
+    db: DbSession, actor: Writer, patient_id: RowId, body: MeasurementCreate
 ) -> MeasurementOut:
     return MeasurementOut.model_validate(service.add_measurement(db, actor, patient_id, body))
 
@@ -256,7 +256,7 @@ def api_add_measurement(
     status_code=201,
     tags=["patients"],
 )
-def api_add_condition(db: DbSession, actor: Writer, patient_id: int, body: ConditionCreate) -> ConditionOut:
+def api_add_condition(db: DbSession, actor: Writer, patient_id: RowId, body: ConditionCreate) -> ConditionOut:
     return ConditionOut.model_validate(service.add_condition(db, actor, patient_id, body))
 
 
@@ -267,7 +267,7 @@ def api_add_condition(db: DbSession, actor: Writer, patient_id: int, body: Condi
     tags=["patients"],
 )
 def api_add_medication(
-    db: DbSession, actor: Writer, patient_id: int, body: MedicationCreate
+    db: DbSession, actor: Writer, patient_id: RowId, body: MedicationCreate
 ) -> MedicationOut:
     return MedicationOut.model_validate(service.add_medication(db, actor, patient_id, body))
 
@@ -275,12 +275,14 @@ def api_add_medication(
 @router.post(
     "/api/v1/patients/{patient_id}/allergies", response_model=AllergyOut, status_code=201, tags=["patients"]
 )
-def api_add_allergy(db: DbSession, actor: Writer, patient_id: int, body: AllergyCreate) -> AllergyOut:
+def api_add_allergy(db: DbSession, actor: Writer, patient_id: RowId, body: AllergyCreate) -> AllergyOut:
     return AllergyOut.model_validate(service.add_allergy(db, actor, patient_id, body))
 
 
 @router.delete("/api/v1/patients/{patient_id}/{section}/{item_id}", status_code=204, tags=["patients"])
-def api_remove_item(db: DbSession, actor: Writer, patient_id: int, section: str, item_id: int) -> Response:
+def api_remove_item(
+    db: DbSession, actor: Writer, patient_id: RowId, section: str, item_id: RowId
+) -> Response:
     service.remove_item(db, actor, patient_id, REMOVE_KIND.get(section, section), item_id)
     return Response(status_code=204)
 

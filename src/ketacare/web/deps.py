@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -189,3 +189,8 @@ def mfa_stage() -> Any:
 def optional_principal(request: Request) -> Principal | None:
     principal: Principal | None = getattr(request.state, "principal", None)
     return principal
+
+
+# Database ids are 32-bit integers on PostgreSQL; anything else is refused as input (422)
+# before it reaches a query.
+RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
