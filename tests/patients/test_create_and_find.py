@@ -14,7 +14,7 @@ def test_prescriber_adds_and_finds_patient(as_role, world, db) -> None:
     assert created.status_code == 303
     page = prescriber.get(created.headers["location"])
     assert "Parkes, Rosa" in page.text and "TST-000001" in page.text
-    for query in ("parkes", "Ros Par", "1961-02-04", "TST-000001", "tst-000001"):
+    for query in ("parkes", "Ros Par", "1961-02-04", "02/04/1961", "TST-000001", "tst-000001"):
         found = prescriber.get("/patients", params={"q": query})
         assert "Parkes, Rosa" in found.text, query
     patient_id = int(created.headers["location"].split("/")[2].split("?")[0])

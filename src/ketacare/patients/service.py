@@ -68,15 +68,25 @@ def visible_patient(db: Session, actor: Principal, patient_id: int, action: str)
     return patient
 
 
+def parse_search_date(text: str) -> dt.date | None:
+    """A date typed the ISO way (1979-03-14) or the US way (03/14/1979), else None."""
+    text = text.strip()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.strptime(text, "%m/%d/%Y").date()
+    except ValueError:
+        return None
+
+
 def _search_query(clinic_id: int, q: str) -> Select[Patient]:
     query = select(Patient).where(Patient.clinic_id == clinic_id)
     q = q.strip()
     if not q:
         return query
-    try:
-        born = dt.date.fromisoformat(q)
-    except ValueError:
-        born = None
+    born = parse_search_date(q)
     if born is not None:
         return query.where(Patient.date_of_birth == born)
     terms = q.lower().replace(",", " ").split()

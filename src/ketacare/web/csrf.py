@@ -57,5 +57,5 @@ async def check(request: Request) -> None:
     if not cookie or not sent or not hmac.compare_digest(sent, expected):
         raise CsrfRejected(
             "This form could not be accepted because its security token was missing or did "
-            "not match. Reload the page and try again; nothing was changed."
+            "not match, so nothing was changed. Go back, reload the page, and submit it again."
         )
