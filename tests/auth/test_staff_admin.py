@@ -94,3 +94,31 @@ def test_nurse_cannot_manage_staff(as_role, db) -> None:
     nurse = as_role("nurse")
     assert nurse.get("/admin/users").status_code == 403
     assert audit_entries(db, "access.denied")
+
+
+def test_admin_opens_a_patient_account_linked_to_the_record(as_role, browser, world, db) -> None:
+    admin = as_role("admin")
+    form = {
+        "full_name": "Grace H",
+        "username": "grace",
+        "role": "patient",
+        "password": "a long enough password",
+    }
+    missing = admin.post("/admin/users", {**form, "patient_record_number": "TST-NOPE"})
+    assert missing.status_code == 422 and "record number of this person" in missing.text
+    taken = admin.post("/admin/users", {**form, "patient_record_number": world.patient_b.record_number})
+    assert taken.status_code == 422 and "already has an account" in taken.text
+    new_record = {
+        "given_name": "Grace",
+        "family_name": "Hopper",
+        "date_of_birth": "1976-12-09",
+        "sex": "female",
+    }
+    record = admin.api("POST", "/api/v1/patients", json=new_record).json()
+    created = admin.post("/admin/users", {**form, "patient_record_number": record["record_number"].lower()})
+    assert created.status_code == 200
+    grace = db.execute(select(User).where(User.username == "grace")).scalar_one()
+    assert grace.patient_id == record["id"]
+    patient = browser()
+    patient.login(grace, "a long enough password")
+    assert patient.api("GET", "/api/v1/me").json()["family_name"] == "Hopper"

@@ -239,12 +239,10 @@ def _new_user_from_form(db: DbSession, actor: Principal, form: dict[str, str]) -
             errors["prescriber_kind"] = "Choose physician or nurse practitioner."
     patient_id = None
     if role == Role.patient:
-        number = (form.get("patient_record_number") or "").strip().upper()
-        matches, _ = patients.search(db, actor, number, per_page=1) if number else ([], 0)
-        if not matches or matches[0].record_number != number:
+        number = form.get("patient_record_number") or ""
+        patient_id = patients.id_by_record_number(db, actor, number) if number.strip() else None
+        if patient_id is None:
             errors["patient_record_number"] = "Enter the record number of this person's patient record."
-        else:
-            patient_id = matches[0].id
     if errors:
         raise InvalidInput(errors=errors)
     return service.NewUser(
@@ -274,6 +272,8 @@ def user_create(request: Request, db: DbSession, actor: AdminSensitive, form: Fo
         user = service.create_user(db, actor, actor.clinic_id, _new_user_from_form(db, actor, form))
     except InvalidInput as exc:
         db.rollback()
+        if "patient_id" in exc.errors:
+            exc.errors["patient_record_number"] = exc.errors.pop("patient_id")
         values = {k: v for k, v in form.items() if k != "password"}
         return render(
             request,

@@ -363,6 +363,11 @@ def create_user(db: Session, actor: Principal | None, clinic_id: int, data: NewU
         raise InvalidInput(errors=errors)
     if db.execute(select(User.id).where(User.username == data.username)).first():
         raise InvalidInput(errors={"username": "That username is taken."})
+    if (
+        data.patient_id is not None
+        and db.execute(select(User.id).where(User.patient_id == data.patient_id)).first()
+    ):
+        raise InvalidInput(errors={"patient_id": "This patient already has an account."})
     user = User(
         clinic_id=clinic_id,
         username=data.username,
