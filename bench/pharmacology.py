@@ -2,6 +2,10 @@
 
 Scenario (issue #3): 0.5 mg/kg ketamine IV over 40 min, 70 kg, Kamp 2020, 6 h at 10-s
 resolution. Prints a Markdown table of times and ratios. Runs without opentiva (it says so).
+Every time is the fastest of several runs (the dev machine is shared). The engine time is a
+whole simulate_population() call: drawing the patients, building and diagonalising their
+systems, Cp and the two distinct effect sites on every grid point, the peaks over the full
+grid, the percentile histograms and the probabilities.
 
     .venv/bin/python bench/pharmacology.py [--quick]
 """
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -27,12 +30,13 @@ TIMES = output_times(360.0, 10.0 / 60.0)
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
+    """Fastest of ``repeat`` runs: the machine is shared, so slower runs measure the load."""
     runs = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - t0)
-    return statistics.median(runs)
+    return min(runs)
 
 
 def opentiva_per_patient() -> tuple[float, float] | None:
@@ -53,18 +57,30 @@ def opentiva_per_patient() -> tuple[float, float] | None:
     return best_of(run, 10), cp_40[-1]
 
 
-def floor_seconds(n: int) -> float:
-    """Compute and write one exp over an N x T array, in the engine's chunks."""
+def floor_seconds(n: int) -> tuple[float, float]:
+    """Compute and write one exp over an N x T array, two ways (fastest of 3 runs each).
+
+    * chunked: the engine's chunks (DEFAULT_CHUNK patients x T), each written into one
+      reused output buffer (71 MB at 4096 patients, larger than the 32 MB L3 cache);
+    * whole: one np.exp over the whole N x T input into a preallocated, already touched
+      N x T output (1.7 GB at N = 100,000), so no page faults are counted.
+
+    The ratio uses the faster of the two, which favours the floor, not the engine.
+    """
     rng = np.random.default_rng(0)
-    x = -rng.random((TIMES.size, min(n, DEFAULT_CHUNK)))
+    width = min(n, DEFAULT_CHUNK)
+    x = -rng.random((TIMES.size, width))
     out = np.empty_like(x)
 
-    def run() -> None:
+    def chunked() -> None:
         for start in range(0, n, DEFAULT_CHUNK):
-            width = min(DEFAULT_CHUNK, n - start)
-            np.exp(x[:, :width], out=out[:, :width])
+            w = min(DEFAULT_CHUNK, n - start)
+            np.exp(x[:, :w], out=out[:, :w])
 
-    return best_of(run, 3)
+    big = -rng.random((TIMES.size, n))
+    big_out = np.zeros_like(big)
+    whole = best_of(lambda: np.exp(big, out=big_out), 3)
+    return best_of(chunked, 3), whole
 
 
 def main() -> None:
@@ -90,14 +106,16 @@ def main() -> None:
     per_patient: dict[int, float] = {}
     floors: dict[int, float] = {}
     for n in sizes:
-        t = best_of(lambda n=n: simulate_population(DOSE, n_patients=n, t_min=TIMES),
-                    1 if n > 10_000 else 3)
+        t = best_of(lambda n=n: simulate_population(DOSE, n_patients=n, t_min=TIMES), 3)
         per_patient[n] = t / n
-        floors[n] = floor_seconds(n)
-        print(f"| engine, {n:,} virtual patients (Cp + 2 effect sites, percentiles) | "
-              f"{t:.3f} | {t / n * 1e3:.4f} |")
-        print(f"| NumPy floor: one exp over {n:,} x {TIMES.size} | {floors[n]:.3f} | "
-              f"{floors[n] / n * 1e3:.4f} |")
+        chunked, whole = floor_seconds(n)
+        floors[n] = min(chunked, whole)
+        print(f"| engine, {n:,} virtual patients (Cp + 2 effect sites on all {TIMES.size} "
+              f"points, peaks, percentile bands) | {t:.3f} | {t / n * 1e3:.4f} |")
+        print(f"| NumPy floor: one exp over {n:,} x {TIMES.size}, chunks of "
+              f"{DEFAULT_CHUNK} into a reused buffer | {chunked:.3f} | {chunked / n * 1e3:.4f} |")
+        print(f"| NumPy floor: one exp over {n:,} x {TIMES.size}, whole array into a "
+              f"preallocated output | {whole:.3f} | {whole / n * 1e3:.4f} |")
     print("\n| ratio | value | goal |")
     print("|---|---|---|")
     if ot is not None:
@@ -106,7 +124,8 @@ def main() -> None:
         print(f"| Cp at 40 min, opentiva vs engine (ug/mL) | {ot[1]:.4f} vs {ours_cp40:.4f} | "
               "equal |")
     for n in sizes:
-        print(f"| engine / floor at N={n:,} | {per_patient[n] * n / floors[n]:.2f} | <= 3 |")
+        print(f"| engine / floor (faster floor) at N={n:,} | {per_patient[n] * n / floors[n]:.2f} "
+              "| <= 3 |")
     if 100_000 in sizes:
         tracemalloc.start()
         simulate_population(DOSE, n_patients=100_000, t_min=TIMES)
