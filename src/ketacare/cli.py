@@ -423,5 +423,3 @@ def _run_pg(command: list[str]) -> None:
         fail(f"{command[0]} failed (exit {completed.returncode}): {last_line}")
 
 
-def main() -> None:
-    app()
