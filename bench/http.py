@@ -8,11 +8,14 @@ One run builds a fresh SQLite database in a temporary directory, seeds it with t
 starts ``ketacare.app.create_app`` under uvicorn on a free loopback port, logs in as
 ``nurse.north`` and then, for each endpoint, drives it with N client threads (one
 ``httpx.Client`` each) for a fixed duration after a warm-up. It reports requests per second and
-p50/p95 latency, each relative to the trivial ``/healthz`` endpoint of the same app, plus how
-many audit entries each request appended.
+p50/p95 latency, each relative to ``/healthz`` of the same app (the cheapest database-backed
+endpoint: ``SELECT 1`` in a transaction; ``/login`` is the no-database floor), plus how many audit
+entries each request appended.
 
-It measures; it never asserts on time. Any non-200 answer stops the run with an error. The
-server subprocess is killed on every exit path and the temporary directory is removed.
+It measures; it never asserts on time. A non-200 answer is counted, shown in the table and makes
+the exit code 1; a refused or timed-out connection ends the run. The server subprocess is
+killed on every exit path and the temporary directory is removed. KETACARE_* environment
+variables are ignored, so the run can never touch a configured database.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +65,7 @@ uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[2]), log_l
 
 
 class BenchError(RuntimeError):
-    """The benchmark could not run as intended (a non-200 answer, a server that did not start)."""
+    """The benchmark could not run as intended (a server that did not start, a failed log-in)."""
 
 
 @dataclass
@@ -139,20 +143,23 @@ def read_only(data_dir: Path) -> sqlite3.Connection:
 
 
 def pick_patient(data_dir: Path, query: str) -> tuple[int, int, int]:
-    """(a north-clinic patient id, patients in the database, north patients matching ``query``)."""
-    like = query.lower() + "%"
+    """(a north-clinic patient id, patients in the database, north patients matching ``query``).
+
+    The count follows the app's name search: every term is a prefix of the family or given name
+    or equals the record number (case-insensitive). It checks the list page's "N patients" line.
+    """
+    terms = query.lower().replace(",", " ").split()
     with contextlib.closing(read_only(data_dir)) as conn:
-        (patient_id,) = conn.execute(
-            "SELECT p.id FROM patients p JOIN clinics c ON c.id = p.clinic_id "
-            "WHERE c.slug = 'north' ORDER BY p.id LIMIT 1"
-        ).fetchone()
+        rows = conn.execute(
+            "SELECT p.id, p.family_name, p.given_name, p.record_number FROM patients p "
+            "JOIN clinics c ON c.id = p.clinic_id WHERE c.slug = 'north' ORDER BY p.id"
+        ).fetchall()
         (patients,) = conn.execute("SELECT count(*) FROM patients").fetchone()
-        (matching,) = conn.execute(
-            "SELECT count(*) FROM patients p JOIN clinics c ON c.id = p.clinic_id WHERE c.slug = 'north' "
-            "AND (lower(p.family_name) LIKE ? OR lower(p.given_name) LIKE ?)",
-            (like, like),
-        ).fetchone()
-    return int(patient_id), int(patients), int(matching)
+    matching = sum(
+        all(family.lower().startswith(t) or given.lower().startswith(t) or record.lower() == t for t in terms)
+        for _, family, given, record in rows
+    )
+    return int(rows[0][0]), int(patients), matching
 
 
 def audit_seq(data_dir: Path) -> int:
@@ -382,9 +389,33 @@ def measure(
 # --- report --------------------------------------------------------------------------------
 
 
+def source_revision() -> str:
+    """The git commit of the code under test, "+dirty" when src/ has uncommitted changes."""
+    repo = _HERE.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def machine_facts() -> dict[str, object]:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
+        "source": source_revision(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
@@ -415,8 +446,8 @@ def table(run: Run) -> str:
         f"concurrency {run.concurrency}, {run.seconds:g} s per endpoint after {run.warmup_seconds:g} s "
         f"warm-up; {run.patients} patients; q={run.query!r} matches {run.search_total} in the clinic; "
         f"patient id {run.patient_id}",
-        f"machine: {m['cores']} cores, Python {m['python']}, SQLite {m['sqlite']}, httpx {m['httpx']}, "
-        f"{m['platform']}",
+        f"source {m['source']}; machine: {m['cores']} cores, Python {m['python']}, SQLite {m['sqlite']}, "
+        f"httpx {m['httpx']}, {m['platform']}",
         f"load average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end')}; "
         f"seeding took {run.seed_seconds:.1f} s",
     ]
@@ -430,7 +461,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per endpoint")
     parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per endpoint")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads")
-    parser.add_argument("--query", default="smi", help="search term for the patient list")
+    parser.add_argument("--query", default="smi", help="name prefix(es) to search the patient list for")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
     if args.patients_per_clinic < 2 or args.concurrency < 1 or args.seconds <= 0 or args.warmup < 0:
@@ -442,13 +473,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for name in [k for k in os.environ if k.startswith("KETACARE_")]:
+        del os.environ[name]  # settings come from the overrides below only, never a real database
     from ketacare.demo import DEMO_PASSWORD
 
     machine = machine_facts()
     with tempfile.TemporaryDirectory(prefix="ketacare-bench-") as tmp:
         data_dir = Path(tmp)
         log(f"seeding {2 * args.patients_per_clinic} patients into {data_dir} ...")
-        seed_seconds = build_database(data_dir, args.patients_per_clinic)
+        try:
+            seed_seconds = build_database(data_dir, args.patients_per_clinic)
+        except Exception as exc:  # any failure here is the code under test, not the benchmark
+            log(f"error: could not build and seed the database: {type(exc).__name__}: {exc}")
+            return 1
         patient_id, patients, search_total = pick_patient(data_dir, args.query)
         run = Run(
             concurrency=args.concurrency,
@@ -464,7 +501,11 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = [
             Endpoint("GET /healthz (baseline)", "/healthz", '"ok"'),
             Endpoint("GET /login", "/login", "csrf_token"),
-            Endpoint(f"GET /patients?q={args.query}", f"/patients?q={args.query}", f"{search_total} patient"),
+            Endpoint(
+                f"GET /patients?q={args.query}",
+                "/patients?" + urllib.parse.urlencode({"q": args.query}),
+                f">{search_total} patient",
+            ),
             Endpoint("GET /patients/<id>", f"/patients/{patient_id}", "<h1"),
         ]
         port = free_port()
@@ -486,11 +527,13 @@ def main(argv: list[str] | None = None) -> int:
                     raise BenchError(f"the server died (code {proc.returncode})")
         except BenchError as exc:
             run.problems.append(str(exc))
+            log(f"error: {exc}")
             tail = server_log_tail(log_file).strip()
             if tail:
                 log(f"server log (tail):\n{tail}")
         finally:
             stop_server(proc)
+    already_logged = len(run.problems)
     for r in run.results:
         if r.non_200 or r.warmup_non_200:
             run.problems.append(
@@ -505,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "getloadavg"):
         machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(asdict(run), indent=2) if args.json else table(run))
-    for problem in run.problems:
+    for problem in run.problems[already_logged:]:
         log(f"error: {problem}")
     return 1 if run.problems else 0
 

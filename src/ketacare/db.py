@@ -60,10 +60,17 @@ def utcnow() -> dt.datetime:
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 5000, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
+        # Every SQLite transaction takes the write lock (BEGIN IMMEDIATE), so only one runs at a
+        # time anyway; one pooled connection makes requests queue fairly in the app instead of
+        # polling SQLite's lock, which gave multi-second tails and timeouts under load
+        # (bench/http.md). A request still waiting after the busy timeout gets a 503.
         engine = create_engine(
             url,
             echo=echo,
             connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout_ms / 1000},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=max(sqlite_busy_timeout_ms / 1000, 0.1),
         )
         _configure_sqlite(engine, sqlite_busy_timeout_ms)
         return engine

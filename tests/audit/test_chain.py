@@ -109,3 +109,13 @@ def test_concurrent_style_appends_never_fork(db) -> None:
     seqs = [e.seq for e in entries]
     assert seqs == list(range(seqs[0], seqs[0] + 20))
     assert all(b.prev_hash == a.entry_hash for a, b in itertools.pairwise(entries))
+
+
+def test_batched_entries_chain_like_single_ones(db) -> None:
+    single = audit.record(db, None, "test.before", "thing")
+    batch = audit.record_many(db, None, [audit.AuditEvent("test.batch", "thing", i) for i in range(25)])
+    after = audit.record(db, None, "test.after", "thing")
+    assert [e.seq for e in batch] == list(range(single.seq + 1, single.seq + 26))
+    assert batch[0].prev_hash == single.entry_hash and after.prev_hash == batch[-1].entry_hash
+    assert audit.record_many(db, None, []) == []
+    assert audit.verify_database(db).ok

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, func, select, update
@@ -49,6 +49,18 @@ def ensure_head(db: Session) -> None:
         db.flush()
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """One thing to record; ``record_many`` appends several in one round trip."""
+
+    action: str
+    resource_type: str
+    resource_id: str | int | None = None
+    patient_id: int | None = None
+    outcome: str = "success"
+    detail: str = ""
+
+
 def record(
     db: Session,
     actor: Principal | None,
@@ -64,34 +76,55 @@ def record(
     clinic_id: int | None = None,
 ) -> AuditEntry:
     """Append one entry. Runs inside the caller's transaction: it commits with the change it records."""
+    event = AuditEvent(action, resource_type, resource_id, patient_id, outcome, detail)
+    return record_many(db, actor, [event], client_addr=client_addr, username=username, clinic_id=clinic_id)[0]
+
+
+def record_many(
+    db: Session,
+    actor: Principal | None,
+    events: Sequence[AuditEvent],
+    *,
+    client_addr: str | None = None,
+    username: str | None = None,
+    clinic_id: int | None = None,
+) -> list[AuditEntry]:
+    """Append several entries in order with four statements, however many there are."""
+    if not events:
+        return []
     # The UPDATE takes the lock before we read the head, so appends never interleave.
-    db.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq + 1))
+    db.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq + len(events)))
     head = db.execute(
         select(AuditHead).where(AuditHead.id == HEAD_ID).execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if head is None:
         raise RuntimeError("audit chain head missing: run `ketacare db upgrade`")
-    entry = AuditEntry(
-        seq=head.seq,
-        at=utcnow(),
-        user_id=actor.user_id if actor else None,
-        username=actor.username if actor else username,
-        role=(actor.role.value if actor.role else "api_token") if actor else None,
-        clinic_id=actor.clinic_id if actor else clinic_id,
-        action=action,
-        resource_type=resource_type,
-        resource_id=None if resource_id is None else str(resource_id),
-        patient_id=patient_id,
-        outcome=outcome,
-        client_addr=actor.client_addr if actor else client_addr,
-        detail=detail,
-        prev_hash=head.last_hash,
-    )
-    entry.entry_hash = entry_hash(entry, head.last_hash)
-    head.last_hash = entry.entry_hash
-    db.add(entry)
+    at = utcnow()
+    prev_hash = head.last_hash
+    entries = []
+    for offset, event in enumerate(events):
+        entry = AuditEntry(
+            seq=head.seq - len(events) + 1 + offset,
+            at=at,
+            user_id=actor.user_id if actor else None,
+            username=actor.username if actor else username,
+            role=(actor.role.value if actor.role else "api_token") if actor else None,
+            clinic_id=actor.clinic_id if actor else clinic_id,
+            action=event.action,
+            resource_type=event.resource_type,
+            resource_id=None if event.resource_id is None else str(event.resource_id),
+            patient_id=event.patient_id,
+            outcome=event.outcome,
+            client_addr=actor.client_addr if actor else client_addr,
+            detail=event.detail,
+            prev_hash=prev_hash,
+        )
+        entry.entry_hash = prev_hash = entry_hash(entry, prev_hash)
+        entries.append(entry)
+    head.last_hash = prev_hash
+    db.add_all(entries)
     db.flush()
-    return entry
+    return entries
 
 
 @dataclass(frozen=True)

@@ -119,17 +119,13 @@ def search(
         .offset((page - 1) * per_page)
     )
     patients = list(rows.scalars())
-    for patient in patients:
-        audit.record(
-            db,
-            actor,
-            "patient.list",
-            "patient",
-            resource_id=patient.id,
-            patient_id=patient.id,
-            detail=f"search {q!r}" if q else "",
-        )
+    detail = f"search {q!r}" if q else ""
+    audit.record_many(db, actor, [_listed(p, detail) for p in patients])
     return patients, total
+
+
+def _listed(patient: Patient, detail: str) -> audit.AuditEvent:
+    return audit.AuditEvent("patient.list", "patient", patient.id, patient.id, detail=detail)
 
 
 def create(db: Session, actor: Principal, data: PatientCreate) -> Patient:
@@ -320,16 +316,7 @@ def recently_added(db: Session, actor: Principal, limit: int = 8) -> list[Patien
         .limit(limit)
     )
     patients = list(db.execute(query).scalars())
-    for patient in patients:
-        audit.record(
-            db,
-            actor,
-            "patient.list",
-            "patient",
-            resource_id=patient.id,
-            patient_id=patient.id,
-            detail="dashboard: recently added",
-        )
+    audit.record_many(db, actor, [_listed(p, "dashboard: recently added") for p in patients])
     return patients
 
 

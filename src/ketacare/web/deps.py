@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from ketacare.audit import service as audit
@@ -63,7 +64,7 @@ def get_db(request: Request) -> Iterator[Session]:
         if exc.audit or exc.after_rollback:
             _write_pending(db, request, exc)
         raise
-    except OperationalError as exc:
+    except (OperationalError, PoolTimeout) as exc:
         db.rollback()
         raise DatabaseUnavailable(
             "The database is busy or unavailable, so nothing was saved. Try again in a moment."
@@ -93,7 +94,7 @@ def _write_pending(db: Session, request: Request, exc: KetaCareError) -> None:
                 client_addr=client_addr(request),
             )
         db.commit()
-    except OperationalError:
+    except (OperationalError, PoolTimeout):
         db.rollback()
 
 
