@@ -22,6 +22,16 @@ class Permission(enum.StrEnum):
     audit_read = "audit:read"
     audit_export = "audit:export"
     research_read = "research:read"
+    screening_write = "screening:write"
+    eligibility_override = "eligibility:override"
+    plan_read = "plan:read"
+    plan_write = "plan:write"
+    careplan_write = "careplan:write"
+    consent_sign = "consent:sign"
+    planning_admin = "planning:admin"
+    directory_manage = "directory:manage"
+    bookings_read = "bookings:read"
+    review_write = "review:write"
 
 
 _STAFF_COMMON = {Permission.dashboard, Permission.account}
@@ -34,11 +44,39 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.patient_write,
             Permission.user_manage,
             Permission.token_manage,
+            Permission.plan_read,
+            Permission.planning_admin,
+            Permission.directory_manage,
+            Permission.bookings_read,
         }
     ),
-    Role.prescriber: frozenset(_STAFF_COMMON | {Permission.patient_read, Permission.patient_write}),
-    Role.nurse: frozenset(_STAFF_COMMON | {Permission.patient_read, Permission.patient_write}),
-    Role.patient: frozenset(_STAFF_COMMON | {Permission.patient_self}),
+    Role.prescriber: frozenset(
+        _STAFF_COMMON
+        | {
+            Permission.patient_read,
+            Permission.patient_write,
+            Permission.screening_write,
+            Permission.eligibility_override,
+            Permission.plan_read,
+            Permission.plan_write,
+            Permission.careplan_write,
+            Permission.bookings_read,
+        }
+    ),
+    Role.nurse: frozenset(
+        _STAFF_COMMON
+        | {
+            Permission.patient_read,
+            Permission.patient_write,
+            Permission.screening_write,
+            Permission.plan_read,
+            Permission.careplan_write,
+            Permission.bookings_read,
+        }
+    ),
+    Role.patient: frozenset(
+        _STAFF_COMMON | {Permission.patient_self, Permission.consent_sign, Permission.review_write}
+    ),
     Role.researcher: frozenset(_STAFF_COMMON | {Permission.research_read}),
     Role.auditor: frozenset(_STAFF_COMMON | {Permission.audit_read, Permission.audit_export}),
 }
@@ -61,6 +99,24 @@ PUBLIC_ROUTES = frozenset(
         "/api/docs",
         "/api/openapi.json",
         "/vendor/plotly.min.js",
+        # directory: the public front door
+        "/start",
+        "/learn",
+        "/learn/{slug}",
+        "/assess",
+        "/clinics",
+        "/clinics/search",
+        "/clinics/{slug}",
+        "/clinics/{slug}/estimate",
+        "/clinics/{slug}/book",
+        "/bookings/cancel/{token}",
+        "/api/v1/learn",
+        "/api/v1/assessment",
+        "/api/v1/clinics/search",
+        "/api/v1/clinics/{slug}",
+        "/api/v1/clinics/{slug}/estimate",
+        "/api/v1/clinics/{slug}/bookings",
+        "/api/v1/bookings/cancel",
     }
 )
 

@@ -1,0 +1,889 @@
+"""Planning use-cases: protocols, plans (dose-checked, PK-checked, eligibility-gated), the
+calendar, care-plan items, response assessments, consent and prices. Services never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ketacare.audit import service as audit
+from ketacare.auth import service as auth
+from ketacare.auth.principal import Principal
+from ketacare.auth.roles import Role
+from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
+from ketacare.knowledge.billing import default_prices
+from ketacare.knowledge.dose_limits import planning_defaults
+from ketacare.knowledge.protocols import Protocol, builtin_protocols, protocol_from_row, validate_protocol
+from ketacare.patients import service as patients
+from ketacare.planning import boosters, costing, dosing, pk, scheduling
+from ketacare.planning.models import (
+    CarePlanItem,
+    Chair,
+    ClinicProtocol,
+    Consent,
+    PlanSession,
+    PriceList,
+    ResponseAssessment,
+    TreatmentPlan,
+)
+from ketacare.planning.schemas import (
+    CareItemIn,
+    ChairIn,
+    ClinicProtocolIn,
+    PlanIn,
+    PriceListIn,
+    ResponseIn,
+    SignIn,
+)
+from ketacare.screening import service as screening
+from ketacare.screening.eligibility import ELIGIBLE
+
+ACTIVE = ("planned", "scheduled")
+FINDING_FIELDS = {
+    "weight": "dose",
+    "protocol_key": "protocol_key",
+    "dose_unit": "dose_unit",
+    "concentration_mg_per_ml": "concentration_mg_per_ml",
+    "sessions": "sessions",
+    "titration_start": "titration_start",
+}
+
+# --- protocols ---------------------------------------------------------------------------
+
+
+def protocols(db: Session, clinic_id: int) -> list[Protocol]:
+    """The library: built-in templates and the clinic's own rows; the newest version of a key wins."""
+    library = {p.key: p for p in builtin_protocols()}
+    rows = db.execute(
+        select(ClinicProtocol).where(ClinicProtocol.clinic_id == clinic_id).order_by(ClinicProtocol.version)
+    ).scalars()
+    for row in rows:
+        current = library.get(row.key)
+        if current is None or row.version > current.version:
+            library[row.key] = protocol_from_row({**row.fields, "version": row.version}, builtin=False)
+    return list(library.values())
+
+
+def protocol(db: Session, clinic_id: int, key: str) -> Protocol:
+    found = next((p for p in protocols(db, clinic_id) if p.key == key), None)
+    if found is None:
+        raise InvalidInput(errors={"protocol_key": f"No protocol {key!r} in the library."})
+    return found
+
+
+def add_clinic_protocol(db: Session, actor: Principal, data: ClinicProtocolIn) -> Protocol:
+    current = next((p for p in protocols(db, actor.clinic_id) if p.key == data.key), None)
+    version = (current.version + 1) if current else 1
+    row_fields = data.row()
+    errors = validate_protocol({**row_fields, "version": version})
+    if errors:
+        raise InvalidInput(errors=errors)
+    row = ClinicProtocol(
+        clinic_id=actor.clinic_id,
+        key=data.key,
+        version=version,
+        fields=row_fields,
+        created_by_id=actor.user_id,
+    )
+    db.add(row)
+    db.flush()
+    audit.record(
+        db, actor, "planning.protocol.add", "protocol", resource_id=row.id, detail=f"{data.key} v{version}"
+    )
+    return protocol_from_row({**row_fields, "version": version}, builtin=False)
+
+
+# --- prices and chairs -------------------------------------------------------------------
+
+
+def price_list(db: Session, clinic_id: int) -> costing.PriceList:
+    row = db.execute(select(PriceList).where(PriceList.clinic_id == clinic_id)).scalar_one_or_none()
+    if row is None:
+        d = default_prices()
+        return costing.PriceList(
+            d.consultation_usd, d.drug_usd_per_mg, d.premedication_usd_per_session, d.session_bands
+        )
+    return costing.PriceList(
+        row.consultation_usd,
+        row.drug_usd_per_mg,
+        row.premedication_usd_per_session,
+        tuple((int(m), float(f)) for m, f in row.session_bands),
+    )
+
+
+def has_own_prices(db: Session, clinic_id: int) -> bool:
+    return db.execute(select(PriceList.id).where(PriceList.clinic_id == clinic_id)).first() is not None
+
+
+def save_price_list(db: Session, actor: Principal, data: PriceListIn) -> costing.PriceList:
+    row = db.execute(select(PriceList).where(PriceList.clinic_id == actor.clinic_id)).scalar_one_or_none()
+    if row is None:
+        row = PriceList(clinic_id=actor.clinic_id)
+        db.add(row)
+    row.consultation_usd = data.consultation_usd
+    row.drug_usd_per_mg = data.drug_usd_per_mg
+    row.premedication_usd_per_session = data.premedication_usd_per_session
+    row.session_bands = [list(b) for b in data.session_bands]
+    row.updated_by_id = actor.user_id
+    row.updated_at = dt.datetime.now(dt.UTC)
+    db.flush()
+    audit.record(db, actor, "planning.prices.save", "price_list", resource_id=row.id)
+    return price_list(db, actor.clinic_id)
+
+
+def estimate_for(db: Session, clinic_id: int, plan: costing.EstimateInput) -> costing.Estimate:
+    """The public front door (a later issue) calls this for estimates without a patient."""
+    return costing.estimate(price_list(db, clinic_id), plan)
+
+
+def chairs(db: Session, clinic_id: int) -> list[Chair]:
+    return list(
+        db.execute(
+            select(Chair).where(Chair.clinic_id == clinic_id, Chair.active).order_by(Chair.room, Chair.name)
+        ).scalars()
+    )
+
+
+def add_chair(db: Session, actor: Principal, data: ChairIn) -> Chair:
+    if any(c.room == data.room and c.name == data.name for c in chairs(db, actor.clinic_id)):
+        raise InvalidInput(errors={"name": f"{data.room} already has a chair called {data.name}."})
+    row = Chair(clinic_id=actor.clinic_id, room=data.room, name=data.name, active=True)
+    db.add(row)
+    db.flush()
+    audit.record(
+        db, actor, "planning.chair.add", "chair", resource_id=row.id, detail=f"{data.room} {data.name}"
+    )
+    return row
+
+
+def _staff(db: Session, actor: Principal) -> dict[int, str]:
+    """Nurses and prescribers who can staff a session, by id (the roster is a later issue)."""
+    staff = [u for u in auth.list_staff(db, actor) if u.is_active and u.role in (Role.nurse, Role.prescriber)]
+    return {u.id: u.full_name for u in sorted(staff, key=lambda u: (u.role, u.id))}
+
+
+# --- evaluating a plan -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    record: patients.PatientRecord
+    eligibility: screening.Eligibility
+    protocol: Protocol
+    calc: dosing.DoseCalculation
+    pk: pk.PkCheck
+    estimate: costing.Estimate
+    series: boosters.Verdict
+    booster: boosters.Verdict
+
+
+def _assessments(db: Session, patient_id: int) -> list[boosters.Assessment]:
+    rows = db.execute(
+        select(ResponseAssessment)
+        .where(ResponseAssessment.patient_id == patient_id)
+        .order_by(ResponseAssessment.id)
+    ).scalars()
+    return [
+        boosters.Assessment(r.plan_id, r.assessed_on, r.baseline_nrs, r.followup_nrs, r.pgic, r.relief_days)
+        for r in rows
+    ]
+
+
+def _dosings(p: Protocol, calc: dosing.DoseCalculation, duration_min: int) -> list[pk.SessionDosing]:
+    """One simulation per distinct session dose (titration steps), labelled by session numbers."""
+    groups: dict[float, list[int]] = {}
+    for s in calc.sessions:
+        if s.dose_mg is not None:
+            groups.setdefault(s.dose_mg, []).append(s.number)
+    out = []
+    route = "iv_infusion" if p.route == "iv_infusion" else p.route
+    for mg, numbers in groups.items():
+        first = calc.sessions[numbers[0] - 1]
+        span = f"session {numbers[0]}" if len(numbers) == 1 else f"sessions {numbers[0]}-{numbers[-1]}"
+        per_dose = mg / p.doses_per_day if p.dose_unit == "mg/kg/day" and p.doses_per_day else mg
+        out.append(
+            pk.SessionDosing(
+                f"{span}: {first.dose:g} {p.dose_unit} ({per_dose:g} mg)",
+                route,
+                per_dose,
+                float(duration_min),
+            )
+        )
+    return out
+
+
+def evaluate(
+    db: Session, actor: Principal, patient_id: int, data: PlanIn, *, today: dt.date | None = None
+) -> Evaluation:
+    today = today or dt.date.today()
+    p = protocol(db, actor.clinic_id, data.protocol_key)
+    record = patients.record(db, actor, patient_id)
+    weight = record.latest_weight
+    duration = data.session_duration_min if data.session_duration_min is not None else p.duration_min
+    calc = dosing.calculate(
+        dosing.DoseRequest(
+            protocol=p,
+            dose=data.dose,
+            dose_unit=data.dose_unit,
+            sessions=data.sessions,
+            duration_min=duration,
+            concentration_mg_per_ml=data.concentration_mg_per_ml,
+            weight_kg=weight.weight_kg if weight else None,
+            weight_measured_on=weight.measured_on if weight else None,
+            today=today,
+            titration_start=data.titration_start,
+            override_reason=data.dose_override_reason,
+        )
+    )
+    elig = screening.eligibility(
+        db, actor, patient_id, high_dose_high_frequency=dosing.high_dose_high_frequency(calc, p)
+    )
+    defaults = planning_defaults()
+    check = (
+        pk.check(
+            _dosings(p, calc, duration),
+            weight_kg=weight.weight_kg or 70.0,
+            age_y=patients.age_years(record.patient.date_of_birth, today),
+            sex=record.patient.sex,
+            psychotomimetic_long_min=defaults.psychotomimetic_long_min,
+            population_size=defaults.population_size,
+            seed=patient_id,
+        )
+        if calc.sessions and weight is not None
+        else pk.PkCheck(False, "No doses to simulate until the dose problems are fixed.", (), (), {})
+    )
+    estimate = costing.estimate(
+        price_list(db, actor.clinic_id),
+        costing.EstimateInput(
+            route=p.route,
+            session_minutes=tuple(duration for _ in calc.sessions),
+            session_mg=tuple(s.dose_mg for s in calc.sessions),
+            premedication=bool(data.premedication),
+        ),
+    )
+    history = _assessments(db, patient_id)
+    return Evaluation(
+        record,
+        elig,
+        p,
+        calc,
+        check,
+        estimate,
+        boosters.next_series_allowed(history),
+        boosters.booster_allowed(history),
+    )
+
+
+def _overlapping(db: Session, patient_id: int, start: dt.date, end: dt.date) -> TreatmentPlan | None:
+    return (
+        db.execute(
+            select(TreatmentPlan).where(
+                TreatmentPlan.patient_id == patient_id,
+                TreatmentPlan.status.in_(ACTIVE),
+                TreatmentPlan.start_date <= end,
+                TreatmentPlan.end_date >= start,
+            )
+        )
+        .scalars()
+        .first()
+    )
+
+
+def _rule_errors(db: Session, patient_id: int, data: PlanIn, ev: Evaluation) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    decision = ev.eligibility.decision
+    if decision.status != ELIGIBLE:
+        first = (decision.hard_stops or decision.open_cautions or decision.missing)[:3]
+        errors["eligibility"] = f"{decision.label}: " + " ".join(r.message for r in first)
+    for f in ev.calc.blocks:
+        errors.setdefault(FINDING_FIELDS.get(f.field, "dose"), f.message)
+    if ev.calc.needs_override and not ev.calc.overridden:
+        errors["dose_override_reason"] = (
+            " ".join(f.message for f in ev.calc.needs_override)
+            + f" Write the reason to go ahead (at least {dosing.MIN_OVERRIDE_REASON_CHARS} characters)."
+        )
+    bad_premed = sorted(set(data.premedication) - set(ev.protocol.premedication))
+    if bad_premed:
+        errors["premedication"] = f"Not a premedication option of this protocol: {', '.join(bad_premed)}."
+    if data.purpose == "booster" and not ev.booster.allowed:
+        errors["purpose"] = ev.booster.reason
+    series_reason = (data.series_override_reason or "").strip()
+    if (
+        data.purpose == "series"
+        and not ev.series.allowed
+        and len(series_reason) < dosing.MIN_OVERRIDE_REASON_CHARS
+    ):
+        errors["series_override_reason"] = ev.series.reason
+    interval = data.interval_days or ev.protocol.interval_days
+    end = data.start_date + dt.timedelta(days=interval * (data.sessions - 1))
+    clash = _overlapping(db, patient_id, data.start_date, end)
+    if clash is not None:
+        errors["start_date"] = (
+            f"Overlaps plan #{clash.id} ({clash.start_date.isoformat()} to {clash.end_date.isoformat()})."
+        )
+    if data.start_date < dt.date.today():
+        errors.setdefault("start_date", "A plan starts today or later.")
+    return errors
+
+
+def create_plan(db: Session, actor: Principal, patient_id: int, data: PlanIn) -> TreatmentPlan:
+    ev = evaluate(db, actor, patient_id, data)
+    errors = _rule_errors(db, patient_id, data, ev)
+    if errors:
+        raise InvalidInput(errors=errors)
+    p, calc, weight = ev.protocol, ev.calc, ev.record.latest_weight
+    assert weight is not None and weight.weight_kg is not None  # a block otherwise
+    interval = data.interval_days or p.interval_days
+    plan = TreatmentPlan(
+        clinic_id=actor.clinic_id,
+        patient_id=patient_id,
+        purpose=data.purpose.value,
+        status="planned",
+        protocol_key=p.key,
+        protocol_version=p.version,
+        protocol_snapshot={k: v for k, v in p.__dict__.items() if k != "extra"},
+        indication=ev.eligibility.decision.indication,
+        evidence_grade=ev.eligibility.decision.evidence_grade,
+        eligibility_status=ev.eligibility.decision.status,
+        route=p.route,
+        dose=data.dose,
+        dose_unit=data.dose_unit,
+        titration_start=data.titration_start,
+        session_duration_min=data.session_duration_min
+        if data.session_duration_min is not None
+        else p.duration_min,
+        sessions=data.sessions,
+        interval_days=interval,
+        start_date=data.start_date,
+        end_date=data.start_date + dt.timedelta(days=interval * (data.sessions - 1)),
+        preferred_time=data.preferred_time,
+        concentration_mg_per_ml=data.concentration_mg_per_ml,
+        premedication=list(data.premedication),
+        weight_kg=weight.weight_kg,
+        weight_measured_on=weight.measured_on,
+        session_doses=[s.__dict__ for s in calc.sessions],
+        max_session_mg=calc.max_session_mg,
+        series_mg=calc.series_mg,
+        findings=[f.__dict__ for f in calc.findings],
+        dose_override_reason=(data.dose_override_reason or None) if calc.needs_override else None,
+        series_override_reason=(data.series_override_reason or None) if not ev.series.allowed else None,
+        notes=data.notes,
+        created_by_id=actor.user_id,
+    )
+    db.add(plan)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "plan.create",
+        "plan",
+        resource_id=plan.id,
+        patient_id=patient_id,
+        detail=f"{p.key} v{p.version} {data.dose:g} {data.dose_unit} x {data.sessions}",
+    )
+    if plan.dose_override_reason:
+        audit.record(
+            db,
+            actor,
+            "plan.dose_override",
+            "plan",
+            resource_id=plan.id,
+            patient_id=patient_id,
+            detail="; ".join(f.code for f in calc.needs_override) + f": {plan.dose_override_reason}",
+        )
+    if plan.series_override_reason:
+        audit.record(
+            db,
+            actor,
+            "plan.series_override",
+            "plan",
+            resource_id=plan.id,
+            patient_id=patient_id,
+            detail=plan.series_override_reason,
+        )
+    _generate_consent(db, plan, ev)
+    return plan
+
+
+# --- reading a plan ----------------------------------------------------------------------
+
+
+def _plan(db: Session, actor: Principal, plan_id: int, action: str) -> TreatmentPlan:
+    plan = db.get(TreatmentPlan, plan_id)
+    if plan is None or plan.clinic_id != actor.clinic_id:
+        why = "no such plan" if plan is None else "plan of another clinic"
+        pid = plan.patient_id if plan is not None else None
+        raise NotFound(
+            "No such plan in your clinic.",
+            audit=[PendingAudit(action, "plan", str(plan_id), pid, "denied", why)],
+        )
+    patients.visible_patient(db, actor, plan.patient_id, action)
+    return plan
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: TreatmentPlan
+    evaluation: Evaluation
+    sessions: list[PlanSession]
+    chair_names: dict[int, str]
+    staff_names: dict[int, str]
+    care_items: list[CarePlanItem]
+    responses: list[ResponseAssessment]
+    consent: Consent | None
+
+
+def plan_input(plan: TreatmentPlan) -> PlanIn:
+    return PlanIn(
+        protocol_key=plan.protocol_key,
+        purpose=plan.purpose,
+        dose=plan.dose,
+        dose_unit=plan.dose_unit,
+        titration_start=plan.titration_start,
+        session_duration_min=plan.session_duration_min,
+        sessions=plan.sessions,
+        interval_days=plan.interval_days,
+        start_date=plan.start_date,
+        preferred_time=plan.preferred_time,
+        concentration_mg_per_ml=plan.concentration_mg_per_ml,
+        premedication=list(plan.premedication),
+        dose_override_reason=plan.dose_override_reason,
+    )
+
+
+def _saved_protocol(plan: TreatmentPlan) -> Protocol:
+    snap = dict(plan.protocol_snapshot)
+    snap.pop("builtin", None)
+    return protocol_from_row(snap, builtin=bool(plan.protocol_snapshot.get("builtin", True)))
+
+
+def view(db: Session, actor: Principal, plan_id: int) -> PlanView:
+    plan = _plan(db, actor, plan_id, "plan.read")
+    record = patients.record(db, actor, plan.patient_id)
+    p = _saved_protocol(plan)
+    calc = dosing.DoseCalculation(
+        sessions=tuple(dosing.SessionDose(**s) for s in plan.session_doses),
+        findings=tuple(dosing.Finding(**f) for f in plan.findings),
+        overridden=plan.dose_override_reason is not None,
+    )
+    defaults = planning_defaults()
+    check = pk.check(
+        _dosings(p, calc, plan.session_duration_min),
+        weight_kg=plan.weight_kg,
+        age_y=patients.age_years(record.patient.date_of_birth, plan.start_date),
+        sex=record.patient.sex,
+        psychotomimetic_long_min=defaults.psychotomimetic_long_min,
+        population_size=defaults.population_size,
+        seed=plan.patient_id,
+    )
+    estimate = costing.estimate(
+        price_list(db, plan.clinic_id),
+        costing.EstimateInput(
+            route=plan.route,
+            session_minutes=tuple(plan.session_duration_min for _ in calc.sessions),
+            session_mg=tuple(s.dose_mg for s in calc.sessions),
+            premedication=bool(plan.premedication),
+        ),
+    )
+    history = _assessments(db, plan.patient_id)
+    elig = screening.eligibility(db, actor, plan.patient_id)
+    ev = Evaluation(
+        record,
+        elig,
+        p,
+        calc,
+        check,
+        estimate,
+        boosters.next_series_allowed(history),
+        boosters.booster_allowed(history),
+    )
+    sessions = list(
+        db.execute(
+            select(PlanSession).where(PlanSession.plan_id == plan.id).order_by(PlanSession.number)
+        ).scalars()
+    )
+    chair_names = {c.id: f"{c.room} · {c.name}" for c in chairs(db, plan.clinic_id)}
+    staff_names = _staff(db, actor)
+    care = list(
+        db.execute(
+            select(CarePlanItem).where(CarePlanItem.plan_id == plan.id).order_by(CarePlanItem.id)
+        ).scalars()
+    )
+    responses = list(
+        db.execute(
+            select(ResponseAssessment)
+            .where(ResponseAssessment.plan_id == plan.id)
+            .order_by(ResponseAssessment.id)
+        ).scalars()
+    )
+    consent = db.execute(select(Consent).where(Consent.plan_id == plan.id)).scalar_one_or_none()
+    audit.record(db, actor, "plan.read", "plan", resource_id=plan.id, patient_id=plan.patient_id)
+    return PlanView(plan, ev, sessions, chair_names, staff_names, care, responses, consent)
+
+
+def patient_plans(db: Session, actor: Principal, patient_id: int) -> list[TreatmentPlan]:
+    patients.visible_patient(db, actor, patient_id, "plan.list")
+    plans = list(
+        db.execute(
+            select(TreatmentPlan)
+            .where(TreatmentPlan.patient_id == patient_id)
+            .order_by(TreatmentPlan.start_date.desc())
+        ).scalars()
+    )
+    audit.record(db, actor, "plan.list", "patient", resource_id=patient_id, patient_id=patient_id)
+    return plans
+
+
+def consent_signed(db: Session, plan_id: int) -> bool:
+    return (
+        db.execute(
+            select(Consent.id).where(Consent.plan_id == plan_id, Consent.signed_at.is_not(None))
+        ).first()
+        is not None
+    )
+
+
+# --- schedule ----------------------------------------------------------------------------
+
+
+def schedule(db: Session, actor: Principal, plan_id: int) -> list[PlanSession]:
+    plan = _plan(db, actor, plan_id, "plan.schedule")
+    if plan.status != "planned":
+        raise InvalidInput(
+            errors={"schedule": f"The plan is {plan.status}; only a planned plan is scheduled."}
+        )
+    if plan.route not in ("iv_infusion", "iv_bolus", "im", "esketamine_nasal"):
+        raise InvalidInput(errors={"schedule": "Home treatment has no clinic sessions to schedule."})
+    clinic = auth.clinic(db, plan.clinic_id)
+    days = scheduling.session_days(plan.start_date, plan.sessions, plan.interval_days)
+    window_start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
+    window_end = dt.datetime.combine(days[-1], dt.time(), tzinfo=dt.UTC) + dt.timedelta(
+        days=2 + plan.session_duration_min // 1440
+    )
+    existing = db.execute(
+        select(PlanSession).where(
+            PlanSession.clinic_id == plan.clinic_id,
+            PlanSession.starts_at < window_end,
+            PlanSession.ends_at > window_start,
+        )
+    ).scalars()
+    busy = []
+    for s in existing:
+        busy += [
+            scheduling.Busy(f"chair:{s.chair_id}", s.starts_at, s.ends_at),
+            scheduling.Busy(f"staff:{s.staff_id}", s.starts_at, s.ends_at),
+        ]
+    hour, minute = (int(x) for x in plan.preferred_time.split(":"))
+    try:
+        slots = scheduling.place(
+            days,
+            preferred=dt.time(hour, minute),
+            duration_min=max(plan.session_duration_min, 30),
+            zone=clinic.time_zone,
+            chair_ids=[c.id for c in chairs(db, plan.clinic_id)],
+            staff_ids=list(_staff(db, actor)),
+            busy=busy,
+        )
+    except scheduling.NoSlot as exc:
+        raise InvalidInput(errors={"schedule": f"Could not book {exc}."}) from exc
+    doses = {s["number"]: s["dose_mg"] for s in plan.session_doses}
+    rows = []
+    for number, slot in enumerate(slots, start=1):
+        row = PlanSession(
+            plan_id=plan.id,
+            clinic_id=plan.clinic_id,
+            number=number,
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            chair_id=slot.chair_id,
+            staff_id=slot.staff_id,
+            dose_mg=doses.get(number),
+        )
+        db.add(row)
+        rows.append(row)
+    plan.status = "scheduled"
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "plan.schedule",
+        "plan",
+        resource_id=plan.id,
+        patient_id=plan.patient_id,
+        detail=f"{len(rows)} sessions from {days[0].isoformat()}",
+    )
+    return rows
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    session: PlanSession
+    patient_name: str
+    patient_id: int
+    chair: str
+    staff: str
+
+
+def calendar(db: Session, actor: Principal, start: dt.date, days: int = 7) -> list[CalendarEntry]:
+    begin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC) - dt.timedelta(hours=14)
+    end = begin + dt.timedelta(days=days, hours=28)
+    rows = list(
+        db.execute(
+            select(PlanSession, TreatmentPlan.patient_id)
+            .join(TreatmentPlan, TreatmentPlan.id == PlanSession.plan_id)
+            .where(
+                PlanSession.clinic_id == actor.clinic_id,
+                PlanSession.starts_at < end,
+                PlanSession.ends_at > begin,
+            )
+            .order_by(PlanSession.starts_at)
+        ).all()
+    )
+    names = {c.id: f"{c.room} · {c.name}" for c in chairs(db, actor.clinic_id)}
+    staff = _staff(db, actor)
+    out = []
+    seen: set[int] = set()
+    for session, pid in rows:
+        patient = patients.visible_patient(db, actor, pid, "plan.calendar")
+        if pid not in seen:
+            audit.record(db, actor, "plan.calendar", "patient", resource_id=pid, patient_id=pid)
+            seen.add(pid)
+        out.append(
+            CalendarEntry(
+                session,
+                f"{patient.family_name}, {patient.given_name}",
+                pid,
+                names.get(session.chair_id, "?"),
+                staff.get(session.staff_id, "?"),
+            )
+        )
+    return out
+
+
+# --- care plan and responses -------------------------------------------------------------
+
+
+def add_care_item(db: Session, actor: Principal, plan_id: int, data: CareItemIn) -> CarePlanItem:
+    plan = _plan(db, actor, plan_id, "careplan.add")
+    row = CarePlanItem(patient_id=plan.patient_id, plan_id=plan.id, **data.model_dump())
+    db.add(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "careplan.add",
+        "care_item",
+        resource_id=row.id,
+        patient_id=plan.patient_id,
+        detail=f"{data.category.value}: {data.description}",
+    )
+    return row
+
+
+def set_care_status(db: Session, actor: Principal, plan_id: int, item_id: int, status: str) -> CarePlanItem:
+    plan = _plan(db, actor, plan_id, "careplan.status")
+    row = db.get(CarePlanItem, item_id)
+    if row is None or row.plan_id != plan.id:
+        raise NotFound("No such care-plan item on this plan.")
+    row.status = status
+    row.updated_at = dt.datetime.now(dt.UTC)
+    audit.record(
+        db,
+        actor,
+        "careplan.status",
+        "care_item",
+        resource_id=row.id,
+        patient_id=plan.patient_id,
+        detail=status,
+    )
+    return row
+
+
+def add_response(db: Session, actor: Principal, plan_id: int, data: ResponseIn) -> ResponseAssessment:
+    plan = _plan(db, actor, plan_id, "plan.response.add")
+    if data.assessed_on < plan.start_date:
+        raise InvalidInput(errors={"assessed_on": "The response is assessed after the series started."})
+    row = ResponseAssessment(
+        patient_id=plan.patient_id, plan_id=plan.id, recorded_by_id=actor.user_id, **data.model_dump()
+    )
+    db.add(row)
+    db.flush()
+    verdict = (
+        "responder"
+        if boosters.responded(
+            boosters.Assessment(
+                plan.id, data.assessed_on, data.baseline_nrs, data.followup_nrs, data.pgic, data.relief_days
+            )
+        )
+        else "non-responder"
+    )
+    audit.record(
+        db,
+        actor,
+        "plan.response.add",
+        "response",
+        resource_id=row.id,
+        patient_id=plan.patient_id,
+        detail=verdict,
+    )
+    return row
+
+
+# --- consent -----------------------------------------------------------------------------
+
+CONSENT_RISKS = (
+    (
+        "Sedation and dissociation (feeling detached, perceptual changes) during and after the session; "
+        "with esketamine, sedation in 48-61% and dissociation in 61-75% of patients.",
+        "Spravato label (SPRAVATO-PI) [V]",
+    ),
+    (
+        "A rise in blood pressure; with esketamine it peaks about 40 minutes after the dose and lasts about "
+        "4 hours, and 8-19% had a rise of 40 mmHg systolic or more.",
+        "Spravato label (SPRAVATO-PI) [V]",
+    ),
+    ("Nausea and vomiting, sleepiness, hallucinations.", "UIC Drug Information Group review 2022 [V]"),
+    (
+        "With repeated treatment: liver and bladder (urinary) problems; liver tests and bladder symptom "
+        "questions may be needed.",
+        "ASRA-2018 testing (GC) and clinical-facts section 9 rule 10 [V]",
+    ),
+    ("Misuse: ketamine is a Schedule III controlled substance with abuse potential.", "Spravato label [V]"),
+    (
+        "No driving or operating machinery until the next day after restful sleep; "
+        "an adult must take you home.",
+        "Spravato label and REMS [V]",
+    ),
+)
+
+
+def _consent_text(plan: TreatmentPlan, ev: Evaluation) -> str:
+    p = ev.protocol
+    patient = ev.record.patient
+    grade = plan.evidence_grade or "none on record"
+    lines = [
+        "CONSENT TO OFF-LABEL KETAMINE TREATMENT",
+        "",
+        f"Patient: {patient.given_name} {patient.family_name} ({patient.record_number}), "
+        f"born {patient.date_of_birth.isoformat()}",
+        f"Plan #{plan.id}: {p.name} (protocol {p.key} version {p.version})",
+        f"Indication: {plan.indication or 'not recorded'}; evidence grade {grade} (ASRA-2018).",
+        "Ketamine is not approved by the FDA for pain. Using it for pain is off-label."
+        + (
+            " The evidence for your condition is weak or absent (grade C or D)."
+            if plan.evidence_grade != "B"
+            else " For CRPS the evidence is moderate (grade B), for up to 12 weeks."
+        ),
+        "",
+        "WHAT IS PLANNED",
+        f"Route: {plan.route.replace('_', ' ')}. Dose: {plan.dose:g} {plan.dose_unit}"
+        + (f", titrated from {plan.titration_start:g}" if plan.titration_start else "")
+        + f", {plan.sessions} session(s) of {plan.session_duration_min} min "
+        f"every {plan.interval_days} day(s) "
+        f"from {plan.start_date.isoformat()}.",
+        f"Weight used: {plan.weight_kg:g} kg (measured {plan.weight_measured_on.isoformat()}). "
+        f"Largest session: {plan.max_session_mg if plan.max_session_mg is not None else '-'} mg; "
+        f"whole series: {plan.series_mg if plan.series_mg is not None else '-'} mg.",
+        f"Premedication: {', '.join(plan.premedication) or 'none'}. Monitoring: {p.monitoring}.",
+        "",
+        "RISKS",
+        *[f"- {text} ({source})" for text, source in CONSENT_RISKS],
+        "",
+        "ALTERNATIVES",
+        "- Continuing or adjusting your current medicines and therapies.",
+        "- Physical therapy, psychological therapy (CBT), sleep, exercise, diet and stress care "
+        "(your care plan).",
+        "- Oral or intranasal ketamine may be tried instead of repeated infusions in people who respond "
+        "(ASRA-2018) [V].",
+        "- Not having ketamine treatment.",
+        "",
+        "COSTS",
+        f"Estimated total: ${ev.estimate.total_usd:,.2f} from the clinic's price list "
+        "(an estimate, not a promise). "
+        "Most insurers treat ketamine for pain as experimental (Aetna CPB 0938) [V].",
+        "",
+        "You may stop at any time. Ask us anything before you sign.",
+    ]
+    return "\n".join(lines)
+
+
+def _generate_consent(db: Session, plan: TreatmentPlan, ev: Evaluation) -> Consent:
+    text = _consent_text(plan, ev)
+    row = Consent(
+        plan_id=plan.id,
+        patient_id=plan.patient_id,
+        text=text,
+        content_sha256=hashlib.sha256(text.encode()).hexdigest(),
+    )
+    db.add(row)
+    db.flush()
+    return row
+
+
+def consent(db: Session, actor: Principal, plan_id: int) -> tuple[TreatmentPlan, Consent]:
+    plan = _plan(db, actor, plan_id, "consent.read")
+    row = db.execute(select(Consent).where(Consent.plan_id == plan.id)).scalar_one()
+    audit.record(db, actor, "consent.read", "consent", resource_id=row.id, patient_id=plan.patient_id)
+    return plan, row
+
+
+def signature_hash(row: Consent) -> str:
+    assert row.signed_at is not None and row.signed_on is not None
+    payload = "|".join(
+        [
+            row.content_sha256,
+            row.signed_name or "",
+            row.signed_on.isoformat(),
+            row.signed_at.astimezone(dt.UTC).isoformat(),
+            str(row.signed_by_id),
+        ]
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def sign_consent(db: Session, actor: Principal, plan_id: int, data: SignIn) -> Consent:
+    plan = _plan(db, actor, plan_id, "consent.sign")
+    if actor.role != Role.patient or actor.patient_id != plan.patient_id:
+        raise Forbidden("Only the patient signs their own consent.")
+    row = db.execute(select(Consent).where(Consent.plan_id == plan.id)).scalar_one()
+    if row.signed_at is not None:
+        raise Conflict("This consent was signed already; a signed consent is never changed.")
+    patient = patients.visible_patient(db, actor, plan.patient_id, "consent.sign")
+    errors: dict[str, str] = {}
+    expected = f"{patient.given_name} {patient.family_name}".casefold().split()
+    if data.typed_name.casefold().split() != expected:
+        errors["typed_name"] = "Type your full name as on your record (given name, then family name)."
+    if data.signed_on != dt.date.today():
+        errors["signed_on"] = "Use today's date."
+    if not data.agree:
+        errors["agree"] = "Tick the box to confirm you read and agree to the consent."
+    if hashlib.sha256(row.text.encode()).hexdigest() != row.content_sha256:
+        errors["consent"] = "The consent text does not match its hash: ask the clinic."
+    if errors:
+        raise InvalidInput(errors=errors)
+    row.signed_name = data.typed_name.strip()
+    row.signed_on = data.signed_on
+    row.signed_at = dt.datetime.now(dt.UTC)
+    row.signed_by_id = actor.user_id
+    row.signature_sha256 = signature_hash(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "consent.sign",
+        "consent",
+        resource_id=row.id,
+        patient_id=plan.patient_id,
+        detail=f"content {row.content_sha256[:16]} signature {row.signature_sha256[:16]}",
+    )
+    return row
+
+
+def verify_consent(row: Consent) -> bool:
+    if hashlib.sha256(row.text.encode()).hexdigest() != row.content_sha256:
+        return False
+    return row.signed_at is None or row.signature_sha256 == signature_hash(row)
