@@ -171,8 +171,12 @@ def simulate_population(
         row_of[key] = rows.index(row)
     weight_matrix = np.array(rows)
     n_bands, n_q = band_index.size, len(rows)
-    counts = np.zeros((n_q, n_bands, _N_BINS + 1), dtype=np.int64)
-    offsets = (np.arange(n_q * n_bands) * (_N_BINS + 1)).reshape(n_q, n_bands)
+    # Counts are bin-major, (bin, quantity, band time), so that one patient's consecutive
+    # samples, which mostly share a bin, are counted at neighbouring addresses.
+    n_qt = n_q * n_bands
+    counts_flat = np.zeros((_N_BINS + 1) * n_qt, dtype=np.int64)
+    qt_offset = np.arange(n_qt).reshape(n_q, n_bands) - (_BASE - 1) * n_qt
+    index_buf = np.empty((min(chunk_size, n_patients), n_q, n_bands), dtype=np.int64)
     peaks = np.empty((n_patients, n_q))
 
     for start in range(0, n_patients, chunk_size):
@@ -193,12 +197,17 @@ def simulate_population(
         peaks[start:stop], samples = propagate_summary(
             system, plan.inputs, times, weight_matrix, band_index
         )
-        flat = _bin_index(samples)
-        flat += offsets
-        counts += np.bincount(flat.ravel(), minlength=counts.size).reshape(counts.shape)
+        # _bin_index in place, folded with the (bin, quantity, time) offsets.
+        idx = index_buf[:n]
+        np.right_shift(samples.view(np.int64), _SHIFT, out=idx)
+        np.clip(idx, _BASE - 1, _BASE - 1 + _N_BINS, out=idx)
+        np.multiply(idx, n_qt, out=idx)
+        np.add(idx, qt_offset, out=idx)
+        counts_flat += np.bincount(idx.reshape(-1), minlength=counts_flat.size)
         if progress is not None:
             progress(stop, n_patients)
 
+    counts = np.ascontiguousarray(counts_flat.reshape(_N_BINS + 1, n_q, n_bands).transpose(1, 2, 0))
     q_list = list(percentiles)
     peak_of = {e.name: peaks[:, row_of[e.name]] for e in plan.endpoints}
     p_reach = {

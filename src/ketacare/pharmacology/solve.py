@@ -19,7 +19,8 @@ z_s and constant drive u, z_{s+j} = e^{lambda j h} z_s + (e^{lambda j h} - 1)/la
 The tables e^{lambda j h} and (e^{lambda j h} - 1)/lambda (j < _BLOCK) are computed once
 per patient, and every block's outputs come from one small matrix product per patient
 (BLAS), so no Python loop runs over the time steps. Other grids and nearly defective
-patients fall back to ``propagate``.
+patients fall back to ``propagate``. Its eigendecomposition uses the closed forms of
+``eigen.structured_eigen`` (all patients at once) instead of one LAPACK call per patient.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import expm
 
+from ketacare.pharmacology.eigen import structured_eigen
 from ketacare.pharmacology.schedule import Inputs
 from ketacare.pharmacology.system import System
 
@@ -130,6 +132,20 @@ def _eigen(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[n
     return lam, vec, inv, bad
 
 
+def _eigen_batch(a: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
+    """``_eigen`` for a patient batch: the closed forms of ``eigen.structured_eigen`` where
+    they apply, LAPACK for the patients (or systems) they do not serve."""
+    structured = structured_eigen(a)
+    if structured is None:
+        return _eigen(a)
+    lam, vec, inv, bad = structured
+    if bad.any():
+        l_bad, v_bad, i_bad, still_bad = _eigen(a[bad])
+        lam[bad], vec[bad], inv[bad] = l_bad.real, v_bad.real, i_bad.real
+        bad[bad] = still_bad
+    return lam, vec, inv, bad
+
+
 def propagate_summary(
     system: System,
     inputs: Inputs,
@@ -147,7 +163,7 @@ def propagate_summary(
     knots = _knots(inputs, t_out_min)
     n_patients = system.a.shape[0]
     if knots.t_min.size == t_out_min.size and knots.step_min.size <= 1:
-        lam, vec, inv, bad = _eigen(system.a)
+        lam, vec, inv, bad = _eigen_batch(system.a)
         if not bad.any():
             wc = np.einsum("qo,pom->pqm", weights, system.c @ vec.real)
             return _summary_blocked(
@@ -256,7 +272,7 @@ def _summary_blocked(
         for b, r in partial:
             y[:, :, b, r:] = -np.inf
         flat = y.reshape(hi - lo, n_q, n_blocks * block)
-        np.take(flat, flat_index, axis=2, out=samples[lo:hi])
+        np.take(flat, flat_index, axis=2, out=samples[lo:hi], mode="clip")
         np.max(flat, axis=2, out=peak[lo:hi])
     return peak, samples
 
