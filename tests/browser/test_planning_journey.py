@@ -3,6 +3,7 @@ CRPS plan on the calendar; the patient signs the consent online. Screenshots go 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -83,11 +84,29 @@ def test_referral_eligibility_override_plan_schedule_consent(page, server, login
     rows = page.locator("#schedule tbody tr")
     assert rows.count() == 5 and "not booked" not in page.locator("#schedule").inner_text()
     assert server.scalar("SELECT count(*) FROM plan_sessions WHERE plan_id = ?", plan_id) == 5
+    # Reschedule: session 5 moves a day later at 10:00, with the same checks as booking.
+    later = (dt.date.today() + dt.timedelta(days=6)).isoformat()
+    page.locator("#session-5 summary").click()
+    page.get_by_label("New date (session 5)").fill(later)
+    page.get_by_label("New start time (session 5)").fill("10:00")
+    page.get_by_label("Why (optional, session 5)").fill("Patient's request")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Reschedule session 5").click()
+    assert f"{later} 10:00" in page.locator("#session-5").inner_text()
+    assert (
+        server.scalar("SELECT status FROM plan_sessions WHERE plan_id = ? AND number = 5", plan_id)
+        == "booked"
+    )
     page.locator("#schedule").scroll_into_view_if_needed()
     shot(page, "schedule")
     page.get_by_role("link", name="Show on the calendar").click()
     page.get_by_role("link", name=f"{family}, {given}").first.wait_for()
     shot(page, "calendar")
+
+    # The duty roster the booking used: who is on duty, a prescriber onsite every day.
+    page.get_by_role("link", name="Duty roster").click()
+    assert "(prescriber)" in page.locator("#roster").inner_text()
+    shot(page, "duty")
 
     # Consent: the patient reads and signs it online.
     with page.expect_navigation():

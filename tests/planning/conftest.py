@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from ketacare.knowledge.contraindications import contraindications, risk_factors
-from ketacare.planning.models import Chair
+from ketacare.planning.models import Chair, DutyShift
 
 ALL_NO = {c.key: "no" for c in contraindications()} | {r.key: "no" for r in risk_factors()}
 TOMORROW = (dt.date.today() + dt.timedelta(days=1)).isoformat()
@@ -48,8 +48,38 @@ def crps_plan(**changes: object) -> dict[str, object]:
     return body
 
 
+def roster(db, clinic_id: int, users, days: int = 40, start: str = "08:00", end: str = "18:00") -> None:  # type: ignore[no-untyped-def]
+    """Put ``users`` on duty from today for ``days`` days, ``start`` to ``end``."""
+    today = dt.date.today()
+    db.add_all(
+        [
+            DutyShift(
+                clinic_id=clinic_id,
+                user_id=user.id,
+                on_date=today + dt.timedelta(days=n),
+                start_time=dt.time.fromisoformat(start),
+                end_time=dt.time.fromisoformat(end),
+            )
+            for user in users
+            for n in range(days)
+        ]
+    )
+    db.commit()
+
+
 @pytest.fixture
 def chairs(db, world):  # type: ignore[no-untyped-def]
+    """One chair, and the nurse and the prescriber on duty 08:00-18:00 for the next 40 days."""
+    rows = [Chair(clinic_id=world.clinic.id, room="Room 1", name="Chair A", active=True)]
+    db.add_all(rows)
+    db.commit()
+    roster(db, world.clinic.id, [world.users["nurse"], world.users["prescriber"]])
+    return rows
+
+
+@pytest.fixture
+def chair_only(db, world):  # type: ignore[no-untyped-def]
+    """One chair and nobody on the duty roster."""
     rows = [Chair(clinic_id=world.clinic.id, room="Room 1", name="Chair A", active=True)]
     db.add_all(rows)
     db.commit()

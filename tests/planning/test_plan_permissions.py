@@ -17,9 +17,11 @@ READ = [
     ("GET", "/planning/calendar"),
     ("GET", "/planning/protocols"),
     ("GET", "/api/v1/protocols"),
+    ("GET", "/planning/duty"),
+    ("GET", "/api/v1/duty?start=2030-01-01"),
 ]
 WRITE_PLAN = [("GET", "/patients/{a}/plans/new")]
-ADMIN = [("GET", "/planning/prices"), ("GET", "/api/v1/prices")]
+ADMIN = [("GET", "/planning/prices"), ("GET", "/api/v1/prices"), ("GET", "/api/v1/clinic-hours")]
 SIGNER = [("GET", "/my/plans"), ("GET", "/my/plans/{p}/consent"), ("GET", "/api/v1/me/plans/{p}/consent")]
 EXPECT = {
     # role: (read, plan write, admin, patient-own)

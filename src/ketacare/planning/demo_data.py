@@ -19,10 +19,11 @@ from ketacare.errors import InvalidInput
 from ketacare.patients import service as patients
 from ketacare.patients.schemas import MeasurementCreate
 from ketacare.planning import service
-from ketacare.planning.models import Chair
+from ketacare.planning.models import Chair, DutyShift
 from ketacare.planning.schemas import CareCategory, CareItemIn, PlanIn, SignIn
 from ketacare.screening.demo_data import DemoClinic
 
+ROSTER_DAYS = 60
 CHAIRS = [("Infusion room 1", "Chair A"), ("Infusion room 1", "Chair B"), ("Infusion room 2", "Chair C")]
 CARE = [
     (
@@ -51,7 +52,23 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
     db.add_all([Chair(clinic_id=clinic.id, room=room, name=name, active=True) for room, name in CHAIRS])
     db.flush()
     dr = _principal(auth.user_by_username(db, f"dr.{clinic.slug}"), Role.prescriber)
+    admin = _principal(auth.user_by_username(db, f"admin.{clinic.slug}"), Role.clinic_admin)
     today = dt.date.today()
+    # The duty roster: every nurse and prescriber on duty 08:00-18:00 for the next weeks.
+    db.add_all(
+        [
+            DutyShift(
+                clinic_id=clinic.id,
+                user_id=user.id,
+                on_date=today + dt.timedelta(days=day),
+                start_time=dt.time(8),
+                end_time=dt.time(18),
+            )
+            for user in service.duty_candidates(db, admin)
+            for day in range(ROSTER_DAYS)
+        ]
+    )
+    db.flush()
     # Patient A and a few screened patients get a fresh weight and a 5-day series.
     for offset, pid in enumerate([patient_ids[0], *patient_ids[4:8]]):
         weight = patients.record(db, dr, pid).latest_weight

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    Time,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -49,6 +50,41 @@ class PriceList(Base):
     session_bands: Mapped[list[Any]] = mapped_column(JSON)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ScheduleSettings(Base):
+    """The clinic's opening hours and the slot grid the calendar searches; one row per clinic.
+    Without a row the design defaults in ``scheduling.DEFAULT_HOURS`` apply."""
+
+    __tablename__ = "clinic_schedule_settings"
+    __table_args__ = (
+        CheckConstraint("opens_at < closes_at", name="hours"),
+        CheckConstraint("slot_min >= 5 AND slot_min <= 240", name="slot"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), unique=True)
+    opens_at: Mapped[dt.time] = mapped_column(Time)
+    closes_at: Mapped[dt.time] = mapped_column(Time)
+    slot_min: Mapped[int] = mapped_column(Integer)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DutyShift(Base):
+    """A nurse or prescriber on duty in the clinic on a date, between two clinic-local times."""
+
+    __tablename__ = "staff_duty_shifts"
+    __table_args__ = (CheckConstraint("start_time < end_time", name="hours"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    on_date: Mapped[dt.date] = mapped_column(Date, index=True)
+    start_time: Mapped[dt.time] = mapped_column(Time)
+    end_time: Mapped[dt.time] = mapped_column(Time)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ClinicProtocol(Base):
@@ -107,9 +143,14 @@ class TreatmentPlan(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column()
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class PlanSession(Base):
+    """A booked session; ``status`` is booked or cancelled (a cancelled one keeps its reason)."""
+
     __tablename__ = "plan_sessions"
     __table_args__ = (UniqueConstraint("plan_id", "number"),)
 
@@ -122,6 +163,10 @@ class PlanSession(Base):
     chair_id: Mapped[int] = mapped_column(ForeignKey("clinic_chairs.id"), index=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     dose_mg: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="booked")
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column()
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class CarePlanItem(Base):
@@ -162,7 +207,8 @@ class ResponseAssessment(Base):
 
 class Consent(Base):
     """Off-label treatment consent: the text generated from the plan, signed once, never edited.
-    ``content_sha256`` covers the text; ``signature_sha256`` the text plus the signature."""
+    ``content_sha256`` covers the text; ``signature_sha256`` the text plus the signature.
+    Database triggers (migration 0002) refuse any UPDATE or DELETE of a signed row."""
 
     __tablename__ = "plan_consents"
 

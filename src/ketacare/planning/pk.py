@@ -33,6 +33,7 @@ class SessionPk:
     peak_ng_per_ml: float
     time_in_analgesic_band_min: float
     time_above_psychotomimetic_min: float
+    p_reach_analgesia: float | None = None  # share of the virtual population reaching analgesia
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class PkCheck:
 def _dose(s: SessionDosing) -> Dose:
     duration = s.duration_min if s.route == "iv_infusion" else 0.0
     return Dose(s.route, s.dose_mg, 0.0, duration)
+
+
+def _translucent(colour: str, alpha: float = 0.15) -> str:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
 
 
 def _thin(values: Any, stride: int) -> list[float]:
@@ -90,22 +96,27 @@ def check(
         sims = [
             simulate(patient, [_dose(s)], end_min=end_min, step_min=step, norketamine=False) for s in dosings
         ]
-        target = max(dosings, key=lambda s: s.dose_mg)
-        population = simulate_population(
-            [_dose(target)],
-            n_patients=population_size,
-            weight_kg=weight_kg,
-            age_y=age_y,
-            female_fraction=1.0 if sex == "female" else 0.0,
-            seed=seed,
-            end_min=end_min,
-            step_min=step,
-        )
+        # Every distinct session dose gets its own population (the same seed: the same virtual
+        # patients), so each curve has its 5-95% band and its probability of analgesia.
+        populations = [
+            simulate_population(
+                [_dose(s)],
+                n_patients=population_size,
+                weight_kg=weight_kg,
+                age_y=age_y,
+                female_fraction=1.0 if sex == "female" else 0.0,
+                seed=seed,
+                end_min=end_min,
+                step_min=step,
+            )
+            for s in dosings
+        ]
     except PharmacologyInputError as exc:
         return PkCheck(False, f"The engine could not simulate this plan: {exc}", (), (), {})
     for w in sims[0].warnings:
         warnings.append(f"{w.message} ({w.source})")
-    for index, (s, sim) in enumerate(zip(dosings, sims, strict=True)):
+    bands: list[dict[str, Any]] = []
+    for index, (s, sim, population) in enumerate(zip(dosings, sims, populations, strict=True)):
         thresholds = {e.name: e.threshold_ng_per_ml for e in sim.endpoints}
         an, psy = sim.timings["analgesia"], sim.timings["psychotomimetic"]
         ce = sim.ce_ng_per_ml["analgesia"]
@@ -118,6 +129,7 @@ def check(
                 peak_ng_per_ml=round(float(sim.cp_ng_per_ml.max()), 1),
                 time_in_analgesic_band_min=round(in_band, 1),
                 time_above_psychotomimetic_min=round(float(psy.time_above_min), 1),
+                p_reach_analgesia=round(float(population.p_reach["analgesia"]), 3),
             )
         )
         if not an.reached:
@@ -152,32 +164,33 @@ def check(
             }
         )
         top = max(top, float(sim.cp_ng_per_ml.max()))
-    lo, hi = population.cp_bands[0], population.cp_bands[-1]
-    band_stride = max(1, len(population.band_t_min) // MAX_POINTS)
-    traces.insert(
-        0,
-        {
-            "type": "scatter",
-            "x": _thin(population.band_t_min, band_stride),
-            "y": _thin(hi, band_stride),
-            "line": {"width": 0},
-            "showlegend": False,
-            "hoverinfo": "skip",
-        },
-    )
-    traces.insert(
-        1,
-        {
-            "type": "scatter",
-            "x": _thin(population.band_t_min, band_stride),
-            "y": _thin(lo, band_stride),
-            "fill": "tonexty",
-            "fillcolor": "rgba(33,102,172,0.15)",
-            "line": {"width": 0},
-            "name": f"{target.label}: plasma 5-95% ({population.n_patients} virtual patients)",
-        },
-    )
-    top = max(top, float(hi.max()), thresholds["psychotomimetic"]) * 1.1
+        lo, hi = population.cp_bands[0], population.cp_bands[-1]
+        band_stride = max(1, len(population.band_t_min) // MAX_POINTS)
+        band_x = _thin(population.band_t_min, band_stride)
+        bands.append(
+            {
+                "type": "scatter",
+                "x": band_x,
+                "y": _thin(hi, band_stride),
+                "line": {"width": 0},
+                "showlegend": False,
+                "hoverinfo": "skip",
+            }
+        )
+        bands.append(
+            {
+                "type": "scatter",
+                "x": band_x,
+                "y": _thin(lo, band_stride),
+                "fill": "tonexty",
+                "fillcolor": _translucent(colour),
+                "line": {"width": 0},
+                "name": f"{s.label}: plasma 5-95% ({population.n_patients} virtual patients)",
+            }
+        )
+        top = max(top, float(hi.max()))
+    traces = bands + traces
+    top = max(top, thresholds["psychotomimetic"]) * 1.1
     analgesia, psychotomimetic = thresholds["analgesia"], thresholds["psychotomimetic"]
     figure = {
         "data": traces,
@@ -238,8 +251,8 @@ def check(
         sessions=tuple(results),
         warnings=tuple(warnings),
         figure=figure,
-        p_reach_analgesia=round(float(population.p_reach["analgesia"]), 3),
-        population_size=population.n_patients,
+        p_reach_analgesia=max(r.p_reach_analgesia or 0.0 for r in results),
+        population_size=populations[0].n_patients,
         thresholds_ng_per_ml=(analgesia, psychotomimetic),
         source=source,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -14,11 +15,12 @@ from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.billing import default_prices
 from ketacare.knowledge.dose_limits import dose_limits, planning_defaults
-from ketacare.knowledge.protocols import Protocol
+from ketacare.knowledge.protocols import DOSE_UNITS, ROUTES, SETTINGS, TAGS, Protocol
 from ketacare.patients import service as patients
 from ketacare.planning import service
 from ketacare.planning.models import TreatmentPlan
 from ketacare.planning.schemas import (
+    CancelIn,
     CareCategory,
     CareItemIn,
     CareItemOut,
@@ -28,22 +30,26 @@ from ketacare.planning.schemas import (
     ClinicProtocolIn,
     CodeOut,
     ConsentOut,
+    DutyIn,
+    DutyOut,
     EstimateLineOut,
     EstimateOut,
     FindingOut,
+    HoursIn,
     PkOut,
     PkSessionOut,
     PlanIn,
     PlanOut,
     PriceListIn,
     ProtocolOut,
+    RescheduleIn,
     ResponseIn,
     ResponseOut,
     SessionOut,
     SignIn,
 )
 from ketacare.validation import parse
-from ketacare.web.deps import DbSession, require
+from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
 
@@ -97,8 +103,19 @@ def _defaults(p: Protocol) -> dict[str, Any]:
     }
 
 
+def _clock(zone: str) -> dict[str, Any]:
+    """Session times in the clinic's own time zone (the one scheduling books in)."""
+    tz = zoneinfo.ZoneInfo(zone)
+
+    def clinic_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return "" if value is None else value.astimezone(tz).strftime(fmt)
+
+    return {"clinic_time": clinic_time, "clinic_zone": zone}
+
+
 def _view_context(v: service.PlanView) -> dict[str, Any]:
     return {
+        **_clock(v.clinic_zone),
         "v": v,
         "plan": v.plan,
         "patient": v.evaluation.record.patient,
@@ -107,6 +124,7 @@ def _view_context(v: service.PlanView) -> dict[str, Any]:
         "care_categories": list(CareCategory),
         "care_statuses": list(CareStatus),
         "today": dt.date.today().isoformat(),
+        "now": dt.datetime.now(dt.UTC),
         "limits": dose_limits(),
     }
 
@@ -129,6 +147,8 @@ def plan_out(v: service.PlanView) -> PlanOut:
                 rate_mg_per_kg_h=s.rate_mg_per_kg_h,
                 pump_ml_per_h=s.pump_ml_per_h,
                 volume_ml=s.volume_ml,
+                status=b.status if b else None,
+                cancel_reason=b.cancel_reason if b else None,
             )
         )
     pk = ev.pk
@@ -183,6 +203,7 @@ def plan_out(v: service.PlanView) -> PlanOut:
         care_items=[CareItemOut.model_validate(c) for c in v.care_items],
         responses=[ResponseOut.model_validate(r) for r in v.responses],
         consent_signed=bool(v.consent and v.consent.signed_at),
+        cancel_reason=plan.cancel_reason,
     )
 
 
@@ -289,6 +310,37 @@ def plan_schedule(request: Request, db: DbSession, actor: Writer, plan_id: int) 
     return RedirectResponse(f"/plans/{plan_id}?saved=schedule#schedule", status_code=303)
 
 
+@router.post("/plans/{plan_id}/sessions/{number}/cancel", include_in_schema=False)
+def session_cancel(
+    request: Request, db: DbSession, actor: Writer, plan_id: RowId, number: RowId, form: FormData
+) -> Response:
+    try:
+        service.cancel_session(db, actor, plan_id, number, parse(CancelIn, form))
+    except InvalidInput as exc:
+        return _plan_error(request, db, actor, plan_id, f"session-{number}", exc, form)
+    return RedirectResponse(f"/plans/{plan_id}?saved=session#schedule", status_code=303)
+
+
+@router.post("/plans/{plan_id}/sessions/{number}/reschedule", include_in_schema=False)
+def session_reschedule(
+    request: Request, db: DbSession, actor: Writer, plan_id: RowId, number: RowId, form: FormData
+) -> Response:
+    try:
+        service.reschedule_session(db, actor, plan_id, number, parse(RescheduleIn, form))
+    except InvalidInput as exc:
+        return _plan_error(request, db, actor, plan_id, f"session-{number}", exc, form)
+    return RedirectResponse(f"/plans/{plan_id}?saved=session#schedule", status_code=303)
+
+
+@router.post("/plans/{plan_id}/cancel", include_in_schema=False)
+def plan_cancel(request: Request, db: DbSession, actor: Writer, plan_id: RowId, form: FormData) -> Response:
+    try:
+        service.cancel_plan(db, actor, plan_id, parse(CancelIn, form))
+    except InvalidInput as exc:
+        return _plan_error(request, db, actor, plan_id, "cancel", exc, form)
+    return RedirectResponse(f"/plans/{plan_id}?saved=cancelled", status_code=303)
+
+
 @router.post("/plans/{plan_id}/care-items", include_in_schema=False)
 def care_add(request: Request, db: DbSession, actor: CareWriter, plan_id: int, form: FormData) -> Response:
     try:
@@ -392,6 +444,7 @@ def calendar_page(request: Request, db: DbSession, actor: Reader, start: dt.date
         request,
         "calendar.html",
         {
+            **_clock(service.clinic_zone(db, actor.clinic_id)),
             "entries": entries,
             "days": days,
             "first": first,
@@ -401,37 +454,124 @@ def calendar_page(request: Request, db: DbSession, actor: Reader, start: dt.date
     )
 
 
+PROTOCOL_FIELDS = (
+    "key",
+    "name",
+    "route",
+    "dose_unit",
+    "dose_min",
+    "dose_max",
+    "dose_default",
+    "duration_min",
+    "sessions_min",
+    "sessions_max",
+    "interval_days",
+    "setting",
+    "monitoring",
+    "titration_start",
+    "titration_step",
+    "dose_step",
+    "doses_per_day",
+    "max_doses_per_episode",
+)
+
+
+def _protocol_values(p: Protocol | None) -> dict[str, str]:
+    """A protocol as form values: the start of a new version (``source`` left for the author)."""
+    if p is None:
+        return {"tag": "design", "monitoring": "standard", "setting": "outpatient", "route": "iv_infusion"}
+
+    def text(value: object) -> str:
+        return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    values = {n: text(getattr(p, n)) for n in PROTOCOL_FIELDS}
+    values["premedication"] = "; ".join(p.premedication)
+    values["tag"] = "design"
+    return values
+
+
+def _protocol_form(form: dict[str, str]) -> dict[str, Any]:
+    data: dict[str, Any] = dict(form)
+    data["premedication"] = [m.strip() for m in (form.get("premedication") or "").split(";") if m.strip()]
+    return data
+
+
+def _protocols_context(
+    db: DbSession, actor: Principal, values: dict[str, str], errors: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "protocols": service.protocols(db, actor.clinic_id),
+        "limits": dose_limits(),
+        "defaults": planning_defaults(),
+        "values": values,
+        "errors": errors or {},
+        "routes": ROUTES,
+        "units": DOSE_UNITS,
+        "settings": SETTINGS,
+        "tags": TAGS,
+    }
+
+
 @router.get("/planning/protocols", include_in_schema=False)
-def protocols_page(request: Request, db: DbSession, actor: Reader) -> Response:
-    return render(
-        request,
-        "protocols.html",
-        {
-            "protocols": service.protocols(db, actor.clinic_id),
-            "limits": dose_limits(),
-            "defaults": planning_defaults(),
-        },
-    )
+def protocols_page(request: Request, db: DbSession, actor: Reader, start_from: str = "") -> Response:
+    library = service.protocols(db, actor.clinic_id)
+    base = next((p for p in library if p.key == start_from), None)
+    context = _protocols_context(db, actor, _protocol_values(base))
+    saved = next((p for p in library if p.key == request.query_params.get("saved") and not p.builtin), None)
+    return render(request, "protocols.html", {**context, "start_from": base, "saved": saved})
+
+
+@router.post("/planning/protocols", include_in_schema=False)
+def protocols_add(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
+    try:
+        added = service.add_clinic_protocol(db, actor, parse(ClinicProtocolIn, _protocol_form(form)))
+    except InvalidInput as exc:
+        db.rollback()
+        context = _protocols_context(db, actor, form, exc.errors)
+        return render(request, "protocols.html", {**context, "open_form": True}, 422)
+    return RedirectResponse(f"/planning/protocols?saved={added.key}#library", status_code=303)
+
+
+SAVED_MESSAGES = {
+    "prices": "Prices saved.",
+    "chair": "Chair added.",
+    "hours": "Opening hours and slot length saved.",
+}
 
 
 @router.get("/planning/prices", include_in_schema=False)
 def prices_page(request: Request, db: DbSession, actor: Admin) -> Response:
     prices = service.price_list(db, actor.clinic_id)
-    return render(request, "prices.html", _prices_context(db, actor, prices, {}))
+    saved = SAVED_MESSAGES.get(request.query_params.get("saved", ""))
+    return render(request, "prices.html", {**_prices_context(db, actor, prices, {}), "saved": saved})
 
 
-def _prices_context(db: DbSession, actor: Principal, prices: Any, values: dict[str, str]) -> dict[str, Any]:
+def _prices_context(
+    db: DbSession,
+    actor: Principal,
+    prices: Any,
+    values: dict[str, str],
+    hours_values: dict[str, str] | None = None,
+) -> dict[str, Any]:
     shown = values or {
         "consultation_usd": f"{prices.consultation_usd:g}",
         "drug_usd_per_mg": f"{prices.drug_usd_per_mg:g}",
         "premedication_usd_per_session": f"{prices.premedication_usd_per_session:g}",
         "session_bands": "; ".join(f"{m}={fee:g}" for m, fee in prices.session_bands),
     }
+    hrs = service.hours(db, actor.clinic_id)
     return {
         "values": shown,
         "own": service.has_own_prices(db, actor.clinic_id),
         "defaults": default_prices(),
         "chairs": service.chairs(db, actor.clinic_id),
+        "hours_values": hours_values
+        or {
+            "opens_at": f"{hrs.opens:%H:%M}",
+            "closes_at": f"{hrs.closes:%H:%M}",
+            "slot_min": str(hrs.slot_min),
+        },
+        "own_hours": service.has_own_hours(db, actor.clinic_id),
     }
 
 
@@ -456,6 +596,82 @@ def prices_save(request: Request, db: DbSession, actor: Admin, form: FormData) -
         context = _prices_context(db, actor, service.price_list(db, actor.clinic_id), form)
         return render(request, "prices.html", {**context, "errors": exc.errors}, 422)
     return RedirectResponse("/planning/prices?saved=prices", status_code=303)
+
+
+@router.post("/planning/hours", include_in_schema=False)
+def hours_save(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
+    try:
+        service.save_hours(db, actor, parse(HoursIn, form))
+    except InvalidInput as exc:
+        db.rollback()
+        context = _prices_context(db, actor, service.price_list(db, actor.clinic_id), {}, form)
+        return render(request, "prices.html", {**context, "hours_errors": exc.errors}, 422)
+    return RedirectResponse("/planning/prices?saved=hours#hours", status_code=303)
+
+
+# --- pages: duty roster -------------------------------------------------------------------
+
+ROSTER_DAYS = 14
+
+
+def _duty_context(
+    db: DbSession, actor: Principal, first: dt.date, values: dict[str, str], errors: dict[str, str]
+) -> dict[str, Any]:
+    roster = service.duty_roster(db, actor, first, ROSTER_DAYS)
+    days = [first + dt.timedelta(days=i) for i in range(ROSTER_DAYS)]
+    return {
+        "roster": roster,
+        "days": days,
+        "first": first,
+        "prev": first - dt.timedelta(days=7),
+        "next": first + dt.timedelta(days=7),
+        "staff": service.duty_candidates(db, actor),
+        "hours": service.hours(db, actor.clinic_id),
+        "values": values,
+        "errors": errors,
+    }
+
+
+def _duty_defaults(db: DbSession, actor: Principal, first: dt.date) -> dict[str, str]:
+    hrs = service.hours(db, actor.clinic_id)
+    return {
+        "on_date": max(first, dt.date.today()).isoformat(),
+        "start_time": f"{hrs.opens:%H:%M}",
+        "end_time": f"{hrs.closes:%H:%M}",
+        "repeat_weeks": "1",
+    }
+
+
+@router.get("/planning/duty", include_in_schema=False)
+def duty_page(request: Request, db: DbSession, actor: Reader, start: dt.date | None = None) -> Response:
+    first = start or dt.date.today()
+    context = _duty_context(db, actor, first, _duty_defaults(db, actor, first), {})
+    return render(request, "duty.html", {**context, "saved": request.query_params.get("saved")})
+
+
+@router.post("/planning/duty", include_in_schema=False)
+def duty_add(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
+    try:
+        rows = service.add_duty(db, actor, parse(DutyIn, form))
+    except InvalidInput as exc:
+        db.rollback()
+        context = _duty_context(db, actor, dt.date.today(), form, exc.errors)
+        return render(request, "duty.html", context, 422)
+    return RedirectResponse(
+        f"/planning/duty?start={rows[0].on_date.isoformat()}&saved=added", status_code=303
+    )
+
+
+@router.post("/planning/duty/{shift_id}/delete", include_in_schema=False)
+def duty_remove(request: Request, db: DbSession, actor: Admin, shift_id: RowId) -> Response:
+    try:
+        service.remove_duty(db, actor, shift_id)
+    except InvalidInput as exc:
+        db.rollback()
+        first = dt.date.today()
+        context = _duty_context(db, actor, first, _duty_defaults(db, actor, first), exc.errors)
+        return render(request, "duty.html", context, 422)
+    return RedirectResponse("/planning/duty?saved=removed", status_code=303)
 
 
 @router.post("/planning/chairs", include_in_schema=False)
@@ -498,6 +714,30 @@ def api_plan(db: DbSession, actor: Reader, plan_id: int) -> PlanOut:
 @router.post("/api/v1/plans/{plan_id}/schedule", response_model=PlanOut, tags=["planning"])
 def api_schedule(db: DbSession, actor: Writer, plan_id: int) -> PlanOut:
     service.schedule(db, actor, plan_id)
+    return plan_out(service.view(db, actor, plan_id))
+
+
+@router.post("/api/v1/plans/{plan_id}/sessions/{number}/cancel", response_model=PlanOut, tags=["planning"])
+def api_session_cancel(
+    db: DbSession, actor: Writer, plan_id: RowId, number: RowId, body: CancelIn
+) -> PlanOut:
+    service.cancel_session(db, actor, plan_id, number, body)
+    return plan_out(service.view(db, actor, plan_id))
+
+
+@router.post(
+    "/api/v1/plans/{plan_id}/sessions/{number}/reschedule", response_model=PlanOut, tags=["planning"]
+)
+def api_session_reschedule(
+    db: DbSession, actor: Writer, plan_id: RowId, number: RowId, body: RescheduleIn
+) -> PlanOut:
+    service.reschedule_session(db, actor, plan_id, number, body)
+    return plan_out(service.view(db, actor, plan_id))
+
+
+@router.post("/api/v1/plans/{plan_id}/cancel", response_model=PlanOut, tags=["planning"])
+def api_plan_cancel(db: DbSession, actor: Writer, plan_id: RowId, body: CancelIn) -> PlanOut:
+    service.cancel_plan(db, actor, plan_id, body)
     return plan_out(service.view(db, actor, plan_id))
 
 
@@ -575,3 +815,48 @@ def api_prices(db: DbSession, actor: Admin) -> PriceListIn:
 def api_save_prices(db: DbSession, actor: Admin, body: PriceListIn) -> PriceListIn:
     service.save_price_list(db, actor, body)
     return body
+
+
+def _duty_out(row: service.DutyRow) -> DutyOut:
+    shift = row.shift
+    return DutyOut(
+        id=shift.id,
+        user_id=shift.user_id,
+        name=row.name,
+        role=row.role,
+        on_date=shift.on_date,
+        start_time=shift.start_time,
+        end_time=shift.end_time,
+    )
+
+
+@router.get("/api/v1/duty", response_model=list[DutyOut], tags=["planning"])
+def api_duty(
+    db: DbSession, actor: Reader, start: dt.date, days: Annotated[int, Query(ge=1, le=62)] = 7
+) -> list[DutyOut]:
+    return [_duty_out(r) for r in service.duty_roster(db, actor, start, days)]
+
+
+@router.post("/api/v1/duty", response_model=list[DutyOut], status_code=201, tags=["planning"])
+def api_duty_add(db: DbSession, actor: Admin, body: DutyIn) -> list[DutyOut]:
+    rows = service.add_duty(db, actor, body)
+    user = next(u for u in service.duty_candidates(db, actor) if u.id == body.user_id)
+    return [_duty_out(service.DutyRow(r, user.name, user.role)) for r in rows]
+
+
+@router.delete("/api/v1/duty/{shift_id}", status_code=204, tags=["planning"])
+def api_duty_remove(db: DbSession, actor: Admin, shift_id: RowId) -> Response:
+    service.remove_duty(db, actor, shift_id)
+    return Response(status_code=204)
+
+
+@router.get("/api/v1/clinic-hours", response_model=HoursIn, tags=["planning"])
+def api_hours(db: DbSession, actor: Admin) -> HoursIn:
+    h = service.hours(db, actor.clinic_id)
+    return HoursIn(opens_at=h.opens, closes_at=h.closes, slot_min=h.slot_min)
+
+
+@router.put("/api/v1/clinic-hours", response_model=HoursIn, tags=["planning"])
+def api_save_hours(db: DbSession, actor: Admin, body: HoursIn) -> HoursIn:
+    h = service.save_hours(db, actor, body)
+    return HoursIn(opens_at=h.opens, closes_at=h.closes, slot_min=h.slot_min)

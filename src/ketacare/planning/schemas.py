@@ -7,9 +7,10 @@ import enum
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+KEY = re.compile(r"^[a-z0-9_]+$")
 
 
 class Purpose(enum.StrEnum):
@@ -121,6 +122,66 @@ class ChairIn(BaseModel):
     name: str = Field(min_length=1, max_length=60)
 
 
+class HoursIn(BaseModel):
+    """Opening hours and the calendar's slot length (design defaults 08:00-18:00, 30 min)."""
+
+    opens_at: dt.time
+    closes_at: dt.time
+    slot_min: int = Field(ge=5, le=240)
+
+    @field_validator("closes_at")
+    @classmethod
+    def _after_opening(cls, value: dt.time, info: ValidationInfo) -> dt.time:
+        opens = info.data.get("opens_at")
+        if opens is not None and value <= opens:
+            raise ValueError("Closing time must be after opening time.")
+        return value
+
+
+class DutyIn(BaseModel):
+    """Put a nurse or prescriber on the duty roster; ``repeat_weeks`` copies it to later weeks."""
+
+    user_id: int = Field(ge=1, le=2_147_483_647)
+    on_date: dt.date
+    start_time: dt.time
+    end_time: dt.time
+    repeat_weeks: int = Field(default=1, ge=1, le=12)
+
+    @field_validator("end_time")
+    @classmethod
+    def _after_start(cls, value: dt.time, info: ValidationInfo) -> dt.time:
+        start = info.data.get("start_time")
+        if start is not None and value <= start:
+            raise ValueError("The shift must end after it starts (on the same day).")
+        return value
+
+
+class DutyOut(BaseModel):
+    id: int
+    user_id: int
+    name: str
+    role: str
+    on_date: dt.date
+    start_time: dt.time
+    end_time: dt.time
+
+
+class CancelIn(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    reason: str = Field(min_length=5, max_length=2000)
+
+
+class RescheduleIn(BaseModel):
+    """Move one booked session to another day and clinic-local start time."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    on_date: dt.date
+    start_time: dt.time
+    reason: str | None = Field(default=None, max_length=2000)
+
+
 class FindingOut(BaseModel):
     code: str
     severity: str
@@ -140,6 +201,8 @@ class SessionOut(BaseModel):
     rate_mg_per_kg_h: float | None
     pump_ml_per_h: float | None
     volume_ml: float | None
+    status: str | None = None  # booked or cancelled; None until booked
+    cancel_reason: str | None = None
 
 
 class PkSessionOut(BaseModel):
@@ -149,6 +212,8 @@ class PkSessionOut(BaseModel):
     peak_ng_per_ml: float
     time_in_analgesic_band_min: float
     time_above_psychotomimetic_min: float
+    p_reach_analgesia: float | None = None
+    population_size: int = 0
 
 
 class PkOut(BaseModel):
@@ -250,6 +315,7 @@ class PlanOut(BaseModel):
     care_items: list[CareItemOut]
     responses: list[ResponseOut]
     consent_signed: bool
+    cancel_reason: str | None = None
 
 
 class ProtocolOut(BaseModel):
@@ -278,6 +344,8 @@ class ProtocolOut(BaseModel):
 class ClinicProtocolIn(BaseModel):
     """A clinic's own protocol; checked by the same rules as the built-in library."""
 
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     key: str = Field(min_length=1, max_length=60)
     name: str = Field(min_length=1, max_length=200)
     route: str
@@ -296,6 +364,16 @@ class ClinicProtocolIn(BaseModel):
     titration_step: float | None = None
     source: str = ""
     tag: str = "design"
+    dose_step: float | None = None
+    doses_per_day: int | None = Field(default=None, ge=1, le=24)
+    max_doses_per_episode: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not KEY.match(value):
+            raise ValueError("Use lower-case letters, digits and underscores, e.g. clinic_2h.")
+        return value
 
     def row(self) -> dict[str, Any]:
         return self.model_dump()

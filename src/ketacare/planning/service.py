@@ -4,7 +4,9 @@ calendar, care-plan items, response assessments, consent and prices. Services ne
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -25,17 +27,23 @@ from ketacare.planning.models import (
     Chair,
     ClinicProtocol,
     Consent,
+    DutyShift,
     PlanSession,
     PriceList,
     ResponseAssessment,
+    ScheduleSettings,
     TreatmentPlan,
 )
 from ketacare.planning.schemas import (
+    CancelIn,
     CareItemIn,
     ChairIn,
     ClinicProtocolIn,
+    DutyIn,
+    HoursIn,
     PlanIn,
     PriceListIn,
+    RescheduleIn,
     ResponseIn,
     SignIn,
 )
@@ -43,6 +51,7 @@ from ketacare.screening import service as screening
 from ketacare.screening.eligibility import ELIGIBLE
 
 ACTIVE = ("planned", "scheduled")
+BOOKED, CANCELLED = "booked", "cancelled"
 FINDING_FIELDS = {
     "weight": "dose",
     "protocol_key": "protocol_key",
@@ -161,9 +170,219 @@ def add_chair(db: Session, actor: Principal, data: ChairIn) -> Chair:
 
 
 def _staff(db: Session, actor: Principal) -> dict[int, str]:
-    """Nurses and prescribers who can staff a session, by id (the roster is a later issue)."""
+    """Nurses and prescribers of the clinic by id: the names shown for booked sessions."""
     staff = [u for u in auth.list_staff(db, actor) if u.is_active and u.role in (Role.nurse, Role.prescriber)]
     return {u.id: u.full_name for u in sorted(staff, key=lambda u: (u.role, u.id))}
+
+
+# --- opening hours and the duty roster --------------------------------------------------
+
+
+def hours(db: Session, clinic_id: int) -> scheduling.Hours:
+    row = db.execute(
+        select(ScheduleSettings).where(ScheduleSettings.clinic_id == clinic_id)
+    ).scalar_one_or_none()
+    if row is None:
+        return scheduling.DEFAULT_HOURS
+    return scheduling.Hours(row.opens_at, row.closes_at, row.slot_min)
+
+
+def has_own_hours(db: Session, clinic_id: int) -> bool:
+    query = select(ScheduleSettings.id).where(ScheduleSettings.clinic_id == clinic_id)
+    return db.execute(query).first() is not None
+
+
+def save_hours(db: Session, actor: Principal, data: HoursIn) -> scheduling.Hours:
+    row = db.execute(
+        select(ScheduleSettings).where(ScheduleSettings.clinic_id == actor.clinic_id)
+    ).scalar_one_or_none()
+    if row is None:
+        row = ScheduleSettings(clinic_id=actor.clinic_id)
+        db.add(row)
+    row.opens_at, row.closes_at, row.slot_min = data.opens_at, data.closes_at, data.slot_min
+    row.updated_by_id = actor.user_id
+    row.updated_at = dt.datetime.now(dt.UTC)
+    db.flush()
+    saved = hours(db, actor.clinic_id)
+    audit.record(
+        db,
+        actor,
+        "planning.hours.save",
+        "clinic_hours",
+        resource_id=row.id,
+        detail=f"{saved.label()}, {saved.slot_min} min slots",
+    )
+    return saved
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    id: int
+    name: str
+    role: str
+    active: bool
+
+
+def _clinic_staff(db: Session, actor: Principal) -> dict[int, StaffMember]:
+    return {
+        u.id: StaffMember(u.id, u.full_name, u.role, u.is_active)
+        for u in auth.list_staff(db, actor)
+        if u.role in (Role.nurse.value, Role.prescriber.value)
+    }
+
+
+def duty_candidates(db: Session, actor: Principal) -> list[StaffMember]:
+    """Active nurses and prescribers of the clinic: who can be on the duty roster."""
+    staff = [m for m in _clinic_staff(db, actor).values() if m.active]
+    return sorted(staff, key=lambda m: (m.role, m.name, m.id))
+
+
+@dataclass(frozen=True)
+class DutyRow:
+    shift: DutyShift
+    name: str
+    role: str
+
+
+def duty_roster(db: Session, actor: Principal, start: dt.date, days: int) -> list[DutyRow]:
+    staff = _clinic_staff(db, actor)
+    rows = db.execute(
+        select(DutyShift)
+        .where(
+            DutyShift.clinic_id == actor.clinic_id,
+            DutyShift.on_date >= start,
+            DutyShift.on_date < start + dt.timedelta(days=days),
+        )
+        .order_by(DutyShift.on_date, DutyShift.start_time, DutyShift.id)
+    ).scalars()
+    gone = StaffMember(0, "?", "?", False)
+    out = [DutyRow(r, staff.get(r.user_id, gone).name, staff.get(r.user_id, gone).role) for r in rows]
+    return sorted(out, key=lambda d: (d.shift.on_date, d.shift.start_time, d.role, d.name))
+
+
+def _duty(
+    db: Session, actor: Principal, clinic_id: int, zone: str, first: dt.date, last: dt.date
+) -> list[scheduling.Duty]:
+    """The roster between two dates as instants; nurses first, so they staff the chair."""
+    staff = {m.id: m for m in duty_candidates(db, actor)}
+    rows = db.execute(
+        select(DutyShift).where(
+            DutyShift.clinic_id == clinic_id,
+            DutyShift.on_date >= first,
+            DutyShift.on_date <= last,
+            DutyShift.user_id.in_(list(staff)),
+        )
+    ).scalars()
+    out = [
+        scheduling.Duty(
+            r.user_id,
+            staff[r.user_id].role == Role.prescriber.value,
+            scheduling.local_dt(r.on_date, r.start_time, zone),
+            scheduling.local_dt(r.on_date, r.end_time, zone),
+        )
+        for r in rows
+    ]
+    return sorted(out, key=lambda d: (d.prescriber, d.staff_id, d.starts_at))
+
+
+def add_duty(db: Session, actor: Principal, data: DutyIn) -> list[DutyShift]:
+    user = next((m for m in duty_candidates(db, actor) if m.id == data.user_id), None)
+    if user is None:
+        raise InvalidInput(errors={"user_id": "Choose an active nurse or prescriber of this clinic."})
+    if data.on_date < dt.date.today():
+        raise InvalidInput(errors={"on_date": "The roster is written for today or later."})
+    dates = [data.on_date + dt.timedelta(weeks=w) for w in range(data.repeat_weeks)]
+    existing = db.execute(
+        select(DutyShift).where(DutyShift.user_id == user.id, DutyShift.on_date.in_(dates))
+    ).scalars()
+    for other in existing:
+        if other.start_time < data.end_time and data.start_time < other.end_time:
+            raise InvalidInput(
+                errors={
+                    "start_time": f"{user.name} is already on duty on {other.on_date.isoformat()} "
+                    f"{other.start_time:%H:%M}-{other.end_time:%H:%M}."
+                }
+            )
+    rows = [
+        DutyShift(
+            clinic_id=actor.clinic_id,
+            user_id=user.id,
+            on_date=day,
+            start_time=data.start_time,
+            end_time=data.end_time,
+            created_by_id=actor.user_id,
+        )
+        for day in dates
+    ]
+    db.add_all(rows)
+    db.flush()
+    audit.record_many(
+        db,
+        actor,
+        [
+            audit.AuditEvent(
+                "planning.duty.add",
+                "duty_shift",
+                r.id,
+                detail=f"{user.name} ({user.role}) {r.on_date.isoformat()} "
+                f"{r.start_time:%H:%M}-{r.end_time:%H:%M}",
+            )
+            for r in rows
+        ],
+    )
+    return rows
+
+
+def remove_duty(db: Session, actor: Principal, shift_id: int) -> None:
+    """Take a shift off the roster, unless a booked session then loses its staff or the onsite
+    prescriber (cancel or reschedule those sessions first)."""
+    row = db.get(DutyShift, shift_id)
+    if row is None or row.clinic_id != actor.clinic_id:
+        why = "no such shift" if row is None else "shift of another clinic"
+        raise NotFound(
+            "No such shift on your clinic's roster.",
+            audit=[PendingAudit("planning.duty.remove", "duty_shift", str(shift_id), None, "denied", why)],
+        )
+    zone = auth.clinic(db, actor.clinic_id).time_zone
+    duty = _duty(db, actor, actor.clinic_id, zone, row.on_date - dt.timedelta(days=1), row.on_date)
+    removed = scheduling.local_dt(row.on_date, row.start_time, zone)
+    remaining = [d for d in duty if not (d.staff_id == row.user_id and d.starts_at == removed)]
+    window_end = scheduling.local_dt(row.on_date, row.end_time, zone)
+    sessions = db.execute(
+        select(PlanSession).where(
+            PlanSession.clinic_id == actor.clinic_id,
+            PlanSession.status == BOOKED,
+            PlanSession.starts_at < window_end,
+            PlanSession.starts_at >= removed,
+        )
+    ).scalars()
+    hrs = hours(db, actor.clinic_id)
+    for s in sessions:
+        long = (s.ends_at - s.starts_at).total_seconds() / 60 > hrs.open_minutes
+        covered = [d for d in remaining if scheduling.covers(d, s.starts_at, s.ends_at, long)]
+        if s.staff_id == row.user_id and not any(d.staff_id == s.staff_id for d in covered):
+            why = "its nurse or prescriber"
+        elif not any(d.prescriber for d in covered):
+            why = "its onsite prescriber"
+        else:
+            continue
+        raise InvalidInput(
+            errors={
+                "duty": f"Session {s.number} of plan #{s.plan_id} at "
+                f"{s.starts_at.astimezone(zoneinfo.ZoneInfo(zone)):%H:%M} would lose {why}: "
+                "reschedule or cancel it first."
+            }
+        )
+    db.delete(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "planning.duty.remove",
+        "duty_shift",
+        resource_id=shift_id,
+        detail=f"user {row.user_id} {row.on_date.isoformat()} {row.start_time:%H:%M}-{row.end_time:%H:%M}",
+    )
 
 
 # --- evaluating a plan -------------------------------------------------------------------
@@ -278,7 +497,9 @@ def evaluate(
     )
 
 
-def _overlapping(db: Session, patient_id: int, start: dt.date, end: dt.date) -> TreatmentPlan | None:
+def _overlapping(
+    db: Session, patient_id: int, start: dt.date, end: dt.date, exclude: int | None = None
+) -> TreatmentPlan | None:
     return (
         db.execute(
             select(TreatmentPlan).where(
@@ -286,6 +507,7 @@ def _overlapping(db: Session, patient_id: int, start: dt.date, end: dt.date) -> 
                 TreatmentPlan.status.in_(ACTIVE),
                 TreatmentPlan.start_date <= end,
                 TreatmentPlan.end_date >= start,
+                TreatmentPlan.id != (exclude or 0),
             )
         )
         .scalars()
@@ -435,6 +657,7 @@ class PlanView:
     care_items: list[CarePlanItem]
     responses: list[ResponseAssessment]
     consent: Consent | None
+    clinic_zone: str = "UTC"
 
 
 def plan_input(plan: TreatmentPlan) -> PlanIn:
@@ -522,7 +745,12 @@ def view(db: Session, actor: Principal, plan_id: int) -> PlanView:
     )
     consent = db.execute(select(Consent).where(Consent.plan_id == plan.id)).scalar_one_or_none()
     audit.record(db, actor, "plan.read", "plan", resource_id=plan.id, patient_id=plan.patient_id)
-    return PlanView(plan, ev, sessions, chair_names, staff_names, care, responses, consent)
+    zone = clinic_zone(db, plan.clinic_id)
+    return PlanView(plan, ev, sessions, chair_names, staff_names, care, responses, consent, zone)
+
+
+def clinic_zone(db: Session, clinic_id: int) -> str:
+    return auth.clinic(db, clinic_id).time_zone
 
 
 def patient_plans(db: Session, actor: Principal, patient_id: int) -> list[TreatmentPlan]:
@@ -550,6 +778,35 @@ def consent_signed(db: Session, plan_id: int) -> bool:
 # --- schedule ----------------------------------------------------------------------------
 
 
+def _busy(
+    db: Session, clinic_id: int, first: dt.date, last: dt.date, long_min: int, exclude: int | None = None
+) -> list[scheduling.Busy]:
+    """Chairs and staff taken by booked sessions around the dates (cancelled ones free them)."""
+    window_start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
+    window_end = dt.datetime.combine(last, dt.time(), tzinfo=dt.UTC) + dt.timedelta(days=2 + long_min // 1440)
+    existing = db.execute(
+        select(PlanSession).where(
+            PlanSession.clinic_id == clinic_id,
+            PlanSession.status == BOOKED,
+            PlanSession.starts_at < window_end,
+            PlanSession.ends_at > window_start,
+        )
+    ).scalars()
+    busy = []
+    for s in existing:
+        if s.id == exclude:
+            continue
+        busy += [
+            scheduling.Busy(f"chair:{s.chair_id}", s.starts_at, s.ends_at),
+            scheduling.Busy(f"staff:{s.staff_id}", s.starts_at, s.ends_at),
+        ]
+    return busy
+
+
+def _booking_error(exc: scheduling.NoSlot) -> InvalidInput:
+    return InvalidInput(errors={"schedule": f"Could not book {exc}."})
+
+
 def schedule(db: Session, actor: Principal, plan_id: int) -> list[PlanSession]:
     plan = _plan(db, actor, plan_id, "plan.schedule")
     if plan.status != "planned":
@@ -560,36 +817,21 @@ def schedule(db: Session, actor: Principal, plan_id: int) -> list[PlanSession]:
         raise InvalidInput(errors={"schedule": "Home treatment has no clinic sessions to schedule."})
     clinic = auth.clinic(db, plan.clinic_id)
     days = scheduling.session_days(plan.start_date, plan.sessions, plan.interval_days)
-    window_start = dt.datetime.combine(days[0], dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1)
-    window_end = dt.datetime.combine(days[-1], dt.time(), tzinfo=dt.UTC) + dt.timedelta(
-        days=2 + plan.session_duration_min // 1440
-    )
-    existing = db.execute(
-        select(PlanSession).where(
-            PlanSession.clinic_id == plan.clinic_id,
-            PlanSession.starts_at < window_end,
-            PlanSession.ends_at > window_start,
-        )
-    ).scalars()
-    busy = []
-    for s in existing:
-        busy += [
-            scheduling.Busy(f"chair:{s.chair_id}", s.starts_at, s.ends_at),
-            scheduling.Busy(f"staff:{s.staff_id}", s.starts_at, s.ends_at),
-        ]
+    duration = max(plan.session_duration_min, 30)
     hour, minute = (int(x) for x in plan.preferred_time.split(":"))
     try:
         slots = scheduling.place(
             days,
             preferred=dt.time(hour, minute),
-            duration_min=max(plan.session_duration_min, 30),
+            duration_min=duration,
             zone=clinic.time_zone,
             chair_ids=[c.id for c in chairs(db, plan.clinic_id)],
-            staff_ids=list(_staff(db, actor)),
-            busy=busy,
+            duty=_duty(db, actor, plan.clinic_id, clinic.time_zone, days[0], days[-1]),
+            busy=_busy(db, plan.clinic_id, days[0], days[-1], duration),
+            hours=hours(db, plan.clinic_id),
         )
     except scheduling.NoSlot as exc:
-        raise InvalidInput(errors={"schedule": f"Could not book {exc}."}) from exc
+        raise _booking_error(exc) from exc
     doses = {s["number"]: s["dose_mg"] for s in plan.session_doses}
     rows = []
     for number, slot in enumerate(slots, start=1):
@@ -602,6 +844,7 @@ def schedule(db: Session, actor: Principal, plan_id: int) -> list[PlanSession]:
             chair_id=slot.chair_id,
             staff_id=slot.staff_id,
             dose_mg=doses.get(number),
+            status=BOOKED,
         )
         db.add(row)
         rows.append(row)
@@ -617,6 +860,195 @@ def schedule(db: Session, actor: Principal, plan_id: int) -> list[PlanSession]:
         detail=f"{len(rows)} sessions from {days[0].isoformat()}",
     )
     return rows
+
+
+# --- changing a plan after it is written ---------------------------------------------------
+
+
+def _session(db: Session, plan: TreatmentPlan, number: int) -> PlanSession:
+    row = db.execute(
+        select(PlanSession).where(PlanSession.plan_id == plan.id, PlanSession.number == number)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound(f"Plan #{plan.id} has no booked session {number}.")
+    return row
+
+
+def _changeable(row: PlanSession, now: dt.datetime, field: str) -> None:
+    if row.status != BOOKED:
+        raise InvalidInput(errors={field: f"Session {row.number} is {row.status}."})
+    if row.starts_at <= now:
+        raise InvalidInput(
+            errors={field: f"Session {row.number} has started or passed; it can no longer be changed."}
+        )
+
+
+def cancel_session(db: Session, actor: Principal, plan_id: int, number: int, data: CancelIn) -> PlanSession:
+    plan = _plan(db, actor, plan_id, "plan.session.cancel")
+    row = _session(db, plan, number)
+    now = dt.datetime.now(dt.UTC)
+    _changeable(row, now, "reason")
+    row.status, row.cancel_reason = CANCELLED, data.reason
+    row.cancelled_at, row.cancelled_by_id = now, actor.user_id
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "plan.session.cancel",
+        "plan_session",
+        resource_id=row.id,
+        patient_id=plan.patient_id,
+        detail=f"plan #{plan.id} session {number} ({row.starts_at.isoformat()}): {data.reason}",
+    )
+    return row
+
+
+def reschedule_session(
+    db: Session, actor: Principal, plan_id: int, number: int, data: RescheduleIn
+) -> PlanSession:
+    """Move a booked session to another day and time with the same checks as booking: a free
+    chair, free on-duty staff, a prescriber onsite, opening hours; the patient has nothing else
+    then, and the sessions keep their order (the doses follow the titration)."""
+    plan = _plan(db, actor, plan_id, "plan.session.reschedule")
+    row = _session(db, plan, number)
+    now = dt.datetime.now(dt.UTC)
+    _changeable(row, now, "on_date")
+    clinic = auth.clinic(db, plan.clinic_id)
+    zone = clinic.time_zone
+    duration = int((row.ends_at - row.starts_at).total_seconds() // 60)
+    tz = zoneinfo.ZoneInfo(zone)
+    start = scheduling.local_dt(data.on_date, data.start_time, zone)
+    end = start + dt.timedelta(minutes=duration)
+    if start <= now:
+        raise InvalidInput(errors={"on_date": "Choose a time in the future."})
+    siblings = [
+        s
+        for s in db.execute(select(PlanSession).where(PlanSession.plan_id == plan.id)).scalars()
+        if s.status == BOOKED and s.id != row.id
+    ]
+    before = [s for s in siblings if s.number < number]
+    after = [s for s in siblings if s.number > number]
+    if before and data.on_date <= max(s.starts_at.astimezone(tz).date() for s in before):
+        last = max(before, key=lambda s: s.number)
+        raise InvalidInput(
+            errors={
+                "on_date": f"Session {number} stays after session {last.number} "
+                f"({last.starts_at.astimezone(tz):%Y-%m-%d}), on a later day: "
+                "the doses follow the titration order."
+            }
+        )
+    if after and data.on_date >= min(s.starts_at.astimezone(tz).date() for s in after):
+        nxt = min(after, key=lambda s: s.number)
+        raise InvalidInput(
+            errors={
+                "on_date": f"Session {number} stays before session {nxt.number} "
+                f"({nxt.starts_at.astimezone(tz):%Y-%m-%d}), on an earlier day: "
+                "the doses follow the titration order."
+            }
+        )
+    clash = db.execute(
+        select(PlanSession)
+        .join(TreatmentPlan, TreatmentPlan.id == PlanSession.plan_id)
+        .where(
+            TreatmentPlan.patient_id == plan.patient_id,
+            PlanSession.status == BOOKED,
+            PlanSession.id != row.id,
+            PlanSession.starts_at < end,
+            PlanSession.ends_at > start,
+        )
+    ).scalar_one_or_none()
+    if clash is not None:
+        raise InvalidInput(
+            errors={"start_time": f"The patient has session {clash.number} of plan #{clash.plan_id} then."}
+        )
+    day = data.on_date
+    other_plan = _overlapping(
+        db,
+        plan.patient_id,
+        min(day, plan.start_date),
+        max(day, plan.end_date),
+        exclude=plan.id,
+    )
+    if other_plan is not None:
+        raise InvalidInput(
+            errors={
+                "on_date": f"Moving it there overlaps plan #{other_plan.id} "
+                f"({other_plan.start_date.isoformat()} to {other_plan.end_date.isoformat()})."
+            }
+        )
+    place = functools.partial(
+        scheduling.place,
+        [day],
+        preferred=data.start_time,
+        duration_min=duration,
+        zone=zone,
+        chair_ids=[c.id for c in chairs(db, plan.clinic_id)],
+        duty=_duty(db, actor, plan.clinic_id, zone, day, day),
+        busy=_busy(db, plan.clinic_id, day, day, duration, exclude=row.id),
+        hours=hours(db, plan.clinic_id),
+    )
+    try:
+        (slot,) = place(exact=True)
+    except scheduling.NoSlot as exc:
+        message = f"Could not move session {number} to {day.isoformat()} {data.start_time:%H:%M}: {exc.why}."
+        try:
+            (later,) = place()
+            message += f" The next free time that day is {later.starts_at.astimezone(tz):%H:%M}."
+        except scheduling.NoSlot:
+            message += " Nothing else is free that day."
+        raise InvalidInput(errors={"start_time": message}) from exc
+    old = row.starts_at
+    row.starts_at, row.ends_at = slot.starts_at, slot.ends_at
+    row.chair_id, row.staff_id = slot.chair_id, slot.staff_id
+    plan.start_date, plan.end_date = min(day, plan.start_date), max(day, plan.end_date)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "plan.session.reschedule",
+        "plan_session",
+        resource_id=row.id,
+        patient_id=plan.patient_id,
+        detail=f"plan #{plan.id} session {number}: {old.astimezone(tz):%Y-%m-%d %H:%M} -> "
+        f"{data.on_date.isoformat()} {data.start_time:%H:%M}" + (f" ({data.reason})" if data.reason else ""),
+    )
+    return row
+
+
+def cancel_plan(db: Session, actor: Principal, plan_id: int, data: CancelIn) -> TreatmentPlan:
+    """Cancel a planned or scheduled plan: its future booked sessions are cancelled with it;
+    sessions already started or passed stay as they are. The consent is never touched."""
+    plan = _plan(db, actor, plan_id, "plan.cancel")
+    if plan.status not in ACTIVE:
+        raise InvalidInput(errors={"reason": f"The plan is {plan.status} already."})
+    now = dt.datetime.now(dt.UTC)
+    future = [
+        s
+        for s in db.execute(
+            select(PlanSession).where(PlanSession.plan_id == plan.id, PlanSession.status == BOOKED)
+        ).scalars()
+        if s.starts_at > now
+    ]
+    for s in future:
+        s.status, s.cancel_reason, s.cancelled_at, s.cancelled_by_id = (
+            CANCELLED,
+            data.reason,
+            now,
+            actor.user_id,
+        )
+    plan.status, plan.cancel_reason = CANCELLED, data.reason
+    plan.cancelled_at, plan.cancelled_by_id = now, actor.user_id
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "plan.cancel",
+        "plan",
+        resource_id=plan.id,
+        patient_id=plan.patient_id,
+        detail=f"{len(future)} future sessions cancelled: {data.reason}",
+    )
+    return plan
 
 
 @dataclass(frozen=True)
@@ -637,6 +1069,7 @@ def calendar(db: Session, actor: Principal, start: dt.date, days: int = 7) -> li
             .join(TreatmentPlan, TreatmentPlan.id == PlanSession.plan_id)
             .where(
                 PlanSession.clinic_id == actor.clinic_id,
+                PlanSession.status == BOOKED,
                 PlanSession.starts_at < end,
                 PlanSession.ends_at > begin,
             )

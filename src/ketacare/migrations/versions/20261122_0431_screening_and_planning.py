@@ -58,6 +58,53 @@ def upgrade() -> None:
         sa.UniqueConstraint("clinic_id", name=op.f("uq_clinic_price_lists_clinic_id")),
     )
     op.create_table(
+        "clinic_schedule_settings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("clinic_id", sa.Integer(), nullable=False),
+        sa.Column("opens_at", sa.Time(), nullable=False),
+        sa.Column("closes_at", sa.Time(), nullable=False),
+        sa.Column("slot_min", sa.Integer(), nullable=False),
+        sa.Column("updated_by_id", sa.Integer(), nullable=True),
+        sa.Column("updated_at", ketacare.db.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("opens_at < closes_at", name=op.f("ck_clinic_schedule_settings_hours")),
+        sa.CheckConstraint(
+            "slot_min >= 5 AND slot_min <= 240", name=op.f("ck_clinic_schedule_settings_slot")
+        ),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"], ["clinics.id"], name=op.f("fk_clinic_schedule_settings_clinic_id_clinics")
+        ),
+        sa.ForeignKeyConstraint(
+            ["updated_by_id"], ["users.id"], name=op.f("fk_clinic_schedule_settings_updated_by_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_clinic_schedule_settings")),
+        sa.UniqueConstraint("clinic_id", name=op.f("uq_clinic_schedule_settings_clinic_id")),
+    )
+    op.create_table(
+        "staff_duty_shifts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("clinic_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("on_date", sa.Date(), nullable=False),
+        sa.Column("start_time", sa.Time(), nullable=False),
+        sa.Column("end_time", sa.Time(), nullable=False),
+        sa.Column("created_by_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", ketacare.db.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("start_time < end_time", name=op.f("ck_staff_duty_shifts_hours")),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"], ["clinics.id"], name=op.f("fk_staff_duty_shifts_clinic_id_clinics")
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by_id"], ["users.id"], name=op.f("fk_staff_duty_shifts_created_by_id_users")
+        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_staff_duty_shifts_user_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_duty_shifts")),
+    )
+    with op.batch_alter_table("staff_duty_shifts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_staff_duty_shifts_clinic_id"), ["clinic_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_staff_duty_shifts_on_date"), ["on_date"], unique=False)
+        batch_op.create_index(batch_op.f("ix_staff_duty_shifts_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
         "clinic_protocols",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("clinic_id", sa.Integer(), nullable=False),
@@ -159,10 +206,16 @@ def upgrade() -> None:
         sa.Column("notes", sa.Text(), nullable=True),
         sa.Column("created_by_id", sa.Integer(), nullable=True),
         sa.Column("created_at", ketacare.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("cancel_reason", sa.Text(), nullable=True),
+        sa.Column("cancelled_at", ketacare.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_by_id", sa.Integer(), nullable=True),
         sa.CheckConstraint("sessions >= 1", name=op.f("ck_treatment_plans_sessions")),
         sa.CheckConstraint("weight_kg > 0", name=op.f("ck_treatment_plans_weight")),
         sa.ForeignKeyConstraint(
             ["clinic_id"], ["clinics.id"], name=op.f("fk_treatment_plans_clinic_id_clinics")
+        ),
+        sa.ForeignKeyConstraint(
+            ["cancelled_by_id"], ["users.id"], name=op.f("fk_treatment_plans_cancelled_by_id_users")
         ),
         sa.ForeignKeyConstraint(
             ["created_by_id"], ["users.id"], name=op.f("fk_treatment_plans_created_by_id_users")
@@ -238,6 +291,13 @@ def upgrade() -> None:
         sa.Column("chair_id", sa.Integer(), nullable=False),
         sa.Column("staff_id", sa.Integer(), nullable=False),
         sa.Column("dose_mg", sa.Float(), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("cancel_reason", sa.Text(), nullable=True),
+        sa.Column("cancelled_at", ketacare.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_by_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["cancelled_by_id"], ["users.id"], name=op.f("fk_plan_sessions_cancelled_by_id_users")
+        ),
         sa.ForeignKeyConstraint(
             ["chair_id"], ["clinic_chairs.id"], name=op.f("fk_plan_sessions_chair_id_clinic_chairs")
         ),
@@ -295,9 +355,43 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_response_assessments_plan_id"), ["plan_id"], unique=False)
 
     # ### end Alembic commands ###
+    _make_signed_consents_immutable()
+
+
+# A signed consent is never changed (issue #5): the database itself refuses an UPDATE or a
+# DELETE of a plan_consents row whose signed_at is set; the unsigned row may still be signed.
+CONSENT_MESSAGE = "a signed consent is never changed"
+
+
+def _make_signed_consents_immutable() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER plan_consents_signed_no_{verb.lower()} BEFORE {verb} ON plan_consents "
+                f"WHEN OLD.signed_at IS NOT NULL BEGIN SELECT RAISE(ABORT, '{CONSENT_MESSAGE}'); END"
+            )
+        return
+    op.execute(
+        "CREATE FUNCTION plan_consents_signed_immutable() RETURNS trigger AS $$ BEGIN "
+        f"RAISE EXCEPTION '{CONSENT_MESSAGE}'; END; $$ LANGUAGE plpgsql"
+    )
+    op.execute(
+        "CREATE TRIGGER plan_consents_signed_immutable BEFORE UPDATE OR DELETE ON plan_consents "
+        "FOR EACH ROW WHEN (OLD.signed_at IS NOT NULL) EXECUTE FUNCTION plan_consents_signed_immutable()"
+    )
+
+
+def _drop_signed_consent_triggers() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        for verb in ("update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS plan_consents_signed_no_{verb}")
+        return
+    op.execute("DROP TRIGGER IF EXISTS plan_consents_signed_immutable ON plan_consents")
+    op.execute("DROP FUNCTION IF EXISTS plan_consents_signed_immutable()")
 
 
 def downgrade() -> None:
+    _drop_signed_consent_triggers()
     # ### commands auto generated by Alembic - please adjust! ###
     with op.batch_alter_table("response_assessments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_response_assessments_plan_id"))
@@ -338,6 +432,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_clinic_protocols_clinic_id"))
 
     op.drop_table("clinic_protocols")
+    with op.batch_alter_table("staff_duty_shifts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_staff_duty_shifts_user_id"))
+        batch_op.drop_index(batch_op.f("ix_staff_duty_shifts_on_date"))
+        batch_op.drop_index(batch_op.f("ix_staff_duty_shifts_clinic_id"))
+
+    op.drop_table("staff_duty_shifts")
+    op.drop_table("clinic_schedule_settings")
     op.drop_table("clinic_price_lists")
     with op.batch_alter_table("clinic_chairs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_clinic_chairs_clinic_id"))
