@@ -89,3 +89,16 @@ def test_app_refuses_unmigrated_database(tmp_path: Path) -> None:
     app = create_app(settings)
     with pytest.raises(migrations.DatabaseNotMigrated, match="ketacare db upgrade"), TestClient(app):
         pass
+
+
+def test_values_the_database_cannot_hold_are_refused_not_crashed(as_role, world) -> None:
+    """Found by the API fuzzer on PostgreSQL: a NUL character, an over-long path segment."""
+    nurse = as_role("nurse")
+    search = nurse.api("GET", "/api/v1/patients", params={"q": "\x00smi"})
+    assert search.status_code in (200, 422)  # SQLite can compare NUL; PostgreSQL refuses it
+    long_section = "x" * 200
+    removed = nurse.api("DELETE", f"/api/v1/patients/{world.patient_a.id}/{long_section}/1")
+    assert is_problem(removed, 404)
+    bad_name = nurse.api("PATCH", f"/api/v1/patients/{world.patient_a.id}", json={"phone": "5\x0055"})
+    assert bad_name.status_code in (200, 422)
+    assert nurse.api("GET", f"/api/v1/patients/{world.patient_a.id}").status_code == 200

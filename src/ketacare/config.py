@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     login_throttle_window_minutes: int = Field(default=15, ge=1)
     secure_cookies: bool = False
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Outgoing email (consultation confirmations); empty host = email off.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "KetaCare <no-reply@ketacare.invalid>"
 
     @field_validator("clinic_time_zone")
     @classmethod

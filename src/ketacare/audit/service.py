@@ -49,6 +49,11 @@ def ensure_head(db: Session) -> None:
         db.flush()
 
 
+def _fit(value: str | None, length: int) -> str | None:
+    """Column-sized and NUL-free: an audit entry must never fail to be written."""
+    return None if value is None else value.replace("\x00", "\ufffd")[:length]
+
+
 @dataclass(frozen=True)
 class AuditEvent:
     """One thing to record; ``record_many`` appends several in one round trip."""
@@ -101,22 +106,24 @@ def record_many(
         raise RuntimeError("audit chain head missing: run `ketacare db upgrade`")
     at = utcnow()
     prev_hash = head.last_hash
+    username = _fit(actor.username if actor else username, 80)
+    client_addr = _fit(actor.client_addr if actor else client_addr, 64)
     entries = []
     for offset, event in enumerate(events):
         entry = AuditEntry(
             seq=head.seq - len(events) + 1 + offset,
             at=at,
             user_id=actor.user_id if actor else None,
-            username=actor.username if actor else username,
+            username=username,
             role=(actor.role.value if actor.role else "api_token") if actor else None,
             clinic_id=actor.clinic_id if actor else clinic_id,
-            action=event.action,
-            resource_type=event.resource_type,
-            resource_id=None if event.resource_id is None else str(event.resource_id),
+            action=_fit(event.action, 60) or "",
+            resource_type=_fit(event.resource_type, 40) or "",
+            resource_id=_fit(None if event.resource_id is None else str(event.resource_id), 64),
             patient_id=event.patient_id,
             outcome=event.outcome,
-            client_addr=actor.client_addr if actor else client_addr,
-            detail=event.detail,
+            client_addr=client_addr,
+            detail=event.detail.replace("\x00", "\ufffd"),
             prev_hash=prev_hash,
         )
         entry.entry_hash = prev_hash = entry_hash(entry, prev_hash)

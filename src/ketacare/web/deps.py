@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +23,7 @@ from ketacare.config import Settings
 from ketacare.errors import (
     DatabaseUnavailable,
     Forbidden,
+    InvalidInput,
     KetaCareError,
     NotAuthenticated,
     PendingAudit,
@@ -64,6 +65,13 @@ def get_db(request: Request) -> Iterator[Session]:
         if exc.audit or exc.after_rollback:
             _write_pending(db, request, exc)
         raise
+    except DataError as exc:
+        # A value the database cannot hold (too long for its column, a NUL character): the
+        # request's fault, so a 422 and nothing written, never a 500.
+        db.rollback()
+        raise InvalidInput(
+            "A value was too long or held a character that cannot be stored; nothing was saved."
+        ) from exc
     except (OperationalError, PoolTimeout) as exc:
         db.rollback()
         raise DatabaseUnavailable(
@@ -94,7 +102,7 @@ def _write_pending(db: Session, request: Request, exc: KetaCareError) -> None:
                 client_addr=client_addr(request),
             )
         db.commit()
-    except (OperationalError, PoolTimeout):
+    except SQLAlchemyError:
         db.rollback()
 
 

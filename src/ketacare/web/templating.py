@@ -30,6 +30,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("My record", "/me", Permission.patient_self),
     ("My plan", "/my/plans", Permission.consent_sign),
     ("Calendar", "/planning/calendar", Permission.plan_read),
+    ("Duty", "/planning/duty", Permission.plan_read),
     ("Protocols", "/planning/protocols", Permission.plan_read),
     ("Prices", "/planning/prices", Permission.planning_admin),
     ("Requests", "/directory/queue", Permission.bookings_read),
