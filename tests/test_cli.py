@@ -166,3 +166,16 @@ def test_postgresql_backup_and_restore(
         slugs = {row[0] for row in conn.exec_driver_sql("SELECT slug FROM clinics")}
     assert slugs == {"kept"}
     assert run("audit", "verify").exit_code == 0
+
+
+def test_purge_form_hits_keeps_the_recent_ones(env: Path) -> None:
+    run("db", "upgrade")
+    with sqlite3.connect(env / "ketacare.sqlite3") as conn:
+        conn.executemany(
+            "INSERT INTO directory_form_hits (form, addr_hash, at) VALUES ('assess', 'h', ?)",
+            [("2020-01-01 00:00:00.000000",), ("2999-01-01 00:00:00.000000",)],
+        )
+    result = run("purge-form-hits", "--hours", "24")
+    assert result.exit_code == 0 and "Removed 1" in result.output
+    with sqlite3.connect(env / "ketacare.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM directory_form_hits").fetchone() == (1,)

@@ -341,6 +341,22 @@ def demo_code(
         console.print(pyotp.TOTP(user.totp_secret).now())
 
 
+@app.command("purge-form-hits")
+def purge_form_hits(
+    hours: Annotated[int, typer.Option(min=1, help="Keep the hits of the last HOURS.")] = 24,
+) -> None:
+    """Forget public-form rate-limit records older than HOURS (run daily, e.g. from cron)."""
+    import datetime as dt
+
+    from ketacare.db import utcnow
+    from ketacare.directory import service as directory
+
+    factory = make_sessionmaker(_migrated_engine())
+    with transaction(factory) as db:
+        removed = directory.purge_hits(db, utcnow() - dt.timedelta(hours=hours))
+    console.print(f"Removed {removed} rate-limit records older than {hours} h.")
+
+
 # --- audit ------------------------------------------------------------------------------
 
 

@@ -5,12 +5,14 @@ queue and review moderation. Thin: parse, call the service, render."""
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare.auth import service as auth
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.directory import assessment as rules
@@ -486,7 +488,9 @@ def _do_book(
     row = service.book(db, card.clinic_id, data, answers, outcome, _now())
     cancel_url = str(request.url_for("cancel_page", token=service.cancel_token(_secret(request), row)))
     settings = request.app.state.settings
-    zone_when = row.starts_at.strftime("%Y-%m-%d %H:%M UTC")
+    time_zone = auth.clinic(db, card.clinic_id).time_zone
+    zone_when = row.starts_at.astimezone(zoneinfo.ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M")
+    zone_when = f"{zone_when} ({time_zone})"
     background.add_task(
         mail.confirmation, settings, row.email, row.reference, card.name, zone_when, cancel_url
     )
