@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ketacare.knowledge.dose_limits import dose_limits, planning_defaults
 from ketacare.knowledge.protocols import Protocol, validate_protocol
+from ketacare.planning.clinical_defaults import ClinicalDefaults, knowledge_defaults
 
 BLOCK, OVERRIDE, WARNING = "block", "override", "warning"
 MIN_PER_H = 60.0
@@ -44,7 +45,14 @@ class DoseRequest:
     today: dt.date
     titration_start: float | None = None
     override_reason: str | None = None
-    weight_max_age_days: int | None = None
+    weight_max_age_days: int | None = None  # wins over ``clinic`` (kept for callers that set it)
+    # The clinic's values in force for the clinic-editable defaults (weight age, increments);
+    # None = the knowledge defaults.
+    clinic: ClinicalDefaults | None = None
+
+    @property
+    def in_force(self) -> ClinicalDefaults:
+        return self.clinic if self.clinic is not None else knowledge_defaults()
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,7 @@ def titration(target: float, start: float | None, step: float | None, sessions: 
 
 def _session(req: DoseRequest, number: int, dose: float) -> SessionDose:
     p, w = req.protocol, req.weight_kg or 0.0
-    defaults = planning_defaults()
+    defaults = req.in_force
     hours = req.duration_min / MIN_PER_H
     mg: float | None
     rate_kg_h = rate_h = None
@@ -146,7 +154,7 @@ def _session(req: DoseRequest, number: int, dose: float) -> SessionDose:
 
 
 def _structural(req: DoseRequest) -> list[Finding]:
-    p, defaults = req.protocol, planning_defaults()
+    p, defaults, clinic = req.protocol, planning_defaults(), req.in_force
     out: list[Finding] = []
     problems = validate_protocol({**p.__dict__, "premedication": list(p.premedication)})
     if problems:
@@ -173,7 +181,8 @@ def _structural(req: DoseRequest) -> list[Finding]:
         )
     if not req.dose > 0:
         out.append(Finding("dose_not_positive", BLOCK, "The dose must be above 0.", p.source, p.tag))
-    max_age = req.weight_max_age_days or defaults.weight_max_age_days
+    max_age = req.weight_max_age_days or clinic.weight_max_age_days
+    age_note = "set for this check" if req.weight_max_age_days else clinic.note("weight_max_age_days")
     needs_weight = p.dose_unit in WEIGHT_BASED or p.route != "topical"
     if needs_weight and (req.weight_kg is None or req.weight_measured_on is None):
         out.append(
@@ -194,7 +203,7 @@ def _structural(req: DoseRequest) -> list[Finding]:
                     "weight_stale",
                     BLOCK,
                     f"The weight was measured {age_days} days ago; plans need one from the last "
-                    f"{max_age} days (clinic-editable default [{defaults.weight_max_age_days_tag}]).",
+                    f"{max_age} days ({age_note}).",
                     "clinical-facts section 9 rule 3; the number of days is a clinic default",
                     defaults.weight_max_age_days_tag,
                     "weight",
@@ -358,10 +367,14 @@ def calculate(req: DoseRequest) -> DoseCalculation:
     )
 
 
-def high_dose_high_frequency(calc: DoseCalculation, protocol: Protocol) -> bool:
+def high_dose_high_frequency(
+    calc: DoseCalculation, protocol: Protocol, high_frequency_sessions: int | None = None
+) -> bool:
     """(design) A plan counts as high-dose, high-frequency (liver tests, facts 1.5) from this many
-    sessions in the series, or for any continuous inpatient infusion."""
-    return len(calc.sessions) >= planning_defaults().high_frequency_sessions or protocol.setting in (
+    sessions in the series (the clinic's value, else the knowledge default), or for any
+    continuous inpatient infusion."""
+    threshold = high_frequency_sessions or knowledge_defaults().high_frequency_sessions
+    return len(calc.sessions) >= threshold or protocol.setting in (
         "inpatient",
         "icu",
     )

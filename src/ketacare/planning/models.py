@@ -71,6 +71,25 @@ class ScheduleSettings(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ClinicClinicalDefaults(Base):
+    """The clinic's own values for the clinic-editable clinical defaults ([M] or design in the
+    knowledge files); one row per clinic. A NULL column means the knowledge default applies.
+    Ranges are checked by ``planning.schemas.ClinicalDefaultsIn`` (see ``clinical_defaults.SPECS``)."""
+
+    __tablename__ = "clinic_clinical_defaults"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), unique=True)
+    weight_max_age_days: Mapped[int | None] = mapped_column(Integer)
+    pump_increment_ml_per_h: Mapped[float | None] = mapped_column(Float)
+    syringe_increment_ml: Mapped[float | None] = mapped_column(Float)
+    prior_therapies_minimum: Mapped[int | None] = mapped_column(Integer)
+    psychotomimetic_long_min: Mapped[float | None] = mapped_column(Float)
+    high_frequency_sessions: Mapped[int | None] = mapped_column(Integer)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class DutyShift(Base):
     """A nurse or prescriber on duty in the clinic on a date, between two clinic-local times."""
 

@@ -72,6 +72,7 @@ def check(
     psychotomimetic_long_min: float,
     population_size: int,
     seed: int = 1,
+    long_min_note: str = "clinic-editable default [design]",
 ) -> PkCheck:
     """Simulate each distinct session dose for this patient (weight, age, sex)."""
     if not dosings:
@@ -141,7 +142,7 @@ def check(
             warnings.append(
                 f"{s.label}: predicted above the psychotomimetic band ({thresholds['psychotomimetic']:g} "
                 f"ng/mL) for {psy.time_above_min:.0f} min (more than {psychotomimetic_long_min:g} min, "
-                "clinic-editable default [design])."
+                f"{long_min_note})."
             )
         stride = max(1, len(sim.t_min) // MAX_POINTS)
         colour = LINE_COLOURS[index % len(LINE_COLOURS)]

@@ -18,6 +18,7 @@ from ketacare.knowledge.dose_limits import dose_limits, planning_defaults
 from ketacare.knowledge.protocols import DOSE_UNITS, ROUTES, SETTINGS, TAGS, Protocol
 from ketacare.patients import service as patients
 from ketacare.planning import service
+from ketacare.planning.clinical_defaults import SPECS, ClinicalDefaults, value_of
 from ketacare.planning.models import TreatmentPlan
 from ketacare.planning.schemas import (
     CancelIn,
@@ -27,6 +28,8 @@ from ketacare.planning.schemas import (
     CareStatus,
     CareStatusIn,
     ChairIn,
+    ClinicalDefaultOut,
+    ClinicalDefaultsIn,
     ClinicProtocolIn,
     CodeOut,
     ConsentOut,
@@ -60,6 +63,8 @@ CareWriter = Annotated[Principal, require(Permission.careplan_write)]
 Patient_ = Annotated[Principal, require(Permission.consent_sign)]
 Signer = Annotated[Principal, require(Permission.consent_sign, sensitive=True)]
 Admin = Annotated[Principal, require(Permission.planning_admin)]
+# Clinical defaults change clinical rules: a password confirmed in the last minutes.
+ClinicalAdmin = Annotated[Principal, require(Permission.planning_admin, sensitive=True)]
 
 
 def _plan_form(form: dict[str, list[str]]) -> dict[str, Any]:
@@ -503,6 +508,7 @@ def _protocols_context(
         "protocols": service.protocols(db, actor.clinic_id),
         "limits": dose_limits(),
         "defaults": planning_defaults(),
+        "clinic_defaults": service.clinical_defaults(db, actor.clinic_id),
         "values": values,
         "errors": errors or {},
         "routes": ROUTES,
@@ -536,6 +542,7 @@ SAVED_MESSAGES = {
     "prices": "Prices saved.",
     "chair": "Chair added.",
     "hours": "Opening hours and slot length saved.",
+    "clinical": "Clinical defaults saved.",
 }
 
 
@@ -552,6 +559,7 @@ def _prices_context(
     prices: Any,
     values: dict[str, str],
     hours_values: dict[str, str] | None = None,
+    clinical_values: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     shown = values or {
         "consultation_usd": f"{prices.consultation_usd:g}",
@@ -572,7 +580,37 @@ def _prices_context(
             "slot_min": str(hrs.slot_min),
         },
         "own_hours": service.has_own_hours(db, actor.clinic_id),
+        "clinical_rows": _clinical_rows(db, actor),
+        "clinical_values": clinical_values
+        if clinical_values is not None
+        else {
+            k: ("" if v is None else f"{v:g}")
+            for k, v in service.clinical_default_overrides(db, actor.clinic_id).items()
+        },
     }
+
+
+def _clinical_rows(db: DbSession, actor: Principal) -> list[ClinicalDefaultOut]:
+    in_force = service.clinical_defaults(db, actor.clinic_id)
+    own = service.clinical_default_overrides(db, actor.clinic_id)
+    return [_clinical_out(in_force, own, spec.key) for spec in SPECS]
+
+
+def _clinical_out(in_force: ClinicalDefaults, own: dict[str, float | None], key: str) -> ClinicalDefaultOut:
+    spec = next(s for s in SPECS if s.key == key)
+    return ClinicalDefaultOut(
+        key=spec.key,
+        label=spec.label,
+        unit=spec.unit,
+        value=value_of(in_force, key),
+        origin=in_force.origin(key),
+        knowledge_value=spec.knowledge_value,
+        tag=spec.tag(),
+        source=spec.source(),
+        minimum=spec.minimum,
+        maximum=spec.maximum,
+        clinic_value=own.get(key),
+    )
 
 
 def _bands(text: str) -> list[list[str]]:
@@ -596,6 +634,19 @@ def prices_save(request: Request, db: DbSession, actor: Admin, form: FormData) -
         context = _prices_context(db, actor, service.price_list(db, actor.clinic_id), form)
         return render(request, "prices.html", {**context, "errors": exc.errors}, 422)
     return RedirectResponse("/planning/prices?saved=prices", status_code=303)
+
+
+@router.post("/planning/clinical-defaults", include_in_schema=False)
+def clinical_defaults_save(request: Request, db: DbSession, actor: ClinicalAdmin, form: FormData) -> Response:
+    values = {s.key: form.get(s.key, "") for s in SPECS}
+    try:
+        service.save_clinical_defaults(db, actor, parse(ClinicalDefaultsIn, values))
+    except InvalidInput as exc:
+        db.rollback()
+        prices = service.price_list(db, actor.clinic_id)
+        context = _prices_context(db, actor, prices, {}, clinical_values=values)
+        return render(request, "prices.html", {**context, "clinical_errors": exc.errors}, 422)
+    return RedirectResponse("/planning/prices?saved=clinical#clinical-defaults", status_code=303)
 
 
 @router.post("/planning/hours", include_in_schema=False)
@@ -848,6 +899,19 @@ def api_duty_add(db: DbSession, actor: Admin, body: DutyIn) -> list[DutyOut]:
 def api_duty_remove(db: DbSession, actor: Admin, shift_id: RowId) -> Response:
     service.remove_duty(db, actor, shift_id)
     return Response(status_code=204)
+
+
+@router.get("/api/v1/clinical-defaults", response_model=list[ClinicalDefaultOut], tags=["planning"])
+def api_clinical_defaults(db: DbSession, actor: Admin) -> list[ClinicalDefaultOut]:
+    return _clinical_rows(db, actor)
+
+
+@router.put("/api/v1/clinical-defaults", response_model=list[ClinicalDefaultOut], tags=["planning"])
+def api_save_clinical_defaults(
+    db: DbSession, actor: ClinicalAdmin, body: ClinicalDefaultsIn
+) -> list[ClinicalDefaultOut]:
+    service.save_clinical_defaults(db, actor, body)
+    return _clinical_rows(db, actor)
 
 
 @router.get("/api/v1/clinic-hours", response_model=HoursIn, tags=["planning"])

@@ -377,3 +377,41 @@ class ClinicProtocolIn(BaseModel):
 
     def row(self) -> dict[str, Any]:
         return self.model_dump()
+
+
+class ClinicalDefaultsIn(BaseModel):
+    """The clinic's own clinical defaults; null (or empty on the page) = the knowledge default.
+    On PUT only the fields present change. Ranges: ``planning.clinical_defaults.SPECS``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight_max_age_days: int | None = Field(default=None, ge=1, le=180)
+    pump_increment_ml_per_h: float | None = Field(default=None, ge=0.01, le=1.0, allow_inf_nan=False)
+    syringe_increment_ml: float | None = Field(default=None, ge=0.01, le=1.0, allow_inf_nan=False)
+    prior_therapies_minimum: int | None = Field(default=None, ge=1)
+    psychotomimetic_long_min: float | None = Field(default=None, ge=1, le=240, allow_inf_nan=False)
+    high_frequency_sessions: int | None = Field(default=None, ge=2, le=30)
+
+    @field_validator("prior_therapies_minimum")
+    @classmethod
+    def _at_most_options(cls, value: int | None) -> int | None:
+        from ketacare.planning.clinical_defaults import SPEC_BY_KEY
+
+        top = SPEC_BY_KEY["prior_therapies_minimum"].maximum
+        if value is not None and value > top:
+            raise ValueError(f"At most {top:g}: there are only {top:g} prior therapies to choose from.")
+        return value
+
+
+class ClinicalDefaultOut(BaseModel):
+    key: str
+    label: str
+    unit: str
+    value: float
+    origin: str  # clinic or knowledge
+    knowledge_value: float
+    tag: str
+    source: str
+    minimum: float
+    maximum: float
+    clinic_value: float | None

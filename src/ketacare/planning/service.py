@@ -21,7 +21,8 @@ from ketacare.knowledge.billing import default_prices
 from ketacare.knowledge.dose_limits import planning_defaults
 from ketacare.knowledge.protocols import Protocol, builtin_protocols, protocol_from_row, validate_protocol
 from ketacare.patients import service as patients
-from ketacare.planning import boosters, costing, dosing, pk, scheduling
+from ketacare.planning import boosters, clinical_defaults_service, costing, dosing, pk, scheduling
+from ketacare.planning.clinical_defaults import ClinicalDefaults
 from ketacare.planning.models import (
     CarePlanItem,
     Chair,
@@ -38,6 +39,7 @@ from ketacare.planning.schemas import (
     CancelIn,
     CareItemIn,
     ChairIn,
+    ClinicalDefaultsIn,
     ClinicProtocolIn,
     DutyIn,
     HoursIn,
@@ -173,6 +175,22 @@ def _staff(db: Session, actor: Principal) -> dict[int, str]:
     """Nurses and prescribers of the clinic by id: the names shown for booked sessions."""
     staff = [u for u in auth.list_staff(db, actor) if u.is_active and u.role in (Role.nurse, Role.prescriber)]
     return {u.id: u.full_name for u in sorted(staff, key=lambda u: (u.role, u.id))}
+
+
+# --- clinical defaults ([M] or design values the clinic may set) ------------------------
+
+
+def clinical_defaults(db: Session, clinic_id: int) -> ClinicalDefaults:
+    """The clinic's values in force: its own where set, else the knowledge defaults."""
+    return clinical_defaults_service.in_force(db, clinic_id)
+
+
+def clinical_default_overrides(db: Session, clinic_id: int) -> dict[str, float | None]:
+    return clinical_defaults_service.overrides(db, clinic_id)
+
+
+def save_clinical_defaults(db: Session, actor: Principal, data: ClinicalDefaultsIn) -> ClinicalDefaults:
+    return clinical_defaults_service.save(db, actor, data)
 
 
 # --- opening hours and the duty roster --------------------------------------------------
@@ -443,6 +461,7 @@ def evaluate(
     record = patients.record(db, actor, patient_id)
     weight = record.latest_weight
     duration = data.session_duration_min if data.session_duration_min is not None else p.duration_min
+    clinic = clinical_defaults(db, actor.clinic_id)
     calc = dosing.calculate(
         dosing.DoseRequest(
             protocol=p,
@@ -456,11 +475,11 @@ def evaluate(
             today=today,
             titration_start=data.titration_start,
             override_reason=data.dose_override_reason,
+            clinic=clinic,
         )
     )
-    elig = screening.eligibility(
-        db, actor, patient_id, high_dose_high_frequency=dosing.high_dose_high_frequency(calc, p)
-    )
+    hdhf = dosing.high_dose_high_frequency(calc, p, clinic.high_frequency_sessions)
+    elig = screening.eligibility(db, actor, patient_id, high_dose_high_frequency=hdhf)
     defaults = planning_defaults()
     check = (
         pk.check(
@@ -468,9 +487,10 @@ def evaluate(
             weight_kg=weight.weight_kg or 70.0,
             age_y=patients.age_years(record.patient.date_of_birth, today),
             sex=record.patient.sex,
-            psychotomimetic_long_min=defaults.psychotomimetic_long_min,
+            psychotomimetic_long_min=clinic.psychotomimetic_long_min,
             population_size=defaults.population_size,
             seed=patient_id,
+            long_min_note=clinic.note("psychotomimetic_long_min"),
         )
         if calc.sessions and weight is not None
         else pk.PkCheck(False, "No doses to simulate until the dose problems are fixed.", (), (), {})
@@ -694,14 +714,16 @@ def view(db: Session, actor: Principal, plan_id: int) -> PlanView:
         overridden=plan.dose_override_reason is not None,
     )
     defaults = planning_defaults()
+    clinic = clinical_defaults(db, plan.clinic_id)
     check = pk.check(
         _dosings(p, calc, plan.session_duration_min),
         weight_kg=plan.weight_kg,
         age_y=patients.age_years(record.patient.date_of_birth, plan.start_date),
         sex=record.patient.sex,
-        psychotomimetic_long_min=defaults.psychotomimetic_long_min,
+        psychotomimetic_long_min=clinic.psychotomimetic_long_min,
         population_size=defaults.population_size,
         seed=plan.patient_id,
+        long_min_note=clinic.note("psychotomimetic_long_min"),
     )
     estimate = costing.estimate(
         price_list(db, plan.clinic_id),

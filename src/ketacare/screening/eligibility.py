@@ -216,23 +216,24 @@ def _blood_pressure(facts: ScreeningFacts) -> list[Reason]:
     return []
 
 
-def _prior_therapies(facts: ScreeningFacts) -> list[Reason]:
+def _prior_therapies(facts: ScreeningFacts, minimum: int | None, note: str) -> list[Reason]:
     rule = prior_therapy_rule()
     src, tag = rule.sourced.source, rule.sourced.tag
+    minimum = rule.minimum if minimum is None else minimum
     if not facts.screened:
         return [Reason(PRIOR_THERAPIES, "missing", "Prior therapies not documented.", src, tag)]
-    if len(set(facts.prior_therapies)) >= rule.minimum:
+    if len(set(facts.prior_therapies)) >= minimum:
         return []
     labels = dict(rule.options)
     tried = ", ".join(labels.get(k, k) for k in facts.prior_therapies) or "none"
     kind = "overridden" if PRIOR_THERAPIES in facts.overrides else "caution"
-    note = f" Override: {facts.overrides[PRIOR_THERAPIES]}" if kind == "overridden" else ""
+    override_note = f" Override: {facts.overrides[PRIOR_THERAPIES]}" if kind == "overridden" else ""
     return [
         Reason(
             PRIOR_THERAPIES,
             kind,
-            f"Not first line: at least {rule.minimum} prior therapies should have been tried "
-            f"(documented: {tried}).{note}",
+            f"Not first line: at least {minimum} prior therapies should have been tried "
+            f"({note}; documented: {tried}).{override_note}",
             src,
             tag,
         )
@@ -334,8 +335,16 @@ def _interactions(facts: ScreeningFacts) -> tuple[list[Reason], float | None]:
     return reasons, mme
 
 
-def decide(facts: ScreeningFacts) -> Decision:
-    """The eligibility decision: hard stops first, then missing information, then open cautions."""
+def decide(
+    facts: ScreeningFacts,
+    *,
+    prior_therapies_minimum: int | None = None,
+    prior_therapies_note: str = "clinic-editable default",
+) -> Decision:
+    """The eligibility decision: hard stops first, then missing information, then open cautions.
+
+    ``prior_therapies_minimum`` is the clinic's value in force (None: the knowledge default);
+    ``prior_therapies_note`` says in the reason whose value it is."""
     indication_reasons, indication, grade = _indication(facts.condition_codes)
     risk_missing = [
         Reason(r.key, "missing", f"Not answered: {r.question}", r.sourced.source, r.sourced.tag)
@@ -347,7 +356,7 @@ def decide(facts: ScreeningFacts) -> Decision:
         *indication_reasons,
         *_contraindications(facts),
         *_blood_pressure(facts),
-        *_prior_therapies(facts),
+        *_prior_therapies(facts, prior_therapies_minimum, prior_therapies_note),
         *risk_missing,
         *_tests(facts),
         *interaction_reasons,

@@ -15,6 +15,7 @@ from ketacare.audit import service as audit
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.patients import service as patients
+from ketacare.planning import clinical_defaults_service
 from ketacare.screening.eligibility import (
     Decision,
     MedicationFact,
@@ -32,6 +33,9 @@ class Eligibility:
     screening: ScreeningAssessment | None
     overrides: list[EligibilityOverride]
     decision: Decision
+    prior_therapies_minimum: int = 0
+    prior_therapies_origin: str = ""
+    prior_therapies_note: str = ""
 
 
 def _latest(db: Session, patient_id: int) -> ScreeningAssessment | None:
@@ -85,8 +89,12 @@ def eligibility(
     record = patients.record(db, actor, patient_id)
     screening = _latest(db, patient_id)
     overrides = _overrides(db, patient_id)
+    clinic = clinical_defaults_service.in_force(db, actor.clinic_id)
+    note = clinic.note("prior_therapies_minimum")
     decision = decide(
-        facts_for(record, screening, overrides, high_dose_high_frequency=high_dose_high_frequency)
+        facts_for(record, screening, overrides, high_dose_high_frequency=high_dose_high_frequency),
+        prior_therapies_minimum=clinic.prior_therapies_minimum,
+        prior_therapies_note=note,
     )
     audit.record(
         db,
@@ -97,7 +105,15 @@ def eligibility(
         patient_id=patient_id,
         detail=decision.status,
     )
-    return Eligibility(record, screening, overrides, decision)
+    return Eligibility(
+        record,
+        screening,
+        overrides,
+        decision,
+        clinic.prior_therapies_minimum,
+        clinic.origin("prior_therapies_minimum"),
+        note,
+    )
 
 
 def save_screening(db: Session, actor: Principal, patient_id: int, data: ScreeningIn) -> ScreeningAssessment:

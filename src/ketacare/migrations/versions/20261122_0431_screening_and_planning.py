@@ -58,6 +58,27 @@ def upgrade() -> None:
         sa.UniqueConstraint("clinic_id", name=op.f("uq_clinic_price_lists_clinic_id")),
     )
     op.create_table(
+        "clinic_clinical_defaults",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("clinic_id", sa.Integer(), nullable=False),
+        sa.Column("weight_max_age_days", sa.Integer(), nullable=True),
+        sa.Column("pump_increment_ml_per_h", sa.Float(), nullable=True),
+        sa.Column("syringe_increment_ml", sa.Float(), nullable=True),
+        sa.Column("prior_therapies_minimum", sa.Integer(), nullable=True),
+        sa.Column("psychotomimetic_long_min", sa.Float(), nullable=True),
+        sa.Column("high_frequency_sessions", sa.Integer(), nullable=True),
+        sa.Column("updated_by_id", sa.Integer(), nullable=True),
+        sa.Column("updated_at", ketacare.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["clinic_id"], ["clinics.id"], name=op.f("fk_clinic_clinical_defaults_clinic_id_clinics")
+        ),
+        sa.ForeignKeyConstraint(
+            ["updated_by_id"], ["users.id"], name=op.f("fk_clinic_clinical_defaults_updated_by_id_users")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_clinic_clinical_defaults")),
+        sa.UniqueConstraint("clinic_id", name=op.f("uq_clinic_clinical_defaults_clinic_id")),
+    )
+    op.create_table(
         "clinic_schedule_settings",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("clinic_id", sa.Integer(), nullable=False),
@@ -439,6 +460,7 @@ def downgrade() -> None:
 
     op.drop_table("staff_duty_shifts")
     op.drop_table("clinic_schedule_settings")
+    op.drop_table("clinic_clinical_defaults")
     op.drop_table("clinic_price_lists")
     with op.batch_alter_table("clinic_chairs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_clinic_chairs_clinic_id"))

@@ -1,0 +1,170 @@
+"""Clinic-editable clinical defaults: the values tagged [M] or design in the knowledge files that a
+clinic may set for itself. Pure: the specs, the validated ranges and the values in force.
+
+Guideline limits tagged [V] (bolus 0.35 mg/kg, infusion 0.5-2 mg/kg/h, ...) are never here: they
+stay behind the audited per-plan dose override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ketacare.knowledge.contraindications import prior_therapy_rule
+from ketacare.knowledge.dose_limits import planning_defaults
+
+OWN, KNOWLEDGE = "clinic", "knowledge"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One editable default: its knowledge value, tag and source, and the range a clinic may set."""
+
+    key: str
+    label: str
+    unit: str
+    kind: type[int] | type[float]
+    minimum: float
+    maximum: float
+    knowledge: Callable[[], float]
+    tag: Callable[[], str]
+    source: Callable[[], str]
+    used_by: str
+
+    @property
+    def knowledge_value(self) -> float:
+        return self.knowledge()
+
+    def range_label(self) -> str:
+        return f"{self.minimum:g}-{self.maximum:g} {self.unit}".strip()
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "weight_max_age_days",
+        "Planning weight valid for",
+        "days",
+        int,
+        1,
+        180,
+        lambda: planning_defaults().weight_max_age_days,
+        lambda: planning_defaults().weight_max_age_days_tag,
+        lambda: "dose_limits.toml: clinical-facts section 9 rule 3 gives no number of days (gap)",
+        "dose rules: an older weight blocks the plan",
+    ),
+    Spec(
+        "pump_increment_ml_per_h",
+        "Pump rate increment",
+        "mL/h",
+        float,
+        0.01,
+        1.0,
+        lambda: planning_defaults().pump_increment_ml_per_h,
+        lambda: planning_defaults().increments_tag,
+        lambda: "dose_limits.toml: what the clinic's pumps can deliver (no fact)",
+        "dose rules: pump mL/h is rounded to this",
+    ),
+    Spec(
+        "syringe_increment_ml",
+        "Syringe volume increment",
+        "mL",
+        float,
+        0.01,
+        1.0,
+        lambda: planning_defaults().syringe_increment_ml,
+        lambda: planning_defaults().increments_tag,
+        lambda: "dose_limits.toml: what the clinic's syringes can measure (no fact)",
+        "dose rules: syringe mL is rounded to this",
+    ),
+    Spec(
+        "prior_therapies_minimum",
+        "Prior therapies tried (not first line)",
+        "therapies",
+        int,
+        1,
+        len(prior_therapy_rule().options),
+        lambda: prior_therapy_rule().minimum,
+        lambda: prior_therapy_rule().sourced.tag,
+        lambda: prior_therapy_rule().sourced.source,
+        "eligibility: fewer documented prior therapies is a relative caution",
+    ),
+    Spec(
+        "psychotomimetic_long_min",
+        "Long time above the psychotomimetic band",
+        "min",
+        float,
+        1,
+        240,
+        lambda: planning_defaults().psychotomimetic_long_min,
+        lambda: "design",
+        lambda: "dose_limits.toml: PK warning threshold (no fact)",
+        "PK check: a session above the band for longer is warned about",
+    ),
+    Spec(
+        "high_frequency_sessions",
+        "High-dose, high-frequency series from",
+        "sessions",
+        int,
+        2,
+        30,
+        lambda: planning_defaults().high_frequency_sessions,
+        lambda: "design",
+        lambda: "dose_limits.toml: clinical-facts 1.5 gives no definition of high-dose, high-frequency",
+        "eligibility: such a series needs liver tests on file",
+    ),
+)
+SPEC_BY_KEY = {s.key: s for s in SPECS}
+
+
+@dataclass(frozen=True)
+class ClinicalDefaults:
+    """The values in force for one clinic, and which of them are the clinic's own."""
+
+    weight_max_age_days: int
+    pump_increment_ml_per_h: float
+    syringe_increment_ml: float
+    prior_therapies_minimum: int
+    psychotomimetic_long_min: float
+    high_frequency_sessions: int
+    own: frozenset[str] = field(default_factory=frozenset)
+
+    def origin(self, key: str) -> str:
+        return OWN if key in self.own else KNOWLEDGE
+
+    def note(self, key: str) -> str:
+        """How a message names the value: the clinic's own setting or the knowledge default."""
+        spec = SPEC_BY_KEY[key]
+        if key in self.own:
+            return f"clinic's own setting; knowledge default {spec.knowledge_value:g} [{spec.tag()}]"
+        return f"knowledge default [{spec.tag()}], clinic-editable"
+
+
+def resolve(overrides: Mapping[str, float | None]) -> ClinicalDefaults:
+    """The values in force: the clinic's override where set, else the knowledge default."""
+    values: dict[str, float] = {}
+    own = set()
+    for spec in SPECS:
+        value = overrides.get(spec.key)
+        if value is None:
+            values[spec.key] = spec.knowledge_value
+        else:
+            values[spec.key] = value
+            own.add(spec.key)
+    return ClinicalDefaults(
+        weight_max_age_days=int(values["weight_max_age_days"]),
+        pump_increment_ml_per_h=float(values["pump_increment_ml_per_h"]),
+        syringe_increment_ml=float(values["syringe_increment_ml"]),
+        prior_therapies_minimum=int(values["prior_therapies_minimum"]),
+        psychotomimetic_long_min=float(values["psychotomimetic_long_min"]),
+        high_frequency_sessions=int(values["high_frequency_sessions"]),
+        own=frozenset(own),
+    )
+
+
+def knowledge_defaults() -> ClinicalDefaults:
+    return resolve({})
+
+
+def value_of(defaults: ClinicalDefaults, key: str) -> float:
+    value: float = getattr(defaults, key)
+    return value

@@ -1,0 +1,70 @@
+"""Read and save a clinic's clinical defaults (``clinic_clinical_defaults``). Never commits.
+
+Kept apart from ``planning.service`` so that screening can read the values in force without
+importing the planning service (which imports screening)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ketacare.audit import service as audit
+from ketacare.auth.principal import Principal
+from ketacare.planning.clinical_defaults import SPECS, ClinicalDefaults, resolve
+from ketacare.planning.models import ClinicClinicalDefaults
+from ketacare.planning.schemas import ClinicalDefaultsIn
+
+
+def _row(db: Session, clinic_id: int) -> ClinicClinicalDefaults | None:
+    query = select(ClinicClinicalDefaults).where(ClinicClinicalDefaults.clinic_id == clinic_id)
+    return db.execute(query).scalar_one_or_none()
+
+
+def overrides(db: Session, clinic_id: int) -> dict[str, float | None]:
+    """The clinic's own values by key (None = the knowledge default applies)."""
+    row = _row(db, clinic_id)
+    return {s.key: (getattr(row, s.key) if row is not None else None) for s in SPECS}
+
+
+def in_force(db: Session, clinic_id: int) -> ClinicalDefaults:
+    return resolve(overrides(db, clinic_id))
+
+
+def _shown(value: float | None, knowledge: float) -> str:
+    return f"{value:g}" if value is not None else f"default ({knowledge:g})"
+
+
+def save(db: Session, actor: Principal, data: ClinicalDefaultsIn) -> ClinicalDefaults:
+    """Set the fields present in ``data`` (None resets to the knowledge default); one audit entry
+    per changed value, old -> new."""
+    row = _row(db, actor.clinic_id)
+    if row is None:
+        row = ClinicClinicalDefaults(clinic_id=actor.clinic_id)
+        db.add(row)
+    changes: list[str] = []
+    for spec in SPECS:
+        if spec.key not in data.model_fields_set:
+            continue
+        value = getattr(data, spec.key)
+        new = None if value is None else spec.kind(value)
+        old = getattr(row, spec.key, None)
+        if old == new:
+            continue
+        setattr(row, spec.key, new)
+        changes.append(
+            f"{spec.key}: {_shown(old, spec.knowledge_value)} -> {_shown(new, spec.knowledge_value)}"
+        )
+    row.updated_by_id = actor.user_id
+    row.updated_at = dt.datetime.now(dt.UTC)
+    db.flush()
+    audit.record_many(
+        db,
+        actor,
+        [
+            audit.AuditEvent("planning.clinical_default.save", "clinical_defaults", row.id, detail=c)
+            for c in changes
+        ],
+    )
+    return in_force(db, actor.clinic_id)
