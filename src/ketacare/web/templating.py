@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 
 from ketacare.auth.permissions import ROLE_PERMISSIONS, Permission
 from ketacare.auth.principal import Principal
+from ketacare.auth.roles import ROLE_LABELS, Role
 from ketacare.features import FEATURES
 from ketacare.web import csrf
 
@@ -43,6 +44,10 @@ NAV: list[tuple[str, str, Permission]] = [
 ]
 
 
+def _role_label(value: str) -> str:
+    return ROLE_LABELS[Role(value)] if value in {r.value for r in Role} else value
+
+
 def _local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if value is None:
         return ""
@@ -61,6 +66,9 @@ def build_templates(clinic_time_zone: str) -> Jinja2Templates:
     env.globals["DISCLAIMER"] = DISCLAIMER
     env.globals["csrf_token"] = csrf.form_token
     env.globals["CSRF_FIELD"] = csrf.CSRF_FIELD
+    env.filters["role_label"] = lambda value: (
+        ROLE_LABELS.get(Role(value), value) if value in set(Role) else value
+    )
     env.filters["local"] = lambda value, fmt="%Y-%m-%d %H:%M": _local_time(value, clinic_time_zone, fmt)
     return Jinja2Templates(env=env)
 
