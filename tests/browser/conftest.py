@@ -97,9 +97,24 @@ class Server:
         return row[0] if row else None
 
     def totp_code(self, username: str) -> str:
-        secret = self.scalar("SELECT totp_secret FROM users WHERE username = ?", username)
+        """A code the server has not accepted yet: it takes each 30-second step's code once,
+        so wait for a fresh step when this user's current one was already used."""
+        secret, last_step = self.sql_row(
+            "SELECT totp_secret, totp_last_step FROM users WHERE username = ?", username
+        )
         assert secret, f"{username} has no TOTP secret"
-        return str(pyotp.TOTP(secret).now())
+        totp = pyotp.TOTP(secret)
+        now_step = int(time.time()) // totp.interval
+        if last_step is not None and now_step <= last_step:
+            time.sleep((last_step + 1) * totp.interval - time.time() + 0.05)
+            now_step = int(time.time()) // totp.interval
+        return str(totp.at(now_step * totp.interval))
+
+    def sql_row(self, query: str, *params: Any) -> tuple[Any, ...]:
+        with self.sql() as conn:
+            row = conn.execute(query, params).fetchone()
+        assert row is not None, query
+        return tuple(row)
 
     def patient_id(self, record_number: str) -> int:
         pid = self.scalar("SELECT id FROM patients WHERE record_number = ?", record_number)
