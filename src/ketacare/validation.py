@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from ketacare.errors import InvalidInput
 
@@ -31,3 +32,41 @@ def parse(model: type[ModelT], data: Mapping[str, Any]) -> ModelT:
         return model.model_validate(cleaned)
     except ValidationError as exc:
         raise InvalidInput(errors=field_errors(exc)) from exc
+
+
+# Contact fields shared by every form that takes them: one rule, one message each.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ZIP5 = re.compile(r"^\d{5}$")
+_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+_US_STATE = re.compile(r"^[A-Z]{2}$")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("Enter an email address like name@example.org.")
+    return value
+
+
+def _zip5(value: str) -> str:
+    if not _ZIP5.match(value):
+        raise ValueError("Give a 5-digit US ZIP code.")
+    return value
+
+
+def _zip(value: str) -> str:
+    if not _ZIP.match(value):
+        raise ValueError("Use a 5-digit ZIP code (or ZIP+4).")
+    return value
+
+
+def _us_state(value: str) -> str:
+    value = value.upper()
+    if not _US_STATE.match(value):
+        raise ValueError("Use the two-letter state code, e.g. NY.")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
+UsZip5 = Annotated[str, AfterValidator(_zip5)]  # a ZIP centroid lookup needs exactly five digits
+UsZip = Annotated[str, AfterValidator(_zip)]
+UsState = Annotated[str, AfterValidator(_us_state)]

@@ -12,10 +12,9 @@ from ketacare.directory.assessment import ANSWERS, OTHER_CONDITION, screening_ru
 from ketacare.knowledge import pain_conditions
 from ketacare.knowledge.front_door import treatment_options, vetting_defaults
 from ketacare.knowledge.protocols import ROUTES
+from ketacare.validation import Email, UsState, UsZip5
 
-ZIP = re.compile(r"^\d{5}$")
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 SETTINGS = ("office", "ambulatory", "hospital")
 ROOM_TYPES = ("private", "shared")
 ROUTE_LABELS = {
@@ -116,18 +115,11 @@ def assessment_from_form(form: dict[str, list[str]]) -> dict[str, Any]:
 class SearchIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    zip: str
+    zip: UsZip5
     radius_miles: int = Field(default=100, ge=1, le=3000)
     route: str | None = None
     max_session_usd: float | None = Field(default=None, ge=0, le=100_000)
     min_score: int | None = Field(default=None, ge=0, le=100)
-
-    @field_validator("zip")
-    @classmethod
-    def _zip(cls, value: str) -> str:
-        if not ZIP.match(value):
-            raise ValueError("Give a 5-digit US ZIP code.")
-        return value
 
     @field_validator("route")
     @classmethod
@@ -142,18 +134,11 @@ class BookingIn(BaseModel):
 
     slot_id: int = Field(ge=1, le=2_147_483_647)
     name: str = Field(min_length=1, max_length=200)
-    email: str = Field(min_length=3, max_length=254)
+    email: Email = Field(min_length=3, max_length=254)
     phone: str = Field(default="", max_length=40)
     route_wanted: str = Field(default="", max_length=30)
     share_answers: bool = False
     assessment: str = Field(default="", max_length=8000)  # signed token from the result page
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        if not EMAIL.match(value):
-            raise ValueError("Give an email address like name@example.org.")
-        return value
 
     @model_validator(mode="after")
     def _consent_needs_answers(self) -> BookingIn:
@@ -173,8 +158,8 @@ class ProfileIn(BaseModel):
     description: str = Field(default="", max_length=4000)
     street: str = Field(min_length=1, max_length=200)
     city: str = Field(min_length=1, max_length=100)
-    state: str = Field(min_length=2, max_length=2)
-    zip: str
+    state: UsState
+    zip: UsZip5
     public_phone: str = Field(default="", max_length=40)
     routes: list[str] = Field(min_length=1)
     setting: str
@@ -190,18 +175,6 @@ class ProfileIn(BaseModel):
     offers_superbill: bool = False
     boosters_per_year_min: int = Field(default=4, ge=0, le=52)
     boosters_per_year_max: int = Field(default=12, ge=0, le=52)
-
-    @field_validator("zip")
-    @classmethod
-    def _zip(cls, value: str) -> str:
-        if not ZIP.match(value):
-            raise ValueError("Give a 5-digit US ZIP code.")
-        return value
-
-    @field_validator("state")
-    @classmethod
-    def _state(cls, value: str) -> str:
-        return value.upper()
 
     @field_validator("routes")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from ketacare.knowledge import condition_by_code, is_icd10_cm
+from ketacare.validation import Email, UsState, UsZip
 
 # Plausibility limits for an adult clinic's scale and stadiometer. (design): these catch typing
 # errors (0 kg, 900 kg); they are not clinical thresholds and can be widened per clinic.
@@ -20,9 +21,6 @@ OLDEST_BIRTH_YEAR = 1900
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 RECORD_NUMBER = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,19}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-US_STATE = re.compile(r"^[A-Z]{2}$")
-ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 
 
 class Sex(enum.StrEnum):
@@ -60,36 +58,12 @@ def _not_future(value: dt.date | None, what: str) -> dt.date | None:
 class PatientBase(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    email: str | None = Field(default=None, max_length=254)
+    email: Email | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, max_length=40)
     address_line: str | None = Field(default=None, max_length=200)
     city: str | None = Field(default=None, max_length=100)
-    state: str | None = None
-    postal_code: str | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not EMAIL.match(value):
-            raise ValueError("Enter an email address like name@example.org.")
-        return value
-
-    @field_validator("state")
-    @classmethod
-    def _state(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.upper()
-        if not US_STATE.match(value):
-            raise ValueError("Use the two-letter state code, e.g. NY.")
-        return value
-
-    @field_validator("postal_code")
-    @classmethod
-    def _zip(cls, value: str | None) -> str | None:
-        if value is not None and not ZIP.match(value):
-            raise ValueError("Use a 5-digit ZIP code (or ZIP+4).")
-        return value
+    state: UsState | None = None
+    postal_code: UsZip | None = None
 
 
 class PatientCreate(PatientBase):
