@@ -6,4 +6,4 @@ A feature package may hold ``models.py`` (tables), ``routes.py`` (with a ``route
 
 from __future__ import annotations
 
-FEATURES: tuple[str, ...] = ("web", "auth", "audit", "patients", "screening", "planning", "directory")
+FEATURES: tuple[str, ...] = ("web", "auth", "audit", "patients", "screening", "planning", "sessions", "directory")

@@ -32,6 +32,11 @@ class Permission(enum.StrEnum):
     directory_manage = "directory:manage"
     bookings_read = "bookings:read"
     review_write = "review:write"
+    session_read = "session:read"
+    session_write = "session:write"
+    session_prescriber = "session:prescriber"
+    session_admin = "session:admin"
+    device_vitals = "device:vitals"
 
 
 _STAFF_COMMON = {Permission.dashboard, Permission.account}
@@ -48,6 +53,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.planning_admin,
             Permission.directory_manage,
             Permission.bookings_read,
+            Permission.session_read,
+            Permission.session_admin,
         }
     ),
     Role.prescriber: frozenset(
@@ -61,6 +68,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.plan_write,
             Permission.careplan_write,
             Permission.bookings_read,
+            Permission.session_read,
+            Permission.session_write,
+            Permission.session_prescriber,
         }
     ),
     Role.nurse: frozenset(
@@ -72,6 +82,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.plan_read,
             Permission.careplan_write,
             Permission.bookings_read,
+            Permission.session_read,
+            Permission.session_write,
         }
     ),
     Role.patient: frozenset(
@@ -83,7 +95,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 # What a device or another system may be granted; never user or audit administration.
 TOKEN_SCOPES: frozenset[Permission] = frozenset(
-    {Permission.patient_read, Permission.patient_write, Permission.research_read}
+    {Permission.patient_read, Permission.patient_write, Permission.research_read, Permission.device_vitals}
 )
 
 # Roles that must use TOTP two-factor authentication (issue 2: prescribers and admins).

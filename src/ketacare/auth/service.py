@@ -662,3 +662,29 @@ def recent_failed_logins(db: Session, clinic_id: int, hours: int = 24) -> int:
         )
     )
     return int(db.execute(query).scalar_one())
+
+
+@dataclass(frozen=True)
+class StaffEntry:
+    id: int
+    full_name: str
+    role: str
+    is_active: bool
+
+
+def staff_directory(db: Session, clinic_id: int) -> list[StaffEntry]:
+    """Names and roles of a clinic's staff for display (no audit entry: not patient data)."""
+    rows = db.execute(
+        select(User.id, User.full_name, User.role, User.is_active)
+        .where(User.clinic_id == clinic_id, User.role != Role.patient.value)
+        .order_by(User.full_name)
+    ).all()
+    return [StaffEntry(*r) for r in rows]
+
+
+def active_user_ids(db: Session, clinic_id: int, role: str) -> list[int]:
+    return list(
+        db.execute(
+            select(User.id).where(User.clinic_id == clinic_id, User.role == role, User.is_active.is_(True))
+        ).scalars()
+    )

@@ -362,3 +362,17 @@ def record_numbers(db: Session, actor: Principal, patient_ids: set[int]) -> dict
         Patient.clinic_id == actor.clinic_id, Patient.id.in_(patient_ids)
     )
     return {pid: number for pid, number in db.execute(query).all()}
+
+
+def id_in_clinic(db: Session, clinic_id: int, record_number: str) -> int | None:
+    """For device feeds, which name a clinic and a record number but act as no user."""
+    query = select(Patient.id).where(
+        Patient.clinic_id == clinic_id, Patient.record_number == record_number.strip().upper()
+    )
+    return db.execute(query).scalar_one_or_none()
+
+
+def demographics(db: Session, patient_id: int) -> tuple[dt.date, str]:
+    """Date of birth and sex, for dose and concentration arithmetic of a visible session."""
+    row = db.execute(select(Patient.date_of_birth, Patient.sex).where(Patient.id == patient_id)).one()
+    return row[0], row[1]

@@ -154,6 +154,7 @@ def plan_out(v: service.PlanView) -> PlanOut:
                 volume_ml=s.volume_ml,
                 status=b.status if b else None,
                 cancel_reason=b.cancel_reason if b else None,
+                plan_session_id=b.id if b else None,
             )
         )
     pk = ev.pk

@@ -203,6 +203,7 @@ class SessionOut(BaseModel):
     volume_ml: float | None
     status: str | None = None  # booked or cancelled; None until booked
     cancel_reason: str | None = None
+    plan_session_id: int | None = None  # the booked session's id (check-in uses it)
 
 
 class PkSessionOut(BaseModel):

@@ -1342,3 +1342,96 @@ def verify_consent(row: Consent) -> bool:
     if hashlib.sha256(row.text.encode()).hexdigest() != row.content_sha256:
         return False
     return row.signed_at is None or row.signature_sha256 == signature_hash(row)
+
+
+# --- booked sessions, for the treatment-session feature ----------------------------------
+
+
+@dataclass(frozen=True)
+class BookedSession:
+    """A booked plan session with what the session room needs from its plan."""
+
+    plan_session_id: int
+    plan_id: int
+    patient_id: int
+    clinic_id: int
+    number: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    chair_id: int
+    chair_name: str
+    staff_id: int
+    status: str
+    dose_mg: float | None
+    route: str
+    protocol_key: str
+    protocol_name: str
+    duration_min: int
+    concentration_mg_per_ml: float
+    premedication: tuple[str, ...]
+    plan_weight_kg: float
+    plan_status: str
+    consent_signed: bool
+
+
+def _booked(db: Session, row: PlanSession, plan: TreatmentPlan, chair_names: dict[int, str]) -> BookedSession:
+    return BookedSession(
+        plan_session_id=row.id,
+        plan_id=plan.id,
+        patient_id=plan.patient_id,
+        clinic_id=plan.clinic_id,
+        number=row.number,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        chair_id=row.chair_id,
+        chair_name=chair_names.get(row.chair_id, "?"),
+        staff_id=row.staff_id,
+        status=row.status,
+        dose_mg=row.dose_mg,
+        route=plan.route,
+        protocol_key=plan.protocol_key,
+        protocol_name=str(plan.protocol_snapshot.get("name", plan.protocol_key)),
+        duration_min=plan.session_duration_min,
+        concentration_mg_per_ml=plan.concentration_mg_per_ml,
+        premedication=tuple(plan.premedication),
+        plan_weight_kg=plan.weight_kg,
+        plan_status=plan.status,
+        consent_signed=consent_signed(db, plan.id),
+    )
+
+
+def booked_session(db: Session, actor: Principal, plan_session_id: int) -> BookedSession:
+    row = db.get(PlanSession, plan_session_id)
+    plan = db.get(TreatmentPlan, row.plan_id) if row is not None else None
+    if row is None or plan is None or row.clinic_id != actor.clinic_id:
+        raise NotFound(
+            "No such booked session in your clinic.",
+            audit=[
+                PendingAudit(
+                    "session.booked.read", "plan_session", str(plan_session_id),
+                    plan.patient_id if plan else None, "denied", "not found or another clinic",
+                )
+            ],
+        )
+    patients.visible_patient(db, actor, plan.patient_id, "session.booked.read")
+    names = {c.id: f"{c.room} · {c.name}" for c in chairs(db, actor.clinic_id)}
+    return _booked(db, row, plan, names)
+
+
+def booked_sessions_between(
+    db: Session, actor: Principal, begin: dt.datetime, end: dt.datetime
+) -> list[BookedSession]:
+    """Booked (not cancelled) sessions of the clinic starting in [begin, end), in time order."""
+    rows = db.execute(
+        select(PlanSession, TreatmentPlan)
+        .join(TreatmentPlan, TreatmentPlan.id == PlanSession.plan_id)
+        .where(
+            PlanSession.clinic_id == actor.clinic_id,
+            PlanSession.status == BOOKED,
+            PlanSession.starts_at >= begin,
+            PlanSession.starts_at < end,
+        )
+        .order_by(PlanSession.starts_at, PlanSession.id)
+    ).all()
+    names = {c.id: f"{c.room} · {c.name}" for c in chairs(db, actor.clinic_id)}
+    return [_booked(db, row, plan, names) for row, plan in rows]
