@@ -755,3 +755,9 @@ def notices_page(request: Request, db: DbSession, actor: Reader) -> Response:
 def notices_read_page(db: DbSession, actor: Reader) -> Response:
     service.mark_notices_read(db, actor)
     return RedirectResponse("/notices", status_code=303)
+
+
+# The report, REMS form and alarm-settings pages live in their own module.
+from ketacare.sessions.report_routes import router as _report_router  # noqa: E402
+
+router.include_router(_report_router)
