@@ -36,7 +36,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Duty", "/planning/duty", Permission.plan_read),
     ("Protocols", "/planning/protocols", Permission.plan_read),
     ("Prices", "/planning/prices", Permission.planning_admin),
-    ("Alarms", "/sessions/alarm-settings", Permission.session_admin),
+    ("Alarm settings", "/alarm-settings", Permission.session_admin),
     ("Requests", "/directory/queue", Permission.bookings_read),
     ("Clinic profile", "/directory/profile", Permission.directory_manage),
     ("Review", "/my/review", Permission.review_write),
