@@ -34,13 +34,19 @@ def book(as_role, world, db, patient=None, **plan_changes: object) -> Booked:  #
     signed = as_role(who).api(
         "POST",
         f"/api/v1/me/plans/{plan_id}/consent/sign",
-        json={"typed_name": f"{patient.given_name} {patient.family_name}", "signed_on": dt.date.today().isoformat(), "agree": True},
+        json={
+            "typed_name": f"{patient.given_name} {patient.family_name}",
+            "signed_on": dt.date.today().isoformat(),
+            "agree": True,
+        },
     )
     assert signed.status_code == 200, signed.text
     ids = sorted(s["plan_session_id"] for s in scheduled.json()["sessions"])
     now = dt.datetime.now(dt.UTC)
     db.execute(
-        update(PlanSession).where(PlanSession.id == ids[0]).values(starts_at=now, ends_at=now + dt.timedelta(hours=2))
+        update(PlanSession)
+        .where(PlanSession.id == ids[0])
+        .values(starts_at=now, ends_at=now + dt.timedelta(hours=2))
     )
     db.commit()
     return Booked(plan_id, ids, patient.id)
@@ -83,12 +89,18 @@ def running(nurse, world, booked: Booked, rate_mg_per_h: float = 28.0) -> int:  
     r = nurse.api(
         "POST",
         f"/api/v1/sessions/{sid}/administrations",
-        json={"kind": "start", "drug": "ketamine", "rate_mg_per_h": rate_mg_per_h, "lot": "LOT-1", "product": "Ketalar"},
+        json={
+            "kind": "start",
+            "drug": "ketamine",
+            "rate_mg_per_h": rate_mg_per_h,
+            "lot": "LOT-1",
+            "product": "Ketalar",
+        },
     )
     assert r.status_code == 201, r.text
     return sid
 
 
 @pytest.fixture
-def booked(as_role, world, db, chairs) -> Booked:  # type: ignore[no-untyped-def]
+def booked(as_role, world, db, chairs) -> Booked:  # type: ignore[no-untyped-def]  # noqa: F811
     return book(as_role, world, db)

@@ -17,7 +17,9 @@ def test_whole_session(as_role, world, db, booked) -> None:  # type: ignore[no-u
     assert s["status"] == "running" and s["totals"]["infusion_running"]
     assert s["predicted_cp_ng_per_ml"] is not None
 
-    high = nurse.api("POST", f"/api/v1/sessions/{sid}/vitals", json={"readings": [{"kind": "sbp", "value": 185}]})
+    high = nurse.api(
+        "POST", f"/api/v1/sessions/{sid}/vitals", json={"readings": [{"kind": "sbp", "value": 185}]}
+    )
     assert high.status_code == 201, high.text
     rules = {a["rule"] for a in high.json()["alarms"]}
     assert "sbp_high" in rules and "sbp_rise" in rules
@@ -33,8 +35,13 @@ def test_whole_session(as_role, world, db, booked) -> None:  # type: ignore[no-u
     )
     assert lowered.status_code == 201, lowered.text
     assert nurse.api("POST", f"/api/v1/alarms/{alarm_id}/resolve", json={}).status_code == 409  # ack first
-    assert nurse.api("POST", f"/api/v1/alarms/{alarm_id}/acknowledge", json={"note": "rate halved"}).status_code == 200
-    assert nurse.api("POST", f"/api/v1/alarms/{alarm_id}/resolve", json={"note": "SBP 150"}).status_code == 200
+    assert (
+        nurse.api("POST", f"/api/v1/alarms/{alarm_id}/acknowledge", json={"note": "rate halved"}).status_code
+        == 200
+    )
+    assert (
+        nurse.api("POST", f"/api/v1/alarms/{alarm_id}/resolve", json={"note": "SBP 150"}).status_code == 200
+    )
     for a in nurse.api("GET", f"/api/v1/sessions/{sid}").json()["alarms"]:
         if a["status"] == "raised":
             nurse.api("POST", f"/api/v1/alarms/{a['id']}/acknowledge", json={})
@@ -54,10 +61,21 @@ def test_whole_session(as_role, world, db, booked) -> None:  # type: ignore[no-u
     for entry in db.query(Administration).filter_by(session_id=sid):
         entry.given_at = entry.given_at - dt.timedelta(minutes=70)
     db.commit()
-    nurse.api("POST", f"/api/v1/sessions/{sid}/vitals", json={"readings": [
-        {"kind": "sbp", "value": 128}, {"kind": "dbp", "value": 80}, {"kind": "hr", "value": 74}, {"kind": "spo2", "value": 98}
-    ]})
-    nurse.api("POST", f"/api/v1/sessions/{sid}/scores", json={"scale": "moaas", "items": [5], "phase": "after"})
+    nurse.api(
+        "POST",
+        f"/api/v1/sessions/{sid}/vitals",
+        json={
+            "readings": [
+                {"kind": "sbp", "value": 128},
+                {"kind": "dbp", "value": 80},
+                {"kind": "hr", "value": 74},
+                {"kind": "spo2", "value": 98},
+            ]
+        },
+    )
+    nurse.api(
+        "POST", f"/api/v1/sessions/{sid}/scores", json={"scale": "moaas", "items": [5], "phase": "after"}
+    )
     refused = nurse.api("POST", f"/api/v1/sessions/{sid}/discharge", json={})
     assert refused.status_code == 422 and "escort" in refused.text.lower()
     checks = nurse.api(

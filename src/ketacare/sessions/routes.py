@@ -9,6 +9,7 @@ import zoneinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
 from ketacare.auth.permissions import Permission
@@ -407,12 +408,31 @@ def _clock(zone: str) -> dict[str, Any]:
     return {"clinic_time": clinic_time, "clinic_zone": zone}
 
 
+def sparkline(points: list[tuple[dt.datetime, float]], now: dt.datetime) -> Markup:
+    """The last TREND_MIN minutes of one vital sign as a small inline SVG line (no script)."""
+    if len(points) < 2:
+        return Markup('<svg viewBox="0 0 120 28" aria-hidden="true"></svg>')
+    span_s = service.TREND_MIN * 60.0
+    values = [v for _, v in points]
+    low, high = min(values), max(values)
+    spread = (high - low) or 1.0
+    coords = " ".join(
+        f"{120 * max(0.0, 1 - (now - t).total_seconds() / span_s):.1f},{26 - 24 * (v - low) / spread:.1f}"
+        for t, v in points
+    )
+    return Markup(  # noqa: S704 (only numbers are interpolated)
+        f'<svg viewBox="0 0 120 28" role="img" aria-label="trend {low:g} to {high:g}">'
+        f'<polyline fill="none" stroke="#2166ac" stroke-width="1.5" points="{coords}"/></svg>'
+    )
+
+
 def _common() -> dict[str, Any]:
     return {
         "labels": rules.STATE_LABELS,
         "vital_labels": VITAL_LABELS,
         "vital_units": VITAL_UNITS,
         "knowledge": session_rules(),
+        "sparkline": sparkline,
     }
 
 
@@ -468,6 +488,7 @@ def _detail(
             "values": values or {},
             "saved": request.query_params.get("saved"),
             "is_prescriber": actor.role is not None and actor.role.value == "prescriber",
+            "prescriber_options": [(str(pid), name) for pid, name in form.prescribers] if form else [],
         },
         status,
     )
@@ -722,7 +743,7 @@ def board_page(request: Request, db: DbSession, actor: Reader) -> Response:
 
 @router.get("/sessions-board/rows", include_in_schema=False)
 def board_rows(request: Request, db: DbSession, actor: Reader) -> Response:
-    rows = service.board(db, actor)
+    rows = service.board(db, actor, audit_view=False)  # the page load was audited; polls are not
     return render(
         request,
         "board_rows.html",

@@ -1496,7 +1496,9 @@ class BoardRow:
     due: list[Due]
 
 
-def board(db: Session, actor: Principal, now: dt.datetime | None = None) -> list[BoardRow]:
+def board(
+    db: Session, actor: Principal, now: dt.datetime | None = None, *, audit_view: bool = True
+) -> list[BoardRow]:
     """Every session in progress in the clinic, with what the nurse needs at a glance."""
     at = _now(now)
     sweep_escalations(db, actor.clinic_id, at)
@@ -1557,11 +1559,12 @@ def board(db: Session, actor: Principal, now: dt.datetime | None = None) -> list
                 due=due_observations(r, last_v, last_s, at),
             )
         )
-    audit.record_many(
-        db,
-        actor,
-        [audit.AuditEvent("session.board", "session", r.id, r.patient_id, "success", "") for r in rows],
-    )
+    if audit_view:
+        audit.record_many(
+            db,
+            actor,
+            [audit.AuditEvent("session.board", "session", r.id, r.patient_id, "success", "") for r in rows],
+        )
     return out
 
 

@@ -11,3 +11,19 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+// Live board: say when the connection drops (htmx keeps polling and recovers by itself).
+(() => {
+  const status = () => document.getElementById("board-status");
+  document.addEventListener("htmx:sendError", () => {
+    const s = status();
+    if (s) { s.textContent = "Connection lost — retrying"; s.classList.add("offline"); }
+  });
+  document.addEventListener("htmx:responseError", () => {
+    const s = status();
+    if (s) { s.textContent = "Server error — retrying"; s.classList.add("offline"); }
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    const s = status();
+    if (s && event.target && event.target.id === "board") { s.textContent = "Live"; s.classList.remove("offline"); }
+  });
+})();
