@@ -711,8 +711,12 @@ def _raise(db: Session, row: TreatmentSession, trig: rules.Trigger, now: dt.date
         observed_at=trig.at,
         raised_at=now,
     )
-    db.add(alarm)
-    db.flush()
+    try:
+        with db.begin_nested():  # two feeds for one patient at once: the database keeps one open alarm
+            db.add(alarm)
+            db.flush()
+    except IntegrityError:
+        return None
     for user_id in _prescribers_to_notify(db, row):
         db.add(
             Notice(
@@ -720,7 +724,7 @@ def _raise(db: Session, row: TreatmentSession, trig: rules.Trigger, now: dt.date
                 user_id=user_id,
                 session_id=row.id,
                 kind="alarm",
-                message=f"Alarm, session {row.id} (chair {row.chair_id}): {trig.message} — {trig.value:g}",
+                message=f"Alarm in session {row.id}: {trig.message} — {trig.value:g}",
                 created_at=now,
             )
         )
