@@ -13,6 +13,7 @@ from ketacare.directory.models import ConsultationRequest, ConsultationSlot, For
 from tests.conftest import SECRET_KEY
 from tests.directory.conftest import add_prices, make_profile
 from tests.helpers import audit_entries, count, is_problem
+from tests.sessions.conftest import discharged
 
 TOKEN = re.compile(r'name="assessment" value="([^"]+)"')
 
@@ -343,9 +344,12 @@ def test_admin_edits_profile_and_slots_with_errors_kept(
 
 
 def test_reviews_one_per_patient_moderated_never_deleted(
-    as_role: Any, browser: Any, db: Any, front: Any
+    as_role: Any, browser: Any, db: Any, front: Any, world: Any
 ) -> None:
     patient = as_role("patient_a")
+    # only a patient who has had a session at the clinic may review it (a verified review)
+    assert patient.post("/my/review", {"rating": "4", "body": "Kind staff, clear explanations."}).status_code == 403
+    discharged(as_role, world, db)
     assert patient.post("/my/review", {"rating": "6", "body": "x"}).status_code == 422
     assert (
         patient.post(

@@ -104,3 +104,22 @@ def running(nurse, world, booked: Booked, rate_mg_per_h: float = 28.0) -> int:  
 @pytest.fixture
 def booked(as_role, world, db, chairs) -> Booked:  # type: ignore[no-untyped-def]  # noqa: F811
     return book(as_role, world, db)
+
+
+def discharged(as_role, world, db, patient=None) -> int:  # type: ignore[no-untyped-def]
+    """A completed session (discharged by a prescriber's override right after dosing)."""
+    from ketacare.planning.models import Chair
+    from tests.planning.conftest import roster
+
+    if not db.query(Chair).filter_by(clinic_id=world.clinic.id).count():
+        db.add(Chair(clinic_id=world.clinic.id, room="Room 1", name="Chair A", active=True))
+        db.commit()
+        roster(db, world.clinic.id, [world.users["nurse"], world.users["prescriber"]])
+    nurse = as_role("nurse")
+    sid = running(nurse, world, book(as_role, world, db, patient))
+    assert nurse.api("POST", f"/api/v1/sessions/{sid}/end-dosing", json={}).status_code == 200
+    done = as_role("prescriber").api(
+        "POST", f"/api/v1/sessions/{sid}/discharge", json={"override_reason": "Test: discharged early"}
+    )
+    assert done.status_code == 200, done.text
+    return sid

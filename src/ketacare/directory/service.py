@@ -30,8 +30,10 @@ from ketacare.directory.models import (
 )
 from ketacare.directory.schemas import BookingIn, ModerationIn, ProfileIn, ReviewIn, SearchIn, SlotsIn
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit, Throttled
+from ketacare.knowledge.front_door import vetting_defaults
 from ketacare.knowledge.protocols import Protocol
 from ketacare.planning import service as planning
+from ketacare.sessions import service as sessions
 
 PUBLIC_USER = "public"
 # (design) submissions per address per hour on each public form; clinic-independent defaults.
@@ -141,6 +143,7 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
     rows = _reviews(db, profile.clinic_id)
     published = [r for r in rows if r.status == "published"]
     average = sum(r.rating for r in published) / len(published) if published else None
+    safety = sessions.clinic_safety_record(db, profile.clinic_id)
     facts = vetting.ClinicFacts(
         years_experience=profile.years_experience,
         physicians=profile.physicians,
@@ -153,6 +156,12 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
         equipment=frozenset(profile.equipment),
         review_count=len(published),
         review_average=average,
+        sessions_on_platform=safety.sessions_delivered or None,
+        adverse_event_reporting=(
+            None
+            if safety.sessions_delivered < vetting_defaults().ae_reporting_min_sessions
+            else safety.adverse_events_recorded > 0
+        ),
     )
     fee_range: tuple[float, float] | None = None
     consultation: float | None = None
@@ -519,10 +528,12 @@ def my_review(db: Session, actor: Principal) -> ClinicReview | None:
 
 
 def submit_review(db: Session, actor: Principal, data: ReviewIn) -> ClinicReview:
-    """One review per patient per clinic: a second submission edits it and sends it back to
-    moderation. Until sessions exist, any patient account of the clinic may review it."""
+    """One review per patient per clinic, from a patient who completed a session there (a
+    verified review); a second submission edits it and sends it back to moderation."""
     if actor.patient_id is None:
         raise Forbidden("Only a patient account can review its clinic.")
+    if not sessions.had_session(db, actor.clinic_id, actor.patient_id):
+        raise Forbidden("Reviews are from patients who have had a session at the clinic.")
     row = db.execute(
         select(ClinicReview).where(
             ClinicReview.clinic_id == actor.clinic_id, ClinicReview.patient_id == actor.patient_id

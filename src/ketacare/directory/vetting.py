@@ -87,7 +87,7 @@ def _experience(f: ClinicFacts, points: int) -> Criterion:
             "Sessions delivered on KetaCare",
             None,
             points * 0.4,
-            f"{NO_DATA}: sessions arrive in a later release",
+            f"{NO_DATA}: no session delivered on KetaCare yet",
         )
         if f.sessions_on_platform is None
         else Item(
@@ -188,14 +188,16 @@ def _safety(f: ClinicFacts, points: int) -> Criterion:
             "Adverse-event reporting on record",
             None,
             points * 0.25,
-            f"{NO_DATA}: safety reporting arrives later",
+            f"{NO_DATA}: fewer than {d.ae_reporting_min_sessions} sessions on KetaCare, too few to judge",
         )
         if f.adverse_event_reporting is None
         else Item(
             "Adverse-event reporting on record",
             points * 0.25 if f.adverse_event_reporting else 0.0,
             points * 0.25,
-            "yes" if f.adverse_event_reporting else "no",
+            "adverse events are recorded for its sessions"
+            if f.adverse_event_reporting
+            else f"none recorded over {f.sessions_on_platform} sessions",
         )
     )
     cs = (

@@ -75,6 +75,7 @@ class VettingDefaults:
     equipment_sources: tuple[str, ...]
     acls_sources: tuple[str, ...]
     pulse_oximeter_sources: tuple[str, ...]
+    ae_reporting_min_sessions: int
 
 
 def _front() -> dict[str, Any]:
@@ -127,6 +128,7 @@ def vetting_defaults() -> VettingDefaults:
         equipment_sources=tuple(v["equipment_sources"]),
         acls_sources=tuple(v["acls_sources"]),
         pulse_oximeter_sources=tuple(v["pulse_oximeter_sources"]),
+        ae_reporting_min_sessions=int(v["ae_reporting_min_sessions"]),
     )
 
 
