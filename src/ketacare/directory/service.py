@@ -104,6 +104,8 @@ class ClinicCard:
     distance_miles: float | None = None
     reviews: list[ReviewView] = field(default_factory=list)
     hidden_reviews: int = 0
+    sessions_delivered: int = 0
+    adverse_events_recorded: int = 0
 
 
 def profile_row(db: Session, clinic_id: int) -> ClinicProfile | None:
@@ -193,6 +195,8 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
             for r in rows
         ],
         hidden_reviews=sum(1 for r in rows if r.status == "hidden"),
+        sessions_delivered=safety.sessions_delivered,
+        adverse_events_recorded=safety.adverse_events_recorded,
     )
 
 
