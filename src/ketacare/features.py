@@ -6,4 +6,16 @@ A feature package may hold ``models.py`` (tables), ``routes.py`` (with a ``route
 
 from __future__ import annotations
 
-FEATURES: tuple[str, ...] = ("web", "auth", "audit", "patients", "screening", "planning", "sessions", "directory")
+FEATURES: tuple[str, ...] = (
+    "web",
+    "auth",
+    "audit",
+    "patients",
+    "screening",
+    "planning",
+    "sessions",
+    "ledger",
+    "prescribing",
+    "safety",
+    "directory",
+)

@@ -37,6 +37,15 @@ class Permission(enum.StrEnum):
     session_prescriber = "session:prescriber"
     session_admin = "session:admin"
     device_vitals = "device:vitals"
+    ledger_read = "ledger:read"
+    ledger_write = "ledger:write"
+    ledger_admin = "ledger:admin"
+    credential_read = "credential:read"
+    credential_manage = "credential:manage"
+    rx_read = "prescription:read"
+    rx_write = "prescription:write"
+    safety_read = "safety:read"
+    safety_write = "safety:write"
 
 
 _STAFF_COMMON = {Permission.dashboard, Permission.account}
@@ -55,6 +64,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.bookings_read,
             Permission.session_read,
             Permission.session_admin,
+            Permission.ledger_read,
+            Permission.ledger_write,
+            Permission.ledger_admin,
+            Permission.credential_read,
+            Permission.credential_manage,
+            Permission.rx_read,
         }
     ),
     Role.prescriber: frozenset(
@@ -71,6 +86,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.session_read,
             Permission.session_write,
             Permission.session_prescriber,
+            Permission.ledger_read,
+            Permission.ledger_write,
+            Permission.credential_read,
+            Permission.rx_read,
+            Permission.rx_write,
+            Permission.safety_read,
+            Permission.safety_write,
         }
     ),
     Role.nurse: frozenset(
@@ -84,13 +106,21 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.bookings_read,
             Permission.session_read,
             Permission.session_write,
+            Permission.ledger_read,
+            Permission.ledger_write,
+            Permission.credential_read,
+            Permission.rx_read,
+            Permission.safety_read,
+            Permission.safety_write,
         }
     ),
     Role.patient: frozenset(
         _STAFF_COMMON | {Permission.patient_self, Permission.consent_sign, Permission.review_write}
     ),
     Role.researcher: frozenset(_STAFF_COMMON | {Permission.research_read}),
-    Role.auditor: frozenset(_STAFF_COMMON | {Permission.audit_read, Permission.audit_export}),
+    Role.auditor: frozenset(
+        _STAFF_COMMON | {Permission.audit_read, Permission.audit_export, Permission.ledger_read}
+    ),
 }
 
 # What a device or another system may be granted; never user or audit administration.
