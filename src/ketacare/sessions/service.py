@@ -64,6 +64,7 @@ from ketacare.sessions.schemas import (
 
 SCORE_VITALS = {"moaas": "moaas", "rass": "rass"}  # scores that alarm rules watch
 TREND_MIN = 30  # the board's trend window (issue 6)
+DEVICE_CLOCK_SKEW = dt.timedelta(minutes=5)  # (design) how far ahead a device clock may run
 PREDICTION_STEP_MIN = 1.0
 
 
@@ -815,6 +816,12 @@ def ingest_device_batch(db: Session, batch: DeviceBatch, *, now: dt.datetime | N
     errors = _plausibility_errors([(o.kind, o.value) for o in batch.observations])
     if errors:
         raise DeviceRejected("implausible", "; ".join(errors.values()))
+    ahead = max(o.observed_at for o in batch.observations) - at
+    if ahead > DEVICE_CLOCK_SKEW:
+        raise DeviceRejected(
+            "invalid",
+            f"An observation is timed {ahead.total_seconds():.0f} s in the future: check the device clock.",
+        )
     if batch.control_id is not None:
         db.add(
             DeviceMessage(
@@ -1673,11 +1680,13 @@ def had_session(db: Session, clinic_id: int, patient_id: int) -> bool:
     """Whether the patient completed (was discharged from) a session at the clinic."""
     return (
         db.execute(
-            select(TreatmentSession.id).where(
+            select(TreatmentSession.id)
+            .where(
                 TreatmentSession.clinic_id == clinic_id,
                 TreatmentSession.patient_id == patient_id,
                 TreatmentSession.status == rules.DISCHARGED,
-            ).limit(1)
+            )
+            .limit(1)
         ).first()
         is not None
     )
