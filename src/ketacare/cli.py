@@ -1,19 +1,22 @@
-"""The ``ketacare`` command: serve, demo, db, user, clinic, audit, backup and restore.
+"""The ``ketacare`` command: serve, demo, db, user, clinic, audit, backup, restore and hl7.
 
 Errors are one clear line on stderr and exit code 2; nothing is half-done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import getpass
 import os
 import secrets
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import pyotp
 import typer
@@ -123,10 +126,22 @@ def demo(
     ] = True,
     host: str = "127.0.0.1",
     port: int = 8000,
+    live: Annotated[
+        bool,
+        typer.Option(
+            help="Also take HL7 vitals on --hl7-port and replay a bedside monitor for each running "
+            "session, so the live board moves."
+        ),
+    ] = False,
+    hl7_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The HL7 listener's port for --live.")
+    ] = 2575,
 ) -> None:
     """Build (or refresh) a demo database on SQLite with seeded data, print the logins, serve it."""
     from ketacare import demo as demo_data
 
+    if live and not serve_after:
+        fail("--live replays vitals while the web app serves: leave out --no-serve")
     settings = _demo_settings(data_dir)
     db_file = data_dir / "ketacare.sqlite3"
     if refresh:
@@ -149,7 +164,93 @@ def demo(
         )
     engine.dispose()
     if serve_after:
-        _serve(settings, host, port, migrate=False)
+        with _live_feed(settings, hl7_port) if live else contextlib.nullcontext():
+            _serve(settings, host, port, migrate=False)
+
+
+LIVE_INTERVAL_S = 5.0  # a monitor reading every few seconds keeps the board moving
+LIVE_SPIKE_AFTER_S = 60.0  # then one systolic reading over the 180 mmHg default alarm
+
+
+@contextlib.contextmanager
+def _live_feed(settings: Settings, hl7_port: int) -> Iterator[None]:
+    """``demo --live``: the HL7 listener in this process, and a simulated bedside monitor per
+    running session sending ORU^R01 to it over a real socket until the web app stops."""
+    import datetime as dt
+    import threading
+    import uuid
+
+    from ketacare.interop.hl7v2 import mllp, monitor
+    from ketacare.sessions.demo_data import LiveSession, running_sessions
+
+    engine = engine_for(settings)
+    factory = make_sessionmaker(engine)
+    with transaction(factory) as db:
+        sessions = running_sessions(db)
+    background = mllp.BackgroundListener(mllp.MLLPListener(mllp.database_ingest(factory)), port=hl7_port)
+    try:
+        background.__enter__()
+    except OSError as exc:
+        fail(f"cannot listen for HL7 on port {hl7_port}: {exc.strerror or exc}")
+    host, bound = background.address
+    stop = threading.Event()
+
+    def replay(session: LiveSession) -> None:
+        """Readings from the session's baseline, each stamped when it is sent."""
+        points = monitor.trajectory(
+            dt.datetime.now(dt.UTC),
+            int(3600 / LIVE_INTERVAL_S),
+            interval_s=LIVE_INTERVAL_S,
+            seed=session.session_id,
+            baseline={**monitor.DEFAULT_BASELINE, **session.baseline},
+            sbp_rise_mmhg=10.0,
+            peak_minutes=20.0,
+            sbp_spike_at=int(LIVE_SPIKE_AFTER_S / LIVE_INTERVAL_S),
+        )
+        device, prefix = f"DEMO-MONITOR-{session.session_id}", uuid.uuid4().hex[:8]
+        try:
+            with monitor.MonitorConnection(host, bound) as connection:
+                for n, point in enumerate(points):
+                    if stop.wait(LIVE_INTERVAL_S if n else 0.0):
+                        return
+                    reply = connection.send(
+                        monitor.build_oru(
+                            clinic_slug=session.clinic_slug,
+                            record_number=session.record_number,
+                            device_id=device,
+                            control_id=f"{prefix}-{n:06d}",
+                            observed_at=dt.datetime.now(dt.UTC),
+                            vitals=point.values,
+                        )
+                    )
+                    if reply.ack_code != "AA":
+                        err.print(
+                            f"Monitor for {session.record_number} stopped: {reply.text}", highlight=False
+                        )
+                        return
+        except OSError as exc:
+            err.print(f"Monitor for {session.record_number} stopped: {exc}", highlight=False)
+
+    console.print(f"HL7 v2 (MLLP) listener on {host}:{bound}.", highlight=False)
+    for s in sessions:
+        console.print(
+            f"Monitor for {s.record_number} ({s.clinic_slug}): a reading every {LIVE_INTERVAL_S:g} s, "
+            f"a systolic spike after {LIVE_SPIKE_AFTER_S:g} s; watch /sessions-board.",
+            highlight=False,
+        )
+    if not sessions:
+        console.print("No running session to replay: start an infusion on /sessions, or use --refresh.")
+    monitors = [threading.Thread(target=replay, args=(s,), daemon=True) for s in sessions]
+    for thread in monitors:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in monitors:
+            thread.join(timeout=10)
+        background.__exit__(None, None, None)
+        engine.dispose()
 
 
 def _print_logins(logins: Sequence[DemoLogin]) -> None:
@@ -439,3 +540,172 @@ def _run_pg(command: list[str]) -> None:
         fail(f"{command[0]} failed (exit {completed.returncode}): {last_line}")
 
 
+# --- hl7 ----------------------------------------------------------------------------------
+
+hl7_app = typer.Typer(help="HL7 v2 vital signs from bedside monitors over MLLP.", no_args_is_help=True)
+app.add_typer(hl7_app, name="hl7")
+
+
+class Hl7Coding(enum.StrEnum):
+    mdc = "mdc"
+    loinc = "loinc"
+
+
+@hl7_app.command("listen")
+def hl7_listen(
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 for all.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks a free one.")] = 2575,
+    max_message_bytes: Annotated[
+        int, typer.Option(min=1024, help="A larger message closes the connection.")
+    ] = 1024 * 1024,
+    idle_timeout: Annotated[
+        float, typer.Option(min=1.0, help="Seconds without a byte before a connection is closed.")
+    ] = 900.0,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Messages stored in parallel.")] = 8,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Receive ORU^R01 vital signs from monitors; ACK after commit, NAK with an ERR otherwise."""
+    import asyncio
+    import logging
+    import signal
+
+    from ketacare.interop.hl7v2 import mllp
+
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        fail(f"unknown log level {log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = _migrated_engine()
+    listener = mllp.MLLPListener(
+        mllp.database_ingest(make_sessionmaker(engine)),
+        max_message_bytes=max_message_bytes,
+        idle_timeout_s=idle_timeout,
+        workers=workers,
+    )
+
+    async def run() -> None:
+        try:
+            bound_host, bound_port = await listener.start(host, port)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        console.print(f"Listening for HL7 v2 (MLLP) on {bound_host}:{bound_port}", highlight=False)
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        sweeper = asyncio.create_task(_sweep_escalations(make_sessionmaker(engine), stop))
+        await stop.wait()
+        await sweeper
+        await listener.close()
+        console.print("HL7 listener stopped.")
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.dispose()
+
+
+async def _sweep_escalations(factory: Any, stop: Any, every_s: float = 5.0) -> None:
+    """Escalate unacknowledged alarms to the prescriber even when no live board is open."""
+    import asyncio
+    import logging
+
+    from ketacare.sessions import service as sessions
+
+    log = logging.getLogger("ketacare.hl7")
+
+    def sweep() -> int:
+        with transaction(factory) as db:
+            return sessions.sweep_escalations(db)
+
+    while not stop.is_set():
+        try:
+            escalated = await asyncio.to_thread(sweep)
+            if escalated:
+                log.warning("escalated %d alarm(s) to the prescriber", escalated)
+        except Exception:  # a database blip: try again at the next tick
+            log.exception("escalation sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+
+@hl7_app.command("send")
+def hl7_send(
+    clinic: Annotated[str, typer.Option(help="Clinic slug, sent as MSH-4.")],
+    record: Annotated[str, typer.Option(help="The patient's record number, sent as PID-3.")],
+    host: Annotated[str, typer.Option(help="The listener's address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 2575,
+    count: Annotated[int, typer.Option(min=1, max=100_000, help="Messages to send.")] = 10,
+    interval: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds between messages, in real time; 0 sends at once, back-dated."),
+    ] = 0.0,
+    device: Annotated[str, typer.Option(help="Device id, sent as MSH-3.")] = "SIM-MONITOR-1",
+    codes: Annotated[Hl7Coding, typer.Option(help="Observation codes: IEEE 11073 (mdc) or LOINC.")] = (
+        Hl7Coding.mdc
+    ),
+    spike: Annotated[bool, typer.Option(help="Make the middle reading a systolic spike (190 mmHg).")] = False,
+) -> None:
+    """Simulate a bedside monitor: send a course of vitals for one patient and wait for each ACK."""
+    import datetime as dt
+
+    from ketacare.interop.hl7v2 import monitor
+
+    step = interval if interval > 0 else 60.0
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    start = now if interval > 0 else now - dt.timedelta(seconds=step * (count - 1))
+    points = monitor.trajectory(start, count, interval_s=step, sbp_spike_at=count // 2 if spike else None)
+    messages = monitor.messages_for(
+        points, clinic_slug=clinic, record_number=record, device_id=device, coding=codes.value
+    )
+    report = monitor.send_messages(host, port, messages, pause_s=interval)
+    if len(report.unanswered) == count:
+        fail(f"cannot reach an HL7 listener on {host}:{port}: {report.error}")
+    console.print(
+        f"Sent {count - len(report.unanswered)} of {count}: {len(report.acknowledged)} acknowledged, "
+        f"{len(report.refused)} refused.",
+        highlight=False,
+    )
+    for control_id, reply in list(report.refused.items())[:5]:
+        err.print(f"  {control_id}: {reply.ack_code} {reply.error_code} {reply.text}", highlight=False)
+    if report.error:
+        err.print(f"  connection lost: {report.error}", highlight=False)
+    if report.refused or report.unanswered:
+        raise typer.Exit(1)
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+ledger_app = typer.Typer(help="The controlled-substance ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    clinic: Annotated[str | None, typer.Option(help="Clinic slug; every clinic when omitted.")] = None,
+) -> None:
+    """Re-compute each clinic's ledger chain and lot balances; exit 1 naming the first bad entry."""
+    from ketacare.ledger import chain as ledger_chain
+
+    factory = make_sessionmaker(_migrated_engine())
+    bad = 0
+    with transaction(factory) as db:
+        try:
+            targets = [auth.clinic_by_slug(db, clinic)] if clinic else None
+        except KetaCareError as exc:
+            fail(_describe(exc))
+        if targets is None:
+            targets = [auth.clinic(db, clinic_id) for clinic_id in ledger_chain.clinics_with_ledgers(db)]
+        for found in targets:
+            result = ledger_chain.verify_clinic(db, found.id)
+            if result.ok:
+                console.print(f"[green]{found.slug}: ledger intact[/], {result.checked} entries verified.")
+                continue
+            bad += 1
+            where = f" (first bad entry: {result.first_bad_seq})" if result.first_bad_seq else ""
+            err.print(f"[bold red]{found.slug}: ledger altered:[/] {result.problem}{where}.", highlight=False)
+        if not targets:
+            console.print("No clinic has ledger entries yet.")
+    if bad:
+        raise typer.Exit(1)
