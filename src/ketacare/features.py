@@ -17,5 +17,6 @@ FEATURES: tuple[str, ...] = (
     "ledger",
     "prescribing",
     "safety",
+    "outcomes",
     "directory",
 )

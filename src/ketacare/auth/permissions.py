@@ -46,6 +46,9 @@ class Permission(enum.StrEnum):
     rx_write = "prescription:write"
     safety_read = "safety:read"
     safety_write = "safety:write"
+    outcome_read = "outcome:read"
+    outcome_write = "outcome:write"
+    registry_read = "registry:read"
 
 
 _STAFF_COMMON = {Permission.dashboard, Permission.account}
@@ -70,6 +73,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.credential_read,
             Permission.credential_manage,
             Permission.rx_read,
+            Permission.outcome_read,
+            Permission.registry_read,
         }
     ),
     Role.prescriber: frozenset(
@@ -93,6 +98,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.rx_write,
             Permission.safety_read,
             Permission.safety_write,
+            Permission.outcome_read,
+            Permission.outcome_write,
+            Permission.registry_read,
         }
     ),
     Role.nurse: frozenset(
@@ -112,6 +120,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.rx_read,
             Permission.safety_read,
             Permission.safety_write,
+            Permission.outcome_read,
+            Permission.outcome_write,
         }
     ),
     Role.patient: frozenset(

@@ -1,0 +1,7 @@
+"""Outcomes and the registry (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
