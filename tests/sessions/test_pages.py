@@ -86,3 +86,25 @@ def test_session_page_forms_and_board(as_role, world, db, booked) -> None:  # ty
     assert ae.status_code == 303, ae.text
     prescriber = as_role("prescriber")
     assert prescriber.get("/notices").status_code == 200
+
+
+def test_a_long_term_safety_hold_blocks_the_prechecks(as_role, world, db, booked) -> None:  # type: ignore[no-untyped-def]
+    from ketacare.safety.models import SafetyHold
+
+    nurse = as_role("nurse")
+    sid = checked_in(nurse, booked)
+    db.add(
+        SafetyHold(
+            clinic_id=world.clinic.id,
+            patient_id=booked.patient_id,
+            kind="liver",
+            reason="ALT 4x ULN",
+            source="Noppers 2011",
+            tag="V",
+        )
+    )
+    db.commit()
+    body = {**PRECHECKS, "prescriber_on_site_id": world.users["prescriber"].id}
+    refused = nurse.api("POST", f"/api/v1/sessions/{sid}/prechecks", json=body)
+    assert refused.status_code == 422 and "ALT 4x ULN" in refused.text
+    assert count(db, PreCheck) == 0

@@ -30,6 +30,7 @@ from ketacare.patients import service as patients
 from ketacare.pharmacology import Patient as PkPatient
 from ketacare.pharmacology import PharmacologyInputError, simulate
 from ketacare.planning import service as planning
+from ketacare.safety import holds_service as safety_holds
 from ketacare.sessions import rules
 from ketacare.sessions.device import VITAL_UNITS, DeviceBatch, DeviceObservation, DeviceRejected, IngestResult
 from ketacare.sessions.models import (
@@ -412,6 +413,11 @@ def complete_prechecks(
     if not form.consent_on_file:
         errors["consent_on_file"] = (
             "The plan's consent is not signed in KetaCare: have the patient sign it first."
+        )
+    holds = safety_holds.hold_reasons(db, row.clinic_id, row.patient_id)
+    if holds:
+        errors["safety_hold"] = (
+            "Long-term safety hold: " + "; ".join(holds) + " (a prescriber releases it on the safety page)."
         )
     if errors:
         raise InvalidInput(errors=errors)
@@ -1690,3 +1696,42 @@ def had_session(db: Session, clinic_id: int, patient_id: int) -> bool:
         ).first()
         is not None
     )
+
+
+@dataclass(frozen=True)
+class KetamineGiven:
+    session_id: int
+    plan_id: int
+    started_at: dt.datetime
+    route: str
+    drug: str
+    total_mg: float
+
+
+def ketamine_given(db: Session, actor: Principal, patient_id: int) -> list[KetamineGiven]:
+    """Ketamine (or esketamine) given in each started session of a patient, from the
+    administration record (no prediction run): for cumulative-exposure checks."""
+    patients.visible_patient(db, actor, patient_id, "session.list")
+    rows = list(
+        db.execute(
+            select(TreatmentSession).where(
+                TreatmentSession.patient_id == patient_id, TreatmentSession.started_at.is_not(None)
+            )
+        ).scalars()
+    )
+    if not rows:
+        return []
+    by_session: dict[int, list[Administration]] = {r.id: [] for r in rows}
+    for entry in db.execute(
+        select(Administration)
+        .where(Administration.session_id.in_(list(by_session)))
+        .order_by(Administration.given_at, Administration.id)
+    ).scalars():
+        by_session[entry.session_id].append(entry)
+    out = []
+    for r in rows:
+        end = r.discharged_at or r.aborted_at or r.recovery_at or utcnow()
+        tot = rules.totals(_as_given(by_session[r.id]), r.weight_kg, _aware(end))
+        assert r.started_at is not None
+        out.append(KetamineGiven(r.id, r.plan_id, _aware(r.started_at), r.route, r.drug, tot.total_mg))
+    return out

@@ -37,6 +37,8 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Protocols", "/planning/protocols", Permission.plan_read),
     ("Prices", "/planning/prices", Permission.planning_admin),
     ("Alarm settings", "/alarm-settings", Permission.session_admin),
+    ("Safety", "/safety", Permission.safety_read),
+    ("Credentials", "/credentials", Permission.credential_read),
     ("Requests", "/directory/queue", Permission.bookings_read),
     ("Clinic profile", "/directory/profile", Permission.directory_manage),
     ("Review", "/my/review", Permission.review_write),
