@@ -1,7 +1,1142 @@
-"""ledger feature routes (being built)."""
+"""Controlled-substance ledger pages and JSON API: the stock and compliance dashboard, set-up,
+receipts, each lot's running balance and its movements (waste, transfer, return, destruction,
+theft or loss, adjustment), inventories, investigations, theft and loss reporting, the reports
+for inspection (printable pages and CSV) and the chain check.
+
+Waste, destruction and adjustments re-authenticate the person (``sensitive=True``); witnesses
+confirm with their own password on the same form."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+from starlette.responses import RedirectResponse, Response
+
+from ketacare.auth.permissions import Permission
+from ketacare.auth.principal import Principal
+from ketacare.errors import InvalidInput, NotFound
+from ketacare.ledger import chain, reports, rules, service
+from ketacare.ledger.models import LedgerEntry, LossReport
+from ketacare.ledger.rules import EntryKind
+from ketacare.ledger.schemas import (
+    AdjustmentIn,
+    BiennialInventoryIn,
+    CloseIn,
+    DestructionIn,
+    DosageForm,
+    Form106In,
+    InitialInventoryIn,
+    NoteIn,
+    NoticeIn,
+    ProductIn,
+    ReceiptIn,
+    RegistrationIn,
+    ReturnIn,
+    SettingsIn,
+    TheftLossIn,
+    TransferIn,
+    WasteIn,
+)
+from ketacare.patients import service as patients
+from ketacare.validation import parse
+from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.forms import FormData, FormLists
+from ketacare.web.templating import render
 
 router = APIRouter()
+T = TypeVar("T")
+Reader = Annotated[Principal, require(Permission.ledger_read)]
+Writer = Annotated[Principal, require(Permission.ledger_write)]
+WriterSensitive = Annotated[Principal, require(Permission.ledger_write, sensitive=True)]
+Admin = Annotated[Principal, require(Permission.ledger_admin)]
+AdminSensitive = Annotated[Principal, require(Permission.ledger_admin, sensitive=True)]
+
+REPORTS = {
+    "balances": "Running balance per lot",
+    "dispensing": "Dispensing log per patient",
+    "inventory": "Inventories and discrepancies",
+    "destructions": "Destructions (DEA Form 41)",
+    "losses": "Thefts and losses (DEA Form 106)",
+}
+
+
+# --- JSON shapes ------------------------------------------------------------------------------
+
+
+def _t(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _mg(amount_ug: int | None) -> float | None:
+    return None if amount_ug is None else rules.ug_to_mg(amount_ug)
+
+
+def entry_out(e: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "seq": e.seq,
+        "kind": e.kind,
+        "occurred_at": _t(e.occurred_at),
+        "recorded_at": _t(e.recorded_at),
+        "registration_id": e.registration_id,
+        "lot_id": e.lot_id,
+        "change_mg": _mg(e.change_ug),
+        "balance_after_mg": _mg(e.balance_after_ug),
+        "counted_mg": _mg(e.counted_ug),
+        "book_mg": _mg(e.book_ug),
+        "by": e.actor_name,
+        "patient_id": e.patient_id,
+        "session_id": e.session_id,
+        "witness_id": e.witness_id,
+        "witness2_id": e.witness2_id,
+        "reason": e.reason,
+        "detail": chain.detail_of(e),
+        "corrects_seq": e.corrects_seq,
+        "inventory_id": e.inventory_id,
+        "entry_hash": e.entry_hash,
+    }
+
+
+def lot_out(r: service.LotRow) -> dict[str, Any]:
+    p = r.product
+    return {
+        "id": r.lot.id,
+        "lot_number": r.lot.lot_number,
+        "expires_on": r.lot.expires_on.isoformat(),
+        "expired": r.expired,
+        "expiring_soon": r.expiring,
+        "supplier": r.lot.supplier,
+        "registration": {"id": r.registration.id, "dea_number": r.registration.dea_number},
+        "product": product_out(p),
+        "balance_mg": rules.ug_to_mg(r.lot.balance_ug),
+        "balance_ml": rules.ug_to_ml(r.lot.balance_ug, p.strength_mg_per_ml),
+    }
+
+
+def product_out(p: Any) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "ndc": p.ndc,
+        "strength_mg_per_ml": p.strength_mg_per_ml,
+        "container_ml": p.container_ml,
+        "dosage_form": p.dosage_form,
+        "compounded": p.compounded,
+        "schedule": p.schedule,
+        "warning": service.compounded_warning().text if p.compounded else None,
+        "home_use_needs_acknowledgement": service.requires_home_acknowledgement(p),
+    }
+
+
+def registration_out(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "dea_number": r.dea_number,
+        "location_name": r.location_name,
+        "address": r.address,
+        "state": r.state,
+        "expires_on": r.expires_on.isoformat() if r.expires_on else None,
+        "active": r.active,
+    }
+
+
+def loss_out(v: service.LossView) -> dict[str, Any]:
+    r = v.report
+    return {
+        "id": r.id,
+        "entry_id": r.entry_id,
+        "kind": r.kind,
+        "discovered_at": _t(r.discovered_at),
+        "amount_mg": rules.ug_to_mg(-v.entry.change_ug),
+        "lot_id": v.lot.id,
+        "reportable": r.reportable,
+        "notice_due_on": r.notice_due_on.isoformat() if r.notice_due_on else None,
+        "notice_sent_at": _t(r.notice_sent_at),
+        "notice_overdue": v.notice_overdue,
+        "form106_due_on": r.form106_due_on.isoformat() if r.form106_due_on else None,
+        "form106_filed_at": _t(r.form106_filed_at),
+        "form106_overdue": v.form106_overdue,
+    }
+
+
+def investigation_out(v: service.InvestigationView) -> dict[str, Any]:
+    i = v.investigation
+    return {
+        "id": i.id,
+        "lot_id": i.lot_id,
+        "entry_id": i.entry_id,
+        "discrepancy_mg": rules.ug_to_mg(i.discrepancy_ug),
+        "status": i.status,
+        "opened_at": _t(i.opened_at),
+        "closed_at": _t(i.closed_at),
+        "outcome": i.outcome,
+        "notes": [{"at": _t(n.at), "by": n.by_name, "text": n.text} for n in v.notes],
+    }
+
+
+def _settings_out(s: service.SettingsView) -> dict[str, Any]:
+    k = service.knowledge()
+    return {
+        "retention_years": s.retention_years,
+        "retention_basis": s.retention_basis,
+        "expiry_warning_days": s.expiry_warning_days,
+        "minimum_retention_years": k.retention_min_years,
+        "minimum_source": k.retention.sourced.source,
+        "minimum_tag": k.retention.sourced.tag,
+    }
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    problem: str
+
+
+# --- JSON API ---------------------------------------------------------------------------------
+
+
+@router.get("/api/v1/ledger/dashboard", tags=["ledger"])
+def api_dashboard(db: DbSession, actor: Reader) -> dict[str, Any]:
+    d = service.dashboard(db, actor)
+    return {
+        "today": d.today.isoformat(),
+        "stock": [lot_out(r) for r in d.stock],
+        "expiring": [lot_out(r) for r in d.expiring],
+        "expired_with_stock": [lot_out(r) for r in d.expired_with_stock],
+        "open_investigations": [investigation_out(v) for v in d.open_investigations],
+        "losses_due": [loss_out(v) for v in d.losses_due],
+        "registrations": [
+            {
+                **registration_out(s.registration),
+                "initial_inventory_on": s.initial_on.isoformat() if s.initial_on else None,
+                "last_inventory_on": s.last_on.isoformat() if s.last_on else None,
+                "biennial_due_on": s.biennial.due_on.isoformat() if s.biennial else None,
+                "biennial_status": s.biennial.status if s.biennial else None,
+            }
+            for s in d.registrations
+        ],
+        "settings": _settings_out(d.settings),
+    }
+
+
+@router.get("/api/v1/ledger/registrations", tags=["ledger"])
+def api_registrations(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
+    return [registration_out(r) for r in service.registrations(db, actor)]
+
+
+@router.post("/api/v1/ledger/registrations", status_code=201, tags=["ledger"])
+def api_create_registration(db: DbSession, actor: Admin, body: RegistrationIn) -> dict[str, Any]:
+    return registration_out(service.create_registration(db, actor, body))
+
+
+@router.get("/api/v1/ledger/products", tags=["ledger"])
+def api_products(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
+    return [product_out(p) for p in service.products(db, actor)]
+
+
+@router.post("/api/v1/ledger/products", status_code=201, tags=["ledger"])
+def api_create_product(db: DbSession, actor: Admin, body: ProductIn) -> dict[str, Any]:
+    return product_out(service.create_product(db, actor, body))
+
+
+@router.get("/api/v1/ledger/settings", tags=["ledger"])
+def api_settings(db: DbSession, actor: Reader) -> dict[str, Any]:
+    return _settings_out(service.settings(db, actor.clinic_id))
+
+
+@router.put("/api/v1/ledger/settings", tags=["ledger"])
+def api_save_settings(db: DbSession, actor: AdminSensitive, body: SettingsIn) -> dict[str, Any]:
+    return _settings_out(service.save_settings(db, actor, body))
+
+
+@router.get("/api/v1/ledger/lots", tags=["ledger"])
+def api_lots(
+    db: DbSession, actor: Reader, available: Annotated[bool, Query()] = False
+) -> list[dict[str, Any]]:
+    """All lots, or with ``available=true`` those with stock that are not expired."""
+    rows = service.lots(db, actor, in_stock=available)
+    return [lot_out(r) for r in rows if not (available and r.expired)]
+
+
+@router.get("/api/v1/ledger/lots/{lot_id}", tags=["ledger"])
+def api_lot(db: DbSession, actor: Reader, lot_id: RowId) -> dict[str, Any]:
+    d = service.lot_detail(db, actor, lot_id)
+    return {**lot_out(d.row), "entries": [entry_out(e) for e in d.entries]}
+
+
+@router.post("/api/v1/ledger/receipts", status_code=201, tags=["ledger"])
+def api_receipt(db: DbSession, actor: Writer, body: ReceiptIn) -> dict[str, Any]:
+    return entry_out(service.record_receipt(db, actor, body))
+
+
+@router.post("/api/v1/ledger/lots/{lot_id}/waste", status_code=201, tags=["ledger"])
+def api_waste(db: DbSession, actor: WriterSensitive, lot_id: RowId, body: WasteIn) -> dict[str, Any]:
+    return entry_out(service.record_waste_in(db, actor, lot_id, body))
+
+
+@router.post("/api/v1/ledger/lots/{lot_id}/destructions", status_code=201, tags=["ledger"])
+def api_destruction(
+    db: DbSession, actor: WriterSensitive, lot_id: RowId, body: DestructionIn
+) -> dict[str, Any]:
+    return entry_out(service.record_destruction(db, actor, lot_id, body))
+
+
+@router.post("/api/v1/ledger/lots/{lot_id}/adjustments", status_code=201, tags=["ledger"])
+def api_adjustment(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: AdjustmentIn) -> dict[str, Any]:
+    return entry_out(service.record_adjustment(db, actor, lot_id, body))
+
+
+@router.post("/api/v1/ledger/lots/{lot_id}/transfers", status_code=201, tags=["ledger"])
+def api_transfer(db: DbSession, actor: Admin, lot_id: RowId, body: TransferIn) -> dict[str, Any]:
+    return entry_out(service.record_transfer(db, actor, lot_id, body))
+
+
+@router.post("/api/v1/ledger/lots/{lot_id}/returns", status_code=201, tags=["ledger"])
+def api_return(db: DbSession, actor: Admin, lot_id: RowId, body: ReturnIn) -> dict[str, Any]:
+    return entry_out(service.record_return(db, actor, lot_id, body))
+
+
+@router.post("/api/v1/ledger/lots/{lot_id}/theft-loss", status_code=201, tags=["ledger"])
+def api_theft_loss(db: DbSession, actor: Writer, lot_id: RowId, body: TheftLossIn) -> dict[str, Any]:
+    report = service.record_theft_loss(db, actor, lot_id, body)
+    return next(loss_out(v) for v in service.loss_reports(db, actor) if v.report.id == report.id)
+
+
+@router.post("/api/v1/ledger/inventories/initial", status_code=201, tags=["ledger"])
+def api_initial_inventory(db: DbSession, actor: Writer, body: InitialInventoryIn) -> dict[str, Any]:
+    inventory = service.take_initial_inventory(db, actor, body)
+    return {"id": inventory.id, "kind": inventory.kind, "taken_at": _t(inventory.taken_at)}
+
+
+@router.post("/api/v1/ledger/inventories/biennial", status_code=201, tags=["ledger"])
+def api_biennial_inventory(db: DbSession, actor: Writer, body: BiennialInventoryIn) -> dict[str, Any]:
+    inventory = service.take_biennial_inventory(db, actor, body)
+    opened = [
+        investigation_out(v)
+        for v in service.investigations(db, actor, open_only=True)
+        if v.entry.inventory_id == inventory.id
+    ]
+    return {
+        "id": inventory.id,
+        "kind": inventory.kind,
+        "taken_at": _t(inventory.taken_at),
+        "investigations": opened,
+    }
+
+
+@router.get("/api/v1/ledger/investigations", tags=["ledger"])
+def api_investigations(
+    db: DbSession, actor: Reader, open_only: Annotated[bool, Query()] = False
+) -> list[dict[str, Any]]:
+    return [investigation_out(v) for v in service.investigations(db, actor, open_only=open_only)]
+
+
+@router.post("/api/v1/ledger/investigations/{investigation_id}/notes", status_code=201, tags=["ledger"])
+def api_investigation_note(
+    db: DbSession, actor: Writer, investigation_id: RowId, body: NoteIn
+) -> dict[str, Any]:
+    note = service.add_investigation_note(db, actor, investigation_id, body)
+    return {"id": note.id, "at": _t(note.at), "by": note.by_name, "text": note.text}
+
+
+@router.post("/api/v1/ledger/investigations/{investigation_id}/close", tags=["ledger"])
+def api_investigation_close(
+    db: DbSession, actor: Admin, investigation_id: RowId, body: CloseIn
+) -> dict[str, Any]:
+    service.close_investigation(db, actor, investigation_id, body)
+    return next(
+        investigation_out(v)
+        for v in service.investigations(db, actor)
+        if v.investigation.id == investigation_id
+    )
+
+
+@router.get("/api/v1/ledger/losses", tags=["ledger"])
+def api_losses(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
+    return [loss_out(v) for v in service.loss_reports(db, actor)]
+
+
+def _loss_result(db: DbSession, actor: Principal, row: LossReport) -> dict[str, Any]:
+    return next(loss_out(v) for v in service.loss_reports(db, actor) if v.report.id == row.id)
+
+
+@router.post("/api/v1/ledger/losses/{report_id}/notice", tags=["ledger"])
+def api_loss_notice(db: DbSession, actor: Admin, report_id: RowId, body: NoticeIn) -> dict[str, Any]:
+    return _loss_result(db, actor, service.mark_notice_sent(db, actor, report_id, body))
+
+
+@router.post("/api/v1/ledger/losses/{report_id}/form106", tags=["ledger"])
+def api_loss_form106(db: DbSession, actor: Admin, report_id: RowId, body: Form106In) -> dict[str, Any]:
+    return _loss_result(db, actor, service.mark_form106_filed(db, actor, report_id, body))
+
+
+@router.get("/api/v1/ledger/entries", tags=["ledger"])
+def api_entries(
+    db: DbSession,
+    actor: Reader,
+    date_from: Annotated[dt.date | None, Query()] = None,
+    date_to: Annotated[dt.date | None, Query()] = None,
+    lot_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+) -> list[dict[str, Any]]:
+    """Every entry in chain order, with its hash: what an inspector's tool re-checks."""
+    flt = reports.ReportFilter(date_from, date_to, lot_id)
+    return [entry_out(e) for e in reports.entry_list(db, actor, flt)]
+
+
+@router.post("/api/v1/ledger/verify", tags=["ledger"])
+def api_verify(db: DbSession, actor: Reader) -> VerifyOut:
+    r = service.verify(db, actor)
+    return VerifyOut(ok=r.ok, checked=r.checked, first_bad_seq=r.first_bad_seq, problem=r.problem)
+
+
+# --- pages: helpers ---------------------------------------------------------------------------
+
+
+def _zone(db: DbSession, actor: Principal) -> zoneinfo.ZoneInfo:
+    return service.clinic_zone(db, actor.clinic_id)
+
+
+def _clock(zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    def clinic_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return "" if value is None else value.astimezone(zone).strftime(fmt)
+
+    return {"clinic_time": clinic_time, "clinic_zone": str(zone)}
+
+
+def _local(value: str | None, zone: zoneinfo.ZoneInfo, name: str) -> str | None:
+    """A ``datetime-local`` form value is clinic time; the schemas want an aware ISO time."""
+    if not value or not value.strip():
+        return None
+    try:
+        naive = dt.datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise InvalidInput(errors={name: "Use a date and time like 2026-11-22T14:30."}) from exc
+    return (naive if naive.tzinfo else naive.replace(tzinfo=zone)).isoformat()
+
+
+def _with_local_times(form: dict[str, str], zone: zoneinfo.ZoneInfo, *names: str) -> dict[str, str | None]:
+    data: dict[str, str | None] = dict(form)
+    for name in names:
+        data[name] = _local(form.get(name), zone, name)
+    return data
+
+
+def _common(actor: Principal) -> dict[str, Any]:
+    held = service.permissions(actor)
+    return {
+        "facts": service.facts_for_pages(),
+        "can_write": Permission.ledger_write in held,
+        "can_admin": Permission.ledger_admin in held,
+        "fmt_mg": rules.fmt_mg,
+        "fmt_ml": rules.fmt_ml,
+        "kind_labels": {k.value: k.label for k in EntryKind},
+        "reports": REPORTS,
+    }
+
+
+def _try(
+    action: Callable[[], T],
+    on_error: Callable[[InvalidInput], Response],
+    done: str | Callable[[T], str],
+    db: DbSession,
+    actor: Principal,
+) -> Response:
+    """Run a form's use-case; on bad input show the page again with the errors (nothing saved)."""
+    try:
+        result = action()
+    except InvalidInput as exc:
+        service.record_refusal(db, actor, exc)
+        return on_error(exc)
+    return RedirectResponse(done if isinstance(done, str) else done(result), status_code=303)
+
+
+# --- pages: dashboard, set-up, products -------------------------------------------------------
+
+
+@router.get("/ledger", include_in_schema=False)
+def dashboard_page(request: Request, db: DbSession, actor: Reader) -> Response:
+    return render(
+        request,
+        "ledger_dashboard.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "d": service.dashboard(db, actor),
+            "saved": request.query_params.get("saved"),
+        },
+    )
+
+
+def _setup(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    *,
+    section: str = "",
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "ledger_setup.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "registrations": service.registrations(db, actor),
+            "products": service.products(db, actor),
+            "settings": service.settings(db, actor.clinic_id),
+            "retention": service.retention(db, actor),
+            "dosage_forms": [(f.value, f.value) for f in DosageForm],
+            "section": section,
+            "errors": errors or {},
+            "values": values or {},
+            "saved": request.query_params.get("saved"),
+        },
+        status,
+    )
+
+
+@router.get("/ledger/setup", include_in_schema=False)
+def setup_page(request: Request, db: DbSession, actor: Reader) -> Response:
+    return _setup(request, db, actor)
+
+
+@router.post("/ledger/registrations", include_in_schema=False)
+def registration_page(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
+    return _try(
+        lambda: service.create_registration(db, actor, parse(RegistrationIn, form)),
+        lambda exc: _setup(
+            request, db, actor, section="registration", errors=exc.errors, values=form, status=422
+        ),
+        "/ledger/setup?saved=registration#registrations",
+        db,
+        actor,
+    )
+
+
+@router.post("/ledger/products", include_in_schema=False)
+def product_create_page(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
+    data = {**form, "compounded": form.get("compounded") in ("on", "true", "1")}
+    return _try(
+        lambda: service.create_product(db, actor, parse(ProductIn, data)),
+        lambda exc: _setup(request, db, actor, section="product", errors=exc.errors, values=form, status=422),
+        "/ledger/setup?saved=product#products",
+        db,
+        actor,
+    )
+
+
+@router.post("/ledger/settings", include_in_schema=False)
+def settings_page(request: Request, db: DbSession, actor: AdminSensitive, form: FormData) -> Response:
+    return _try(
+        lambda: service.save_settings(db, actor, parse(SettingsIn, form)),
+        lambda exc: _setup(
+            request, db, actor, section="settings", errors=exc.errors, values=form, status=422
+        ),
+        "/ledger/setup?saved=settings#settings",
+        db,
+        actor,
+    )
+
+
+@router.get("/ledger/products/{product_id}", include_in_schema=False)
+def product_page(request: Request, db: DbSession, actor: Reader, product_id: RowId) -> Response:
+    prod = service.product(db, actor, product_id)
+    return render(
+        request,
+        "ledger_product.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "p": prod,
+            "lots": [r for r in service.lots(db, actor) if r.product.id == prod.id],
+            "home_ack": service.requires_home_acknowledgement(prod),
+        },
+    )
+
+
+# --- pages: receipts --------------------------------------------------------------------------
+
+
+def _receive(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    prods = [p for p in service.products(db, actor) if p.active]
+    return render(
+        request,
+        "ledger_receive.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "registrations": service.registrations(db, actor, active_only=True),
+            "products": prods,
+            "product_options": [(str(p.id), service.product_label(p)) for p in prods],
+            "compounded_products": [p for p in prods if p.compounded],
+            "errors": errors or {},
+            "values": values or {},
+        },
+        status,
+    )
+
+
+@router.get("/ledger/receive", include_in_schema=False)
+def receive_page(request: Request, db: DbSession, actor: Writer) -> Response:
+    return _receive(request, db, actor)
+
+
+@router.post("/ledger/receive", include_in_schema=False)
+def receive_submit(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
+    def act() -> LedgerEntry:
+        data = _with_local_times(form, _zone(db, actor), "received_at")
+        return service.record_receipt(db, actor, parse(ReceiptIn, data))
+
+    return _try(
+        act,
+        lambda exc: _receive(request, db, actor, exc.errors, form, 422),
+        lambda entry: f"/ledger/lots/{entry.lot_id}?saved=receipt#entries",
+        db,
+        actor,
+    )
+
+
+# --- pages: a lot and its movements -----------------------------------------------------------
+
+
+def _lot_page(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    lot_id: int,
+    *,
+    section: str = "",
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    d = service.lot_detail(db, actor, lot_id)
+    held = service.permissions(actor)
+    witnesses: list[service.WitnessOption] = []
+    employees: list[service.WitnessOption] = []
+    if Permission.ledger_write in held:
+        witnesses = service.witness_options(db, actor, roles=rules.WASTE_WITNESS_ROLES)
+        employees = service.witness_options(db, actor, roles=rules.EMPLOYEE_ROLES, include_self=True)
+    return render(
+        request,
+        "ledger_lot.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "d": d,
+            "lines": [reports.EntryLine(e, d.row.product) for e in d.entries],
+            "witness_options": [(str(w.user_id), w.name) for w in witnesses],
+            "employee_options": [(str(w.user_id), w.name) for w in employees],
+            "other_registrations": [
+                (str(r.id), f"{r.location_name} ({r.dea_number})")
+                for r in service.registrations(db, actor, active_only=True)
+                if r.id != d.row.registration.id
+            ],
+            "section": section,
+            "errors": errors or {},
+            "values": {k: v for k, v in (values or {}).items() if "password" not in k},
+            "saved": request.query_params.get("saved"),
+        },
+        status,
+    )
+
+
+@router.get("/ledger/lots/{lot_id}", include_in_schema=False)
+def lot_page(request: Request, db: DbSession, actor: Reader, lot_id: RowId) -> Response:
+    return _lot_page(request, db, actor, lot_id)
+
+
+def _lot_action(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    lot_id: int,
+    section: str,
+    form: dict[str, str],
+    action: Callable[[], object],
+) -> Response:
+    return _try(
+        action,
+        lambda exc: _lot_page(
+            request, db, actor, lot_id, section=section, errors=exc.errors, values=form, status=422
+        ),
+        f"/ledger/lots/{lot_id}?saved={section}#entries",
+        db,
+        actor,
+    )
+
+
+@router.post("/ledger/lots/{lot_id}/waste", include_in_schema=False)
+def waste_page(
+    request: Request, db: DbSession, actor: WriterSensitive, lot_id: RowId, form: FormData
+) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "occurred_at")
+        service.record_waste_in(db, actor, lot_id, parse(WasteIn, data))
+
+    return _lot_action(request, db, actor, lot_id, "waste", form, act)
+
+
+@router.post("/ledger/lots/{lot_id}/destruction", include_in_schema=False)
+def destruction_page(
+    request: Request, db: DbSession, actor: WriterSensitive, lot_id: RowId, form: FormData
+) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "occurred_at")
+        service.record_destruction(db, actor, lot_id, parse(DestructionIn, data))
+
+    return _lot_action(request, db, actor, lot_id, "destruction", form, act)
+
+
+@router.post("/ledger/lots/{lot_id}/adjustment", include_in_schema=False)
+def adjustment_page(
+    request: Request, db: DbSession, actor: AdminSensitive, lot_id: RowId, form: FormData
+) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "occurred_at")
+        service.record_adjustment(db, actor, lot_id, parse(AdjustmentIn, data))
+
+    return _lot_action(request, db, actor, lot_id, "adjustment", form, act)
+
+
+@router.post("/ledger/lots/{lot_id}/transfer", include_in_schema=False)
+def transfer_page(request: Request, db: DbSession, actor: Admin, lot_id: RowId, form: FormData) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "occurred_at")
+        service.record_transfer(db, actor, lot_id, parse(TransferIn, data))
+
+    return _lot_action(request, db, actor, lot_id, "transfer", form, act)
+
+
+@router.post("/ledger/lots/{lot_id}/return", include_in_schema=False)
+def return_page(request: Request, db: DbSession, actor: Admin, lot_id: RowId, form: FormData) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "occurred_at")
+        service.record_return(db, actor, lot_id, parse(ReturnIn, data))
+
+    return _lot_action(request, db, actor, lot_id, "return", form, act)
+
+
+@router.post("/ledger/lots/{lot_id}/theft-loss", include_in_schema=False)
+def theft_loss_page(
+    request: Request, db: DbSession, actor: Writer, lot_id: RowId, form: FormData
+) -> Response:
+    def act() -> None:
+        data: dict[str, Any] = _with_local_times(form, _zone(db, actor), "discovered_at")
+        data["significant"] = form.get("significant") in ("on", "true", "1")
+        service.record_theft_loss(db, actor, lot_id, parse(TheftLossIn, data))
+
+    return _lot_action(request, db, actor, lot_id, "theft-loss", form, act)
+
+
+# --- pages: inventories -----------------------------------------------------------------------
+
+
+def _inventory(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    registration_id: int | None,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    regs = service.registrations(db, actor, active_only=True)
+    reg = next((r for r in regs if r.id == registration_id), regs[0] if regs else None)
+    statuses = {s.registration.id: s for s in service.dashboard(db, actor).registrations}
+    prods = [p for p in service.products(db, actor) if p.active]
+    return render(
+        request,
+        "ledger_inventory.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "registrations": regs,
+            "reg": reg,
+            "status": statuses.get(reg.id) if reg else None,
+            "lots": [r for r in service.lots(db, actor) if reg and r.registration.id == reg.id],
+            "product_options": [(str(p.id), service.product_label(p)) for p in prods],
+            "opening_rows": range(6),
+            "errors": errors or {},
+            "values": values or {},
+        },
+        status,
+    )
+
+
+@router.get("/ledger/inventory", include_in_schema=False)
+def inventory_page(
+    request: Request,
+    db: DbSession,
+    actor: Writer,
+    registration_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+) -> Response:
+    return _inventory(request, db, actor, registration_id)
+
+
+def _number(value: str | None, name: str, errors: dict[str, str]) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        errors[name] = "Enter a number."
+        return None
+
+
+def _form_rows(errors: dict[str, str], rows: list[int]) -> dict[str, str]:
+    renamed = {}
+    for key, message in errors.items():
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[0] == "lines" and parts[1].isdigit() and int(parts[1]) < len(rows):
+            parts[1] = str(rows[int(parts[1])])
+        renamed[".".join(parts)] = message
+    return renamed
+
+
+@router.post("/ledger/inventory/initial", include_in_schema=False)
+def initial_inventory_page(request: Request, db: DbSession, actor: Writer, form: FormLists) -> Response:
+    flat = {k: v[-1] for k, v in form.items() if v}
+    registration_id = int(flat["registration_id"]) if flat.get("registration_id", "").isdigit() else None
+
+    def act() -> None:
+        lines = []
+        fields = ("product_id", "lot_number", "expires_on", "supplier", "counted", "unit", "method")
+        rows = zip(*(form.get(name, []) for name in fields), strict=False)
+        for n, row in enumerate(rows):
+            line = dict(zip(fields, row, strict=True))
+            if not any(line[k].strip() for k in ("product_id", "lot_number", "counted")):
+                continue
+            lines.append({**line, "_row": n})
+        if not lines and flat.get("zero") != "on":
+            raise InvalidInput(
+                errors={"lines": "List each lot on hand, or tick 'nothing on hand' for a zero inventory."}
+            )
+        data = {
+            "registration_id": flat.get("registration_id"),
+            "taken_at": _local(flat.get("taken_at"), _zone(db, actor), "taken_at"),
+            "note": flat.get("note", ""),
+            "lines": [{k: v for k, v in line.items() if k != "_row"} for line in lines],
+        }
+        try:
+            service.take_initial_inventory(db, actor, parse(InitialInventoryIn, data))
+        except InvalidInput as exc:  # name the form's rows, not the positions of the filled ones
+            raise InvalidInput(
+                errors=_form_rows(exc.errors, [int(line["_row"]) for line in lines]), audit=exc.audit
+            ) from exc
+
+    return _try(
+        act,
+        lambda exc: _inventory(
+            request, db, actor, registration_id, errors=exc.errors, values=flat, status=422
+        ),
+        "/ledger?saved=inventory",
+        db,
+        actor,
+    )
+
+
+@router.post("/ledger/inventory/biennial", include_in_schema=False)
+def biennial_inventory_page(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
+    registration_id = int(form["registration_id"]) if form.get("registration_id", "").isdigit() else None
+
+    def act() -> None:
+        errors: dict[str, str] = {}
+        lines = []
+        for key, value in form.items():
+            if not key.startswith("counted_"):
+                continue
+            lot_id = key.removeprefix("counted_")
+            counted = _number(value, key, errors)
+            if counted is None:
+                errors.setdefault(key, "Enter the amount counted (0 if none).")
+                continue
+            lines.append(
+                {
+                    "lot_id": lot_id,
+                    "counted": counted,
+                    "unit": form.get(f"unit_{lot_id}", "mg"),
+                    "method": form.get(f"method_{lot_id}", "exact"),
+                }
+            )
+        if errors:
+            raise InvalidInput(errors=errors)
+        data = {
+            "registration_id": form.get("registration_id"),
+            "taken_at": _local(form.get("taken_at"), _zone(db, actor), "taken_at"),
+            "note": form.get("note", ""),
+            "lines": lines,
+        }
+        service.take_biennial_inventory(db, actor, parse(BiennialInventoryIn, data))
+
+    return _try(
+        act,
+        lambda exc: _inventory(
+            request, db, actor, registration_id, errors=exc.errors, values=form, status=422
+        ),
+        "/ledger/investigations?saved=inventory",
+        db,
+        actor,
+    )
+
+
+# --- pages: investigations and losses ---------------------------------------------------------
+
+
+def _investigations(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    *,
+    errors: dict[str, str] | None = None,
+    target: int | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "ledger_investigations.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "items": service.investigations(db, actor),
+            "errors": errors or {},
+            "target": target,
+            "saved": request.query_params.get("saved"),
+        },
+        status,
+    )
+
+
+@router.get("/ledger/investigations", include_in_schema=False)
+def investigations_page(request: Request, db: DbSession, actor: Reader) -> Response:
+    return _investigations(request, db, actor)
+
+
+@router.post("/ledger/investigations/{investigation_id}/notes", include_in_schema=False)
+def investigation_note_page(
+    request: Request, db: DbSession, actor: Writer, investigation_id: RowId, form: FormData
+) -> Response:
+    return _try(
+        lambda: service.add_investigation_note(db, actor, investigation_id, parse(NoteIn, form)),
+        lambda exc: _investigations(
+            request, db, actor, errors=exc.errors, target=investigation_id, status=422
+        ),
+        f"/ledger/investigations?saved=note#inv-{investigation_id}",
+        db,
+        actor,
+    )
+
+
+@router.post("/ledger/investigations/{investigation_id}/close", include_in_schema=False)
+def investigation_close_page(
+    request: Request, db: DbSession, actor: Admin, investigation_id: RowId, form: FormData
+) -> Response:
+    return _try(
+        lambda: service.close_investigation(db, actor, investigation_id, parse(CloseIn, form)),
+        lambda exc: _investigations(
+            request, db, actor, errors=exc.errors, target=investigation_id, status=422
+        ),
+        f"/ledger/investigations?saved=closed#inv-{investigation_id}",
+        db,
+        actor,
+    )
+
+
+def _losses(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    *,
+    errors: dict[str, str] | None = None,
+    target: int | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "ledger_losses.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "items": service.loss_reports(db, actor),
+            "errors": errors or {},
+            "target": target,
+            "saved": request.query_params.get("saved"),
+        },
+        status,
+    )
+
+
+@router.get("/ledger/losses", include_in_schema=False)
+def losses_page(request: Request, db: DbSession, actor: Reader) -> Response:
+    return _losses(request, db, actor)
+
+
+@router.post("/ledger/losses/{report_id}/notice", include_in_schema=False)
+def loss_notice_page(
+    request: Request, db: DbSession, actor: Admin, report_id: RowId, form: FormData
+) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "sent_at")
+        service.mark_notice_sent(db, actor, report_id, parse(NoticeIn, data))
+
+    return _try(
+        act,
+        lambda exc: _losses(request, db, actor, errors=exc.errors, target=report_id, status=422),
+        f"/ledger/losses?saved=notice#loss-{report_id}",
+        db,
+        actor,
+    )
+
+
+@router.post("/ledger/losses/{report_id}/form106", include_in_schema=False)
+def loss_form106_page(
+    request: Request, db: DbSession, actor: Admin, report_id: RowId, form: FormData
+) -> Response:
+    def act() -> None:
+        data = _with_local_times(form, _zone(db, actor), "filed_at")
+        service.mark_form106_filed(db, actor, report_id, parse(Form106In, data))
+
+    return _try(
+        act,
+        lambda exc: _losses(request, db, actor, errors=exc.errors, target=report_id, status=422),
+        f"/ledger/losses?saved=form106#loss-{report_id}",
+        db,
+        actor,
+    )
+
+
+# --- pages: reports and verification ----------------------------------------------------------
+
+
+def _date(value: str | None, name: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(errors={name: "Use a date like 2026-11-22."}) from exc
+
+
+def _filter(db: DbSession, actor: Principal, params: dict[str, str]) -> reports.ReportFilter:
+    patient_id = None
+    number = (params.get("patient") or "").strip().upper()
+    if number:
+        patient_id = patients.id_by_record_number(db, actor, number)
+        if patient_id is None:
+            raise InvalidInput(errors={"patient": f"No patient with record number {number} in your clinic."})
+    lot = (params.get("lot") or "").strip()
+    if lot and not (lot.isdigit() and 0 < int(lot) <= 2_147_483_647):
+        raise InvalidInput(errors={"lot": "Choose a lot from the list."})
+    return reports.ReportFilter(
+        date_from=_date(params.get("date_from"), "date_from"),
+        date_to=_date(params.get("date_to"), "date_to"),
+        lot_id=int(lot) if lot else None,
+        patient_id=patient_id,
+    )
+
+
+@router.get("/ledger/reports", include_in_schema=False)
+def reports_page(request: Request, db: DbSession, actor: Reader) -> Response:
+    return render(
+        request,
+        "ledger_reports.html",
+        {
+            **_common(actor),
+            **_clock(_zone(db, actor)),
+            "lot_options": [
+                (
+                    str(r.lot.id),
+                    f"{r.product.name} {r.product.strength_mg_per_ml:g} mg/mL · lot {r.lot.lot_number}",
+                )
+                for r in service.lots(db, actor)
+            ],
+        },
+    )
+
+
+def _report_context(db: DbSession, actor: Principal, name: str, flt: reports.ReportFilter) -> dict[str, Any]:
+    wanted = list(REPORTS) if name == "inspection" else [name]
+    context: dict[str, Any] = {"sections": wanted}
+    if "balances" in wanted:
+        context["balances"] = reports.balance_report(db, actor, flt)
+    if "dispensing" in wanted:
+        context["dispensing"] = reports.dispensing_log(db, actor, flt)
+    if "inventory" in wanted:
+        context["inventory"] = reports.inventory_report(db, actor, flt)
+    if "destructions" in wanted:
+        context["destructions"] = reports.destruction_report(db, actor, flt)
+    if "losses" in wanted:
+        context["losses"] = reports.losses_report(db, actor, flt)
+    return context
+
+
+@router.get("/ledger/reports/{name}.csv", include_in_schema=False)
+def report_csv(request: Request, db: DbSession, actor: Reader, name: str) -> Response:
+    if name not in REPORTS:
+        raise NotFound("No such report.")
+    flt = _filter(db, actor, dict(request.query_params))
+    text = {
+        "balances": lambda: reports.balances_csv(db, actor, reports.balance_report(db, actor, flt)),
+        "dispensing": lambda: reports.dispensing_csv(db, actor, reports.dispensing_log(db, actor, flt)),
+        "inventory": lambda: reports.inventory_csv(db, actor, reports.inventory_report(db, actor, flt)),
+        "destructions": lambda: reports.destructions_csv(
+            db, actor, reports.destruction_report(db, actor, flt)
+        ),
+        "losses": lambda: reports.losses_csv(db, actor, reports.losses_report(db, actor, flt)),
+    }[name]()
+    filename = f"ketacare-ledger-{name}-{service.clinic_today(db, actor.clinic_id).isoformat()}.csv"
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/ledger/reports/{name}", include_in_schema=False)
+def report_page(request: Request, db: DbSession, actor: Reader, name: str) -> Response:
+    if name not in REPORTS and name != "inspection":
+        raise NotFound("No such report.")
+    params = dict(request.query_params)
+    flt = _filter(db, actor, params)
+    zone = _zone(db, actor)
+    return render(
+        request,
+        "ledger_report.html",
+        {
+            **_common(actor),
+            **_clock(zone),
+            **_report_context(db, actor, name, flt),
+            "name": name,
+            "title": "Inspection report" if name == "inspection" else REPORTS[name],
+            "flt": flt,
+            "params": params,
+            "query": "&".join(f"{k}={v}" for k, v in params.items() if v),
+            "clinic": service.clinic_name(db, actor.clinic_id),
+            "registrations": service.registrations(db, actor),
+            "produced_at": service.now(),
+            "produced_by": actor.username,
+            "today": service.clinic_today(db, actor.clinic_id),
+        },
+    )
+
+
+@router.post("/ledger/verify", include_in_schema=False)
+def verify_page(request: Request, db: DbSession, actor: Reader) -> Response:
+    result = service.verify(db, actor)
+    return render(request, "ledger_verify.html", {**_common(actor), "result": result})

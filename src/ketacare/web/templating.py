@@ -37,6 +37,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Protocols", "/planning/protocols", Permission.plan_read),
     ("Prices", "/planning/prices", Permission.planning_admin),
     ("Alarm settings", "/alarm-settings", Permission.session_admin),
+    ("Controlled substances", "/ledger", Permission.ledger_read),
     ("Safety", "/safety", Permission.safety_read),
     ("Credentials", "/credentials", Permission.credential_read),
     ("Requests", "/directory/queue", Permission.bookings_read),
