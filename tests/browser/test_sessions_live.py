@@ -189,10 +189,12 @@ def test_session_with_live_monitor_alarm_and_discharge(page, server, login, live
     given = page.locator("#administration-form")
     given.get_by_label("Entry").select_option("start")
     given.get_by_label("Rate (mg/h)").fill("22")
-    given.get_by_label("Product").fill("Ketamine HCl 50 mg/mL")
-    given.get_by_label("Lot").fill("KT-LIVE-1")
+    # The demo clinic keeps its stock in the controlled-substance ledger: the lot comes from it.
+    lot = given.get_by_label("Lot (controlled-substance ledger)")
+    lot.select_option(index=1)
     submit(page, given.get_by_role("button", name="Record"))
     expect(page.locator("#session-state")).to_have_text("Running")
+    expect(page.locator("#given")).to_contain_text("start")
 
     # The live board follows the monitor without a reload.
     page.goto("/sessions-board")

@@ -132,6 +132,9 @@ class Administration(Base):
     route: Mapped[str] = mapped_column(String(30))
     product: Mapped[str | None] = mapped_column(String(120))
     lot: Mapped[str | None] = mapped_column(String(60))
+    # The controlled-substance ledger's lot the dose came from (None before the clinic keeps its
+    # stock in KetaCare's ledger, and for non-controlled drugs).
+    lot_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_lots.id"))
     concentration_mg_per_ml: Mapped[float | None] = mapped_column(Float)
     rate_mg_per_h: Mapped[float | None] = mapped_column(Float)
     dose_mg: Mapped[float | None] = mapped_column(Float)

@@ -32,6 +32,7 @@ from ketacare.sessions.schemas import (
     PrecheckIn,
     ReasonIn,
     ScoreIn,
+    SessionWasteIn,
     VitalIn,
     VitalsIn,
 )
@@ -262,6 +263,13 @@ def api_administration(
     return session_out(service.view(db, actor, session_id))
 
 
+@router.post("/api/v1/sessions/{session_id}/waste", tags=["sessions"])
+def api_waste(db: DbSession, actor: Signer, session_id: RowId, body: SessionWasteIn) -> dict[str, Any]:
+    """The remainder of a container wasted with a witness (both confirm a password); a ledger entry."""
+    service.waste(db, actor, session_id, body)
+    return session_out(service.view(db, actor, session_id))
+
+
 @router.post("/api/v1/sessions/{session_id}/end-dosing", tags=["sessions"])
 def api_end_dosing(db: DbSession, actor: Writer, session_id: RowId, body: NoteIn) -> dict[str, Any]:
     service.end_dosing(db, actor, session_id, body)
@@ -489,6 +497,8 @@ def _detail(
             "saved": request.query_params.get("saved"),
             "is_prescriber": actor.role is not None and actor.role.value == "prescriber",
             "prescriber_options": [(str(pid), name) for pid, name in form.prescribers] if form else [],
+            "lots": service.lot_choices(db, actor),
+            "witnesses": service.waste_witnesses(db, actor),
         },
         status,
     )
@@ -566,6 +576,19 @@ def administration_page(
         "given",
         form,
         lambda: service.record_administration(db, actor, session_id, parse(AdministrationIn, form)),
+    )
+
+
+@router.post("/sessions/{session_id}/waste", include_in_schema=False)
+def waste_page(request: Request, db: DbSession, actor: Signer, session_id: RowId, form: FormData) -> Response:
+    return _form_action(
+        request,
+        db,
+        actor,
+        session_id,
+        "waste",
+        {k: v for k, v in form.items() if k != "witness_password"},
+        lambda: service.waste(db, actor, session_id, parse(SessionWasteIn, form)),
     )
 
 

@@ -62,6 +62,7 @@ class AdministrationIn(BaseModel):
     route: str | None = Field(default=None, max_length=30)
     product: str | None = Field(default=None, max_length=120)
     lot: str | None = Field(default=None, max_length=60)
+    lot_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     concentration_mg_per_ml: float | None = Field(default=None, gt=0, le=500)
     rate_mg_per_h: float | None = Field(default=None, ge=0, le=2000)
     dose_mg: float | None = Field(default=None, gt=0, le=2000)
@@ -182,3 +183,15 @@ class AlarmSettingsIn(BaseModel):
 
     settings: list[AlarmSettingIn] = Field(min_length=1, max_length=40)
     escalation_s: int | None = Field(default=None, ge=15, le=3600)
+
+
+class SessionWasteIn(BaseModel):
+    """The unused remainder of a container, wasted in front of a witness (the ledger records it)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
+
+    lot_id: int = Field(ge=1, le=2**31 - 1)
+    amount_mg: float = Field(gt=0, le=100_000)
+    reason: str = Field(min_length=1, max_length=500)
+    witness_user_id: int = Field(ge=1, le=2**31 - 1)
+    witness_password: str = Field(min_length=1, max_length=200)

@@ -26,6 +26,8 @@ from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.knowledge.sessions import AlarmRule, SessionRules, session_rules
+from ketacare.ledger import rules as ledger_rules
+from ketacare.ledger import service as ledger
 from ketacare.patients import service as patients
 from ketacare.pharmacology import Patient as PkPatient
 from ketacare.pharmacology import PharmacologyInputError, simulate
@@ -60,6 +62,7 @@ from ketacare.sessions.schemas import (
     PrecheckIn,
     ReasonIn,
     ScoreIn,
+    SessionWasteIn,
     VitalIn,
 )
 
@@ -503,9 +506,19 @@ def record_administration(
         errors["dose_mg"] = "Give the dose in mg."
     if kind == "rate_change" and not data.reason:
         errors["reason"] = "Say why the rate changed."
-    if kind in ("start", "bolus", "dose") and ketamine and not data.lot:
-        errors["lot"] = "Record the lot of the product used."
-    segs = rules.infusion_segments(_as_given(_given(db, row.id)))
+    lot_choice: ledger.LotChoice | None = None
+    if kind in ("start", "bolus", "dose") and ketamine:
+        in_stock = {c.lot_id: c for c in ledger.available_lots(db, actor)}
+        if data.lot_id is not None:
+            lot_choice = in_stock.get(data.lot_id)
+            if lot_choice is None:
+                errors["lot_id"] = "Choose a lot of the clinic's ledger that is in stock and not expired."
+        elif in_stock:
+            errors["lot_id"] = "Choose the lot from the controlled-substance ledger."
+        elif not data.lot:
+            errors["lot"] = "Record the lot of the product used."
+    existing = _given(db, row.id)
+    segs = rules.infusion_segments(_as_given(existing))
     running = bool(segs) and segs[-1].end is None
     if kind == "start" and running:
         errors["kind"] = "The infusion is already running: record a rate change instead."
@@ -526,14 +539,29 @@ def record_administration(
             f"Cannot record a {kind.replace('_', ' ')} while the session is "
             f"{rules.STATE_LABELS[row.status].lower()}."
         )
+    # Stock leaves the ledger's lot first: a refusal there (not enough left, say) writes nothing.
+    if lot_choice is not None and kind in ("bolus", "dose") and data.dose_mg is not None:
+        ledger.record_administration(
+            db,
+            actor,
+            lot_id=lot_choice.lot_id,
+            amount_mg=data.dose_mg,
+            patient_id=row.patient_id,
+            session_id=row.id,
+            given_at=given_at,
+        )
+    if kind == "stop":
+        _draw_infusion(db, actor, row, existing, given_at)
     entry = Administration(
         session_id=row.id,
         kind=kind,
         drug=drug,
         route=data.route or (row.route if ketamine else "iv"),
-        product=data.product,
-        lot=data.lot,
-        concentration_mg_per_ml=data.concentration_mg_per_ml
+        product=lot_choice.product_name if lot_choice is not None else data.product,
+        lot=lot_choice.lot_number if lot_choice is not None else data.lot,
+        lot_id=lot_choice.lot_id if lot_choice is not None else None,
+        concentration_mg_per_ml=(lot_choice.strength_mg_per_ml if lot_choice is not None else None)
+        or data.concentration_mg_per_ml
         or (row.concentration_mg_per_ml if ketamine else None),
         rate_mg_per_h=data.rate_mg_per_h if kind in ("start", "rate_change") else None,
         dose_mg=data.dose_mg if kind not in ("start", "rate_change", "stop") else None,
@@ -562,6 +590,95 @@ def record_administration(
     )
     db.flush()
     return entry
+
+
+def _draw_infusion(
+    db: Session,
+    actor: Principal,
+    row: TreatmentSession,
+    existing: Sequence[Administration],
+    stop_at: dt.datetime,
+) -> None:
+    """When an infusion stops, what it delivered since its start leaves the start's ledger lot.
+    Stopping can never be refused: if the ledger cannot take it (the lot ran short), the clinic's
+    admins get a notice to investigate and the refusal is audited."""
+    starts = [e for e in existing if e.kind == "start" and e.drug in rules.KETAMINE_DRUGS]
+    if not starts or starts[-1].lot_id is None:
+        return
+    start = starts[-1]
+    lot_id = starts[-1].lot_id
+    run = [
+        e
+        for e in existing
+        if _aware(e.given_at) >= _aware(start.given_at)
+        and e.drug == start.drug
+        and e.kind in ("start", "rate_change")  # boluses left their lot when they were given
+    ]
+    run.append(Administration(kind="stop", drug=start.drug, route=start.route, given_at=stop_at))
+    mg = rules.totals(_as_given(run), None, stop_at).total_mg
+    if mg <= 0:
+        return
+    try:
+        ledger.record_administration(
+            db,
+            actor,
+            lot_id=lot_id,
+            amount_mg=mg,
+            patient_id=row.patient_id,
+            session_id=row.id,
+            given_at=stop_at,
+        )
+    except InvalidInput as exc:
+        why = "; ".join(exc.errors.values()) or str(exc)
+        for user_id in auth.active_user_ids(db, row.clinic_id, Role.clinic_admin.value):
+            db.add(
+                Notice(
+                    clinic_id=row.clinic_id,
+                    user_id=user_id,
+                    session_id=row.id,
+                    kind="ledger",
+                    message=f"Ledger discrepancy, session {row.id}: {mg:g} mg infused from lot "
+                    f"{start.lot} could not be taken from the ledger ({why}).",
+                )
+            )
+        audit.record(
+            db,
+            actor,
+            "session.ledger_refused",
+            "session",
+            resource_id=row.id,
+            patient_id=row.patient_id,
+            outcome="failure",
+            detail=why,
+        )
+
+
+def waste(db: Session, actor: Principal, session_id: int, data: SessionWasteIn) -> None:
+    """The unused remainder of a container, wasted with a witness: a ledger waste entry."""
+    row = _session(db, actor, session_id, "session.waste")
+    if row.status in (rules.SCHEDULED, rules.CHECKED_IN):
+        raise Conflict("Nothing has been drawn up for this session yet.")
+    ledger.record_waste(
+        db,
+        actor,
+        lot_id=data.lot_id,
+        amount_mg=data.amount_mg,
+        reason=data.reason,
+        witness_user_id=data.witness_user_id,
+        witness_password=data.witness_password,
+        session_id=row.id,
+    )
+
+
+def lot_choices(db: Session, actor: Principal) -> list[ledger.LotChoice]:
+    return ledger.available_lots(db, actor)
+
+
+def waste_witnesses(db: Session, actor: Principal) -> list[tuple[str, str]]:
+    return [
+        (str(w.user_id), w.name)
+        for w in ledger.witness_options(db, actor, roles=ledger_rules.WASTE_WITNESS_ROLES)
+    ]
 
 
 def end_dosing(
