@@ -709,3 +709,88 @@ def ledger_verify(
             console.print("No clinic has ledger entries yet.")
     if bad:
         raise typer.Exit(1)
+
+
+# --- outcomes and the registry -----------------------------------------------------------
+
+report_app = typer.Typer(help="Reports: the outcomes registry.", no_args_is_help=True)
+export_app = typer.Typer(help="Exports: the de-identified research dataset.", no_args_is_help=True)
+outcomes_app = typer.Typer(
+    help="Follow-up questionnaires: send due links and reminders.", no_args_is_help=True
+)
+app.add_typer(report_app, name="report")
+app.add_typer(export_app, name="export")
+app.add_typer(outcomes_app, name="outcomes")
+
+
+@report_app.command("registry")
+def report_registry(
+    out: Annotated[Path, typer.Option(help="Directory for registry.html and one CSV per table.")],
+    clinic: Annotated[
+        str | None,
+        typer.Option(
+            help="Clinic slug; every clinic, de-identified with small cells suppressed, when omitted."
+        ),
+    ] = None,
+) -> None:
+    """Write the registry report: a standalone HTML page with its charts and a CSV of every table."""
+    import datetime as dt
+
+    from rich.progress import Progress
+
+    from ketacare.analytics import report as rendering
+    from ketacare.analytics import service as analytics
+
+    factory = make_sessionmaker(_migrated_engine())
+    with Progress(console=console) as progress, transaction(factory) as db:
+        task = progress.add_task("Registry report", total=2)
+        try:
+            clinic_id = auth.clinic_by_slug(db, clinic).id if clinic else None
+        except KetaCareError as exc:
+            fail(_describe(exc))
+        report = analytics.operator_report(db, clinic_id, dt.datetime.now(dt.UTC).date())
+        progress.advance(task)
+        written = rendering.write(report, out)
+        progress.advance(task)
+    rows = len(report.table("summary").rows)
+    console.print(
+        f"Registry report ({report.scope}): {rows} summary rows; wrote {len(written)} files to {out}."
+    )
+
+
+@export_app.command("deidentified")
+def export_deidentified(
+    out: Annotated[Path, typer.Option(help="Directory for the Parquet files and data_dictionary.csv.")],
+) -> None:
+    """Write the de-identified dataset (HIPAA Safe Harbor rules; keyed pseudonyms and date shifts)."""
+    from rich.progress import Progress
+
+    from ketacare.analytics import service as analytics
+
+    settings = settings_or_fail()
+    factory = make_sessionmaker(_migrated_engine())
+    with Progress(console=console) as progress, transaction(factory) as db:
+        task = progress.add_task("De-identified export", total=2)
+        data = analytics.deidentified(db, None, settings.secret_key)
+        progress.advance(task)
+        written = data.write(out)
+        progress.advance(task)
+    console.print(f"De-identified dataset: {data.rows()} rows in {len(written)} files written to {out}.")
+
+
+@outcomes_app.command("send-due")
+def outcomes_send_due(
+    base_url: Annotated[str, typer.Option(help="The address patients open, e.g. https://clinic.example.org")],
+) -> None:
+    """E-mail links for follow-ups now due, and one reminder for those left unanswered (run daily)."""
+    import datetime as dt
+
+    from ketacare.outcomes import mail as outcome_mail
+    from ketacare.outcomes import service as outcomes
+
+    settings = settings_or_fail()
+    factory = make_sessionmaker(_migrated_engine())
+    with transaction(factory) as db:
+        outgoing = outcomes.send_due(db, settings.secret_key, base_url, dt.datetime.now(dt.UTC))
+    sent = sum(outcome_mail.send(settings, message) for message in outgoing)
+    console.print(f"{len(outgoing)} links issued, {sent} e-mails sent.")

@@ -18,5 +18,6 @@ FEATURES: tuple[str, ...] = (
     "prescribing",
     "safety",
     "outcomes",
+    "analytics",
     "directory",
 )

@@ -169,6 +169,8 @@ PUBLIC_ROUTES = frozenset(
         "/api/v1/clinics/{slug}/estimate",
         "/api/v1/clinics/{slug}/bookings",
         "/api/v1/bookings/cancel",
+        # outcomes: the single-use questionnaire link (the token is the credential)
+        "/q/{token}",
     }
 )
 

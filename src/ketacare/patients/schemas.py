@@ -100,6 +100,14 @@ class PatientUpdate(PatientBase):
     date_of_birth: dt.date | None = None
     sex: Sex | None = None
 
+    @field_validator("given_name", "family_name", "date_of_birth", "sex", mode="before")
+    @classmethod
+    def _not_emptied(cls, value: object) -> object:
+        """Left out means unchanged; given as null (or blank) would empty a required field."""
+        if value is None:
+            raise ValueError("This cannot be emptied.")
+        return value
+
     @field_validator("date_of_birth")
     @classmethod
     def _dob(cls, value: dt.date | None) -> dt.date | None:
