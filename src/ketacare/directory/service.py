@@ -32,6 +32,7 @@ from ketacare.directory.schemas import BookingIn, ModerationIn, ProfileIn, Revie
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit, Throttled
 from ketacare.knowledge.front_door import vetting_defaults
 from ketacare.knowledge.protocols import Protocol
+from ketacare.ledger import service as ledger
 from ketacare.planning import service as planning
 from ketacare.sessions import service as sessions
 
@@ -146,6 +147,7 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
     published = [r for r in rows if r.status == "published"]
     average = sum(r.rating for r in published) / len(published) if published else None
     safety = sessions.clinic_safety_record(db, profile.clinic_id)
+    compliance = ledger.compliance_signal(db, profile.clinic_id)
     facts = vetting.ClinicFacts(
         years_experience=profile.years_experience,
         physicians=profile.physicians,
@@ -164,6 +166,8 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
             if safety.sessions_delivered < vetting_defaults().ae_reporting_min_sessions
             else safety.adverse_events_recorded > 0
         ),
+        controlled_substance_compliance=compliance.compliant,
+        controlled_substance_detail=compliance.detail,
     )
     fee_range: tuple[float, float] | None = None
     consultation: float | None = None

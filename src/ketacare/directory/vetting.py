@@ -35,6 +35,7 @@ class ClinicFacts:
     sessions_on_platform: int | None = None
     adverse_event_reporting: bool | None = None
     controlled_substance_compliance: bool | None = None
+    controlled_substance_detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,14 +206,14 @@ def _safety(f: ClinicFacts, points: int) -> Criterion:
             "Controlled-substance compliance",
             None,
             points * 0.25,
-            f"{NO_DATA}: the controlled-substance ledger arrives later",
+            f"{NO_DATA}: {f.controlled_substance_detail or 'no controlled-substance ledger on KetaCare'}",
         )
         if f.controlled_substance_compliance is None
         else Item(
             "Controlled-substance compliance",
             points * 0.25 if f.controlled_substance_compliance else 0.0,
             points * 0.25,
-            "yes" if f.controlled_substance_compliance else "no",
+            f.controlled_substance_detail or ("yes" if f.controlled_substance_compliance else "no"),
         )
     )
     return Criterion(

@@ -1578,3 +1578,51 @@ def facts_for_pages() -> dict[str, Fact]:
 
 def stream(text: str) -> Iterator[str]:
     yield text
+
+
+# --- what the public directory may say (counts and yes/no only, never a patient) ---------------
+
+
+@dataclass(frozen=True)
+class ComplianceSignal:
+    compliant: bool | None  # None: the clinic keeps no ledger in KetaCare
+    detail: str
+
+
+def compliance_signal(db: Session, clinic_id: int) -> ComplianceSignal:
+    """Whether the clinic's controlled-substance records are in order: an initial inventory for
+    every registration, no biennial inventory late, the ledger's chain and balances intact, no
+    expired lot left in stock uncounted, no theft/loss notice or Form 106 overdue."""
+    regs = list(db.execute(select(Registration).where(Registration.clinic_id == clinic_id)).scalars())
+    if not regs:
+        return ComplianceSignal(None, "no controlled-substance ledger kept on KetaCare")
+    today = clinic_today(db, clinic_id)
+    problems: list[str] = []
+    for reg in regs:
+        taken = [
+            (k, t)
+            for k, t in db.execute(
+                select(Inventory.kind, Inventory.taken_at)
+                .where(Inventory.registration_id == reg.id)
+                .order_by(Inventory.taken_at)
+            ).all()
+        ]
+        if not any(k == "initial" for k, _ in taken):
+            problems.append("an initial inventory is missing")
+        elif rules.biennial_due(taken[-1][1].date(), today).status == "late":
+            problems.append("a biennial inventory is late")
+    if not chain.verify_clinic(db, clinic_id).ok:
+        problems.append("the ledger does not verify")
+    overdue = db.execute(
+        select(func.count(LossReport.id)).where(
+            LossReport.clinic_id == clinic_id,
+            LossReport.reportable.is_(True),
+            ((LossReport.notice_sent_at.is_(None)) & (LossReport.notice_due_on < today))
+            | ((LossReport.form106_filed_at.is_(None)) & (LossReport.form106_due_on < today)),
+        )
+    ).scalar_one()
+    if overdue:
+        problems.append("a theft or loss report is overdue")
+    if problems:
+        return ComplianceSignal(False, "; ".join(sorted(set(problems))))
+    return ComplianceSignal(True, "inventories on time, ledger verifies, no overdue theft/loss report")
