@@ -568,6 +568,7 @@ def hl7_listen(
     import asyncio
     import logging
     import signal
+    import threading
 
     from ketacare.interop.hl7v2 import mllp
 
@@ -592,8 +593,9 @@ def hl7_listen(
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
         sweeper = asyncio.create_task(_sweep_escalations(make_sessionmaker(engine), stop))
         await stop.wait()
         await sweeper
@@ -601,9 +603,35 @@ def hl7_listen(
         console.print("HL7 listener stopped.")
 
     try:
-        asyncio.run(run())
+        _run_async(run)
     finally:
         engine.dispose()
+
+
+def _run_async(main: Any) -> None:
+    """asyncio.run(main()), or, when this thread already runs an event loop (a host embedding the
+    CLI, or a test process that drove a browser), on a thread of its own, passing its outcome back."""
+    import asyncio
+    import threading
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(main())
+        return
+    outcome: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, name="ketacare-cli-loop")
+    worker.start()
+    worker.join()
+    if outcome:
+        raise outcome[0]
 
 
 async def _sweep_escalations(factory: Any, stop: Any, every_s: float = 5.0) -> None:

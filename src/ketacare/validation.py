@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
@@ -70,3 +71,16 @@ Email = Annotated[str, AfterValidator(_email)]
 UsZip5 = Annotated[str, AfterValidator(_zip5)]  # a ZIP centroid lookup needs exactly five digits
 UsZip = Annotated[str, AfterValidator(_zip)]
 UsState = Annotated[str, AfterValidator(_us_state)]
+
+# Dates people filter by: far outside any record, day arithmetic would overflow (year 9999 + 1 day).
+EARLIEST_DATE = dt.date(1900, 1, 1)
+LATEST_DATE = dt.date(2200, 12, 31)
+
+
+def reasonable_date(value: dt.date) -> dt.date:
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"Use a date between {EARLIEST_DATE.year} and {LATEST_DATE.year}.")
+    return value
+
+
+ReasonableDate = Annotated[dt.date, AfterValidator(reasonable_date)]

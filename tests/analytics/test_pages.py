@@ -142,3 +142,15 @@ def test_research_sees_no_identity_and_small_cells_suppressed(as_role, seeded) -
     assert {"patients.parquet", "sessions.parquet", "data_dictionary.csv"} <= set(archive.namelist())
     blob = b"".join(archive.read(n) for n in archive.namelist())
     assert b"Lovelace" not in blob and b"TST-900001" not in blob
+
+
+def test_research_export_holds_only_the_researchers_clinic(as_role, seeded) -> None:  # type: ignore[no-untyped-def]
+    # found in review: the export pooled every clinic on the server for any research token
+    import pyarrow.parquet as pq
+
+    client = as_role("researcher")
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/research/export.zip").content))
+    sessions = pq.read_table(io.BytesIO(archive.read("sessions.parquet")))
+    patients = pq.read_table(io.BytesIO(archive.read("patients.parquet")))
+    assert sessions.num_rows == 1  # the other clinic's series is not in it
+    assert len(set(patients.column("clinic").to_pylist())) == 1

@@ -57,4 +57,4 @@ def test_weight_of_900_kg_is_refused_next_to_the_field_and_nothing_saved(page, s
     # Nothing saved: the table and the database are as before.
     assert table_rows.all_inner_texts() == rows_before
     assert server.scalar(count_sql, pid) == saved_before
-    assert "900" not in page.locator("dl.facts").inner_text()
+    assert "900" not in page.locator("dl.facts").first.inner_text()

@@ -35,7 +35,7 @@ def test_nurse_adds_finds_opens_patient_then_logs_out(page, server, login) -> No
     new_id = int(match.group(1))
     assert page.get_by_role("heading", level=1).inner_text() == f"{FAMILY}, {GIVEN}"
     assert page.get_by_role("status").inner_text() == "Saved."
-    facts = page.locator("dl.facts").inner_text()
+    facts = page.locator("dl.facts").first.inner_text()
     assert "BPI-000031" in facts
     assert "1979-03-14" in facts
     assert "CA 94110" in facts

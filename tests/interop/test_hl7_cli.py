@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,20 @@ def test_listen_refuses_an_unknown_log_level(env: Path) -> None:
     result = runner.invoke(app, ["hl7", "listen", "--log-level", "chatty"])
     assert result.exit_code == 2
     assert "unknown log level" in result.output
+
+
+def test_listen_works_where_an_event_loop_already_runs(env: Path) -> None:
+    # A process that drove a browser (Playwright's sync API) keeps a loop running in its main
+    # thread: the command must not depend on being the only loop.
+    import asyncio
+
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+
+    async def inside_a_loop() -> Any:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            return runner.invoke(app, ["hl7", "listen", "--port", str(taken.getsockname()[1])])
+
+    result = asyncio.run(inside_a_loop())
+    assert result.exit_code == 2 and "cannot listen on" in result.output

@@ -47,12 +47,12 @@ def test_overdue_notices_and_forms_106(db, world, stock) -> None:  # type: ignor
         body = TheftLossIn(
             kind="theft", amount=1, discovered_at=NOW - dt.timedelta(days=days_ago), description="Missing"
         )
-        return service.record_theft_loss(db, stock.nurse, stock.lot_50.id, body).id
+        return service.record_theft_loss(db, stock.admin, stock.lot_50.id, body).id
 
     recent, older, oldest = theft(0), theft(10), theft(50)
     minor = service.record_theft_loss(
         db,
-        stock.nurse,
+        stock.admin,
         stock.lot_50.id,
         TheftLossIn(kind="loss", amount=1, discovered_at=NOW, description="Spilled a drop"),
     )
@@ -100,7 +100,7 @@ def test_retention_counts_what_is_past_it(db, world, stock) -> None:  # type: ig
     old = TheftLossIn(
         kind="loss", amount=1, discovered_at=NOW - dt.timedelta(days=3 * 365), description="Old"
     )
-    service.record_theft_loss(db, stock.nurse, stock.lot_50.id, old)
+    service.record_theft_loss(db, stock.admin, stock.lot_50.id, old)
     kept = service.retention(db, stock.admin)
     assert kept.settings.retention_years == 2 and not kept.settings.saved
     assert kept.entries == 3 and kept.past_retention == 1

@@ -411,14 +411,14 @@ def test_a_theft_is_reportable_with_its_deadlines_a_minor_loss_is_not(db, world,
         kind="theft", amount=2, unit="ml", discovered_at=friday, description="Vial missing from cabinet"
     )
     report = service.record_theft_loss(
-        db, stock.nurse, stock.lot_50.id, theft, now=friday + dt.timedelta(hours=1)
+        db, stock.admin, stock.lot_50.id, theft, now=friday + dt.timedelta(hours=1)
     )
     assert report.reportable
     assert report.notice_due_on == dt.date(2026, 11, 23) and report.form106_due_on == dt.date(2027, 1, 4)
     entry = db.get(LedgerEntry, report.entry_id)
     assert entry.kind == "theft_loss" and entry.change_ug == -100_000  # type: ignore[union-attr]
     minor = TheftLossIn(kind="loss", amount=0.5, discovered_at=NOW, description="Spilled while drawing up")
-    small = service.record_theft_loss(db, stock.nurse, stock.lot_50.id, minor)
+    small = service.record_theft_loss(db, stock.admin, stock.lot_50.id, minor)
     assert not small.reportable and small.notice_due_on is None and small.form106_due_on is None
 
 
@@ -429,7 +429,7 @@ def test_a_theft_discovered_in_the_future_is_refused(db, world, stock) -> None: 
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_theft_loss(db, stock.nurse, stock.lot_50.id, body),
+        lambda: service.record_theft_loss(db, stock.admin, stock.lot_50.id, body),
         "discovered_at",
         "future",
     )

@@ -55,7 +55,7 @@ def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
     )
     service.record_theft_loss(
         db,
-        stock.nurse,
+        stock.admin,
         stock.lot_10.id,
         TheftLossIn(kind="theft", amount=10, discovered_at=now, description="Broken cabinet lock"),
     )

@@ -106,7 +106,8 @@ def test_diary(as_role, world, db) -> None:
 
 
 def test_settings_change_the_schedule(as_role, world, db, nurse) -> None:
-    client = as_role("prescriber")
+    # clinic-wide settings (and the BPI licence they assert) are the clinic admin's
+    client = as_role("admin")
     form = {
         "schedule_days": "1, 14",
         "monthly_every_days": "60",
@@ -123,7 +124,8 @@ def test_settings_change_the_schedule(as_role, world, db, nurse) -> None:
     )
     assert [r.days_after_series for r in rows] == [1, 14, 60, 120, 180]
     assert "bpi_sf" in rows[-1].instruments
-    assert as_role("admin").post("/outcomes/settings", form).status_code == 403
+    assert as_role("prescriber").post("/outcomes/settings", form).status_code == 403
+    assert as_role("nurse").post("/outcomes/settings", form).status_code == 403
 
 
 @pytest.mark.parametrize(

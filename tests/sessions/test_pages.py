@@ -108,3 +108,13 @@ def test_a_long_term_safety_hold_blocks_the_prechecks(as_role, world, db, booked
     refused = nurse.api("POST", f"/api/v1/sessions/{sid}/prechecks", json=body)
     assert refused.status_code == 422 and "ALT 4x ULN" in refused.text
     assert count(db, PreCheck) == 0
+
+
+def test_dates_far_outside_any_record_are_refused_not_crashed(as_role) -> None:  # type: ignore[no-untyped-def]
+    nurse = as_role("nurse")
+    assert nurse.api("GET", "/api/v1/sessions/day?date=9999-12-31").status_code == 422
+    assert nurse.get("/sessions?date=0001-01-01").status_code == 422
+    assert nurse.api("GET", "/api/v1/rems/export.csv?start=9999-12-31&end=9999-12-31").status_code in (
+        401,
+        422,
+    )

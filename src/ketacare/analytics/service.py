@@ -20,7 +20,9 @@ def clinic_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Rep
 
 
 def research_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Report:
-    report = registry.build(extract.extract(db, None), as_of, research=True)
+    """The researcher's own clinic, de-identified with small cells suppressed. (Researchers are
+    members of a clinic; pooling clinics needs a server-level role that does not exist yet.)"""
+    report = registry.build(extract.extract(db, actor.clinic_id), as_of, research=True)
     audit.record(db, actor, "registry.research", "registry", detail="de-identified, small cells suppressed")
     return report
 
@@ -37,7 +39,8 @@ def operator_report(db: Session, clinic_id: int | None, as_of: dt.date) -> regis
 
 
 def deidentified(db: Session, actor: Principal | None, secret_key: str) -> deid.Dataset:
-    data = deid.deidentify(extract.extract(db, None), secret_key)
+    """An actor's own clinic; with no actor (the server operator's command line) every clinic."""
+    data = deid.deidentify(extract.extract(db, actor.clinic_id if actor is not None else None), secret_key)
     audit.record(
         db,
         actor,

@@ -19,6 +19,7 @@ from ketacare.audit import service as audit
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import NotFound
+from ketacare.exports import spreadsheet_safe
 from ketacare.ledger import chain, rules
 from ketacare.ledger.models import Inventory, Investigation, LedgerEntry, Lot, Product, Registration
 from ketacare.ledger.rules import EntryKind
@@ -306,7 +307,7 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow([spreadsheet_safe(v) for v in row])
     return buffer.getvalue()
 
 

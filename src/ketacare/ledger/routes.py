@@ -43,7 +43,7 @@ from ketacare.ledger.schemas import (
     WasteIn,
 )
 from ketacare.patients import service as patients
-from ketacare.validation import parse
+from ketacare.validation import ReasonableDate, parse, reasonable_date
 from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
@@ -293,17 +293,17 @@ def api_adjustment(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: Ad
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/transfers", status_code=201, tags=["ledger"])
-def api_transfer(db: DbSession, actor: Admin, lot_id: RowId, body: TransferIn) -> dict[str, Any]:
+def api_transfer(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: TransferIn) -> dict[str, Any]:
     return entry_out(service.record_transfer(db, actor, lot_id, body))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/returns", status_code=201, tags=["ledger"])
-def api_return(db: DbSession, actor: Admin, lot_id: RowId, body: ReturnIn) -> dict[str, Any]:
+def api_return(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: ReturnIn) -> dict[str, Any]:
     return entry_out(service.record_return(db, actor, lot_id, body))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/theft-loss", status_code=201, tags=["ledger"])
-def api_theft_loss(db: DbSession, actor: Writer, lot_id: RowId, body: TheftLossIn) -> dict[str, Any]:
+def api_theft_loss(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: TheftLossIn) -> dict[str, Any]:
     report = service.record_theft_loss(db, actor, lot_id, body)
     return next(loss_out(v) for v in service.loss_reports(db, actor) if v.report.id == report.id)
 
@@ -380,8 +380,8 @@ def api_loss_form106(db: DbSession, actor: Admin, report_id: RowId, body: Form10
 def api_entries(
     db: DbSession,
     actor: Reader,
-    date_from: Annotated[dt.date | None, Query()] = None,
-    date_to: Annotated[dt.date | None, Query()] = None,
+    date_from: Annotated[ReasonableDate | None, Query()] = None,
+    date_to: Annotated[ReasonableDate | None, Query()] = None,
     lot_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
 ) -> list[dict[str, Any]]:
     """Every entry in chain order, with its hash: what an inspector's tool re-checks."""
@@ -715,7 +715,9 @@ def adjustment_page(
 
 
 @router.post("/ledger/lots/{lot_id}/transfer", include_in_schema=False)
-def transfer_page(request: Request, db: DbSession, actor: Admin, lot_id: RowId, form: FormData) -> Response:
+def transfer_page(
+    request: Request, db: DbSession, actor: AdminSensitive, lot_id: RowId, form: FormData
+) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
         service.record_transfer(db, actor, lot_id, parse(TransferIn, data))
@@ -724,7 +726,9 @@ def transfer_page(request: Request, db: DbSession, actor: Admin, lot_id: RowId, 
 
 
 @router.post("/ledger/lots/{lot_id}/return", include_in_schema=False)
-def return_page(request: Request, db: DbSession, actor: Admin, lot_id: RowId, form: FormData) -> Response:
+def return_page(
+    request: Request, db: DbSession, actor: AdminSensitive, lot_id: RowId, form: FormData
+) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
         service.record_return(db, actor, lot_id, parse(ReturnIn, data))
@@ -734,7 +738,7 @@ def return_page(request: Request, db: DbSession, actor: Admin, lot_id: RowId, fo
 
 @router.post("/ledger/lots/{lot_id}/theft-loss", include_in_schema=False)
 def theft_loss_page(
-    request: Request, db: DbSession, actor: Writer, lot_id: RowId, form: FormData
+    request: Request, db: DbSession, actor: AdminSensitive, lot_id: RowId, form: FormData
 ) -> Response:
     def act() -> None:
         data: dict[str, Any] = _with_local_times(form, _zone(db, actor), "discovered_at")
@@ -1028,9 +1032,9 @@ def _date(value: str | None, name: str) -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        return reasonable_date(dt.date.fromisoformat(value))
     except ValueError as exc:
-        raise InvalidInput(errors={name: "Use a date like 2026-11-22."}) from exc
+        raise InvalidInput(errors={name: "Use a date like 2026-11-22 (between 1900 and 2200)."}) from exc
 
 
 def _filter(db: DbSession, actor: Principal, params: dict[str, str]) -> reports.ReportFilter:

@@ -14,6 +14,7 @@ of a lot, on SQLite or PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from ketacare.ledger.models import (
     Investigation,
     InvestigationNote,
     LedgerEntry,
+    LedgerHead,
     LedgerSettings,
     LossReport,
     Lot,
@@ -124,12 +126,19 @@ def clinic_today(db: Session, clinic_id: int, now: dt.datetime | None = None) ->
     return (now or utcnow()).astimezone(clinic_zone(db, clinic_id)).date()
 
 
+# (design) A floor for back-dated entries: a typo like year 0001 would otherwise sit forever in an
+# append-only table and break every page that converts it to clinic time.
+EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
 def _when(value: dt.datetime | None, field_name: str, now: dt.datetime) -> dt.datetime:
     """The actual time of the event (21 CFR 1304.21: the actual date), never in the future."""
     if value is None:
         return now
     if value > now + FUTURE_SLACK:
         raise InvalidInput(errors={field_name: "This cannot be in the future."})
+    if value < EARLIEST_EVENT:
+        raise InvalidInput(errors={field_name: "This is before any record KetaCare can hold (2000)."})
     return value.astimezone(dt.UTC)
 
 
@@ -957,7 +966,7 @@ def record_theft_loss(
 ) -> LossReport:
     """Stock stolen or lost: out of the lot, with the notice and Form 106 deadlines when it is
     reportable (a theft always; a loss when significant; knowledge: theft_loss)."""
-    check_permission(actor, Permission.ledger_write)
+    check_permission(actor, Permission.ledger_admin)
     at = now or utcnow()
     name = _person(db, actor)
     discovered = _when(data.discovered_at, "discovered_at", at)
@@ -1589,6 +1598,23 @@ class ComplianceSignal:
     detail: str
 
 
+# The public directory asks on every search: re-walk a clinic's chain only when its head moved
+# (or at most every VERIFY_TTL_S seconds, so a change made behind the ledger's back shows).
+_VERIFIED: dict[int, tuple[str, float, bool]] = {}
+VERIFY_TTL_S = 600.0
+
+
+def _verified(db: Session, clinic_id: int) -> bool:
+    head = db.get(LedgerHead, clinic_id)
+    key = f"{head.seq}:{head.last_hash}" if head is not None else "none"
+    cached = _VERIFIED.get(clinic_id)
+    if cached is not None and cached[0] == key and time.monotonic() - cached[1] < VERIFY_TTL_S:
+        return cached[2]
+    ok = chain.verify_clinic(db, clinic_id).ok
+    _VERIFIED[clinic_id] = (key, time.monotonic(), ok)
+    return ok
+
+
 def compliance_signal(db: Session, clinic_id: int) -> ComplianceSignal:
     """Whether the clinic's controlled-substance records are in order: an initial inventory for
     every registration, no biennial inventory late, the ledger's chain and balances intact, no
@@ -1611,7 +1637,7 @@ def compliance_signal(db: Session, clinic_id: int) -> ComplianceSignal:
             problems.append("an initial inventory is missing")
         elif rules.biennial_due(taken[-1][1].date(), today).status == "late":
             problems.append("a biennial inventory is late")
-    if not chain.verify_clinic(db, clinic_id).ok:
+    if not _verified(db, clinic_id):
         problems.append("the ledger does not verify")
     overdue = db.execute(
         select(func.count(LossReport.id)).where(

@@ -26,6 +26,8 @@ from ketacare.web.templating import render
 router = APIRouter()
 Reader = Annotated[Principal, require(Permission.outcome_read)]
 Writer = Annotated[Principal, require(Permission.outcome_write)]
+# The follow-up schedule and the BPI licence are clinic-wide: the clinic admin, password confirmed.
+SettingsAdmin = Annotated[Principal, require(Permission.planning_admin, sensitive=True)]
 Self_ = Annotated[Principal, require(Permission.patient_self)]
 
 
@@ -223,7 +225,7 @@ def settings_page(request: Request, db: DbSession, actor: Reader) -> Response:
 
 
 @router.post("/outcomes/settings", include_in_schema=False)
-def settings_save(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
+def settings_save(request: Request, db: DbSession, actor: SettingsAdmin, form: FormData) -> Response:
     try:
         service.save_settings(db, actor, parse(SettingsIn, form))
     except InvalidInput as exc:

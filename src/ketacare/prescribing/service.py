@@ -92,6 +92,13 @@ def settings_in_force(db: Session, clinic_id: int) -> RxSettings:
 
 def save_settings(db: Session, actor: Principal, data: RxSettingsIn) -> RxSettings:
     """Set the fields present (null resets to the knowledge default); one audit entry per change."""
+    legal_end = prescribing_rules().flexibility_end
+    if data.flexibility_end is not None and data.flexibility_end > legal_end:
+        # A clinic may stop relying on the DEA flexibility earlier, never later than the rule
+        # in force; when DEA extends it, the knowledge file changes.
+        raise InvalidInput(
+            errors={"flexibility_end": f"The DEA flexibility runs to {legal_end.isoformat()} at the latest."}
+        )
     row = _settings_row(db, actor.clinic_id)
     if row is None:
         row = RxSettingsRow(clinic_id=actor.clinic_id)
@@ -968,9 +975,16 @@ def _unsigned(rx: Prescription, what: str) -> None:
         raise Conflict(f"A signed prescription is never changed ({what}): cancel it and write a new one.")
 
 
+def _author_only(rx: Prescription, actor: Principal, what: str) -> None:
+    """A draft carries its author's name to the signature: only the author changes it."""
+    if rx.prescriber_id != actor.user_id:
+        raise Forbidden(f"Only the prescriber who wrote this draft may {what} it.")
+
+
 def update_draft(db: Session, actor: Principal, rx_id: int, data: DraftUpdateIn) -> Prescription:
     rx = _rx(db, actor, rx_id, "prescription.update", for_update=True)
     _unsigned(rx, "update")
+    _author_only(rx, actor, "change")
     fields = data.model_fields_set
     if "encounter_id" in fields:
         _check_encounter(db, actor, rx.patient_id, data.encounter_id)
@@ -995,6 +1009,7 @@ def update_draft(db: Session, actor: Principal, rx_id: int, data: DraftUpdateIn)
 def discard_draft(db: Session, actor: Principal, rx_id: int) -> int:
     rx = _rx(db, actor, rx_id, "prescription.discard", for_update=True)
     _unsigned(rx, "discard")
+    _author_only(rx, actor, "discard")
     patient_id = rx.patient_id
     db.delete(rx)
     db.flush()

@@ -24,6 +24,7 @@ from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput, NotFound
+from ketacare.exports import spreadsheet_safe
 from ketacare.knowledge import Sourced
 from ketacare.knowledge.rems import RemsRules, rems_rules
 from ketacare.knowledge.sessions import session_rules
@@ -528,15 +529,7 @@ def parse_form(form: dict[str, str]) -> RemsIn:
 # --- export -----------------------------------------------------------------------------------
 
 
-def _cell(value: object) -> object:
-    """A spreadsheet runs a cell that starts with = + - @ as a formula: quote such text."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+_cell = spreadsheet_safe
 
 
 def export_csv(db: Session, actor: Principal, start: dt.date, end: dt.date) -> str:

@@ -22,7 +22,7 @@ from ketacare.knowledge.sessions import AlarmRule, session_rules
 from ketacare.sessions import pdf, rems, report, service
 from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import AlarmSettingIn, AlarmSettingsIn
-from ketacare.validation import parse
+from ketacare.validation import ReasonableDate, parse
 from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData
 from ketacare.web.templating import render
@@ -196,8 +196,8 @@ def _month_so_far(db: DbSession, actor: Principal) -> tuple[dt.date, dt.date]:
 def rems_export(
     db: DbSession,
     actor: Exporter,
-    start: Annotated[dt.date | None, Query()] = None,
-    end: Annotated[dt.date | None, Query()] = None,
+    start: Annotated[ReasonableDate | None, Query()] = None,
+    end: Annotated[ReasonableDate | None, Query()] = None,
 ) -> Response:
     """REMS monitoring forms of the clinic's esketamine sessions from ``start`` to ``end``
     (clinic days; default: this month so far), one row per session."""

@@ -36,7 +36,7 @@ from ketacare.sessions.schemas import (
     VitalIn,
     VitalsIn,
 )
-from ketacare.validation import parse
+from ketacare.validation import ReasonableDate, parse
 from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
@@ -212,7 +212,7 @@ def _board_out(rows: list[service.BoardRow]) -> list[dict[str, Any]]:
 
 @router.get("/api/v1/sessions/day", tags=["sessions"])
 def api_day(
-    db: DbSession, actor: Reader, date: Annotated[dt.date | None, Query()] = None
+    db: DbSession, actor: Reader, date: Annotated[ReasonableDate | None, Query()] = None
 ) -> list[dict[str, Any]]:
     day = date or _clinic_today(db, actor)
     return [
@@ -446,7 +446,7 @@ def _common() -> dict[str, Any]:
 
 @router.get("/sessions", include_in_schema=False)
 def day_page(
-    request: Request, db: DbSession, actor: Reader, date: Annotated[dt.date | None, Query()] = None
+    request: Request, db: DbSession, actor: Reader, date: Annotated[ReasonableDate | None, Query()] = None
 ) -> Response:
     day = date or _clinic_today(db, actor)
     entries = service.day_list(db, actor, day)
@@ -588,8 +588,18 @@ def waste_page(request: Request, db: DbSession, actor: Signer, session_id: RowId
         session_id,
         "waste",
         {k: v for k, v in form.items() if k != "witness_password"},
-        lambda: service.waste(db, actor, session_id, parse(SessionWasteIn, form)),
+        lambda: _waste(db, actor, session_id, form),
     )
+
+
+def _waste(db: DbSession, actor: Principal, session_id: int, form: dict[str, str]) -> None:
+    try:
+        service.waste(db, actor, session_id, parse(SessionWasteIn, form))
+    except InvalidInput as exc:
+        # The page re-renders and its request commits: keep the refusal's audit entries (a
+        # witness password that did not match) as the API's error handler would.
+        service.record_refusal(db, actor, exc)
+        raise
 
 
 @router.post("/sessions/{session_id}/end-dosing", include_in_schema=False)

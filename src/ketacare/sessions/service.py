@@ -670,6 +670,10 @@ def waste(db: Session, actor: Principal, session_id: int, data: SessionWasteIn) 
     )
 
 
+def record_refusal(db: Session, actor: Principal, exc: InvalidInput) -> None:
+    ledger.record_refusal(db, actor, exc)
+
+
 def lot_choices(db: Session, actor: Principal) -> list[ledger.LotChoice]:
     return ledger.available_lots(db, actor)
 
