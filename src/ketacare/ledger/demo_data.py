@@ -31,6 +31,7 @@ from ketacare.ledger.schemas import (
     ReceiptIn,
     RegistrationIn,
 )
+from ketacare.prescribing.identifiers import dea_check_digit
 from ketacare.screening.demo_data import DemoClinic
 
 SUPPLIER = "Demo Pharma Distribution"
@@ -45,7 +46,7 @@ def _principal(user: Any, role: Role) -> Principal:
 
 def _dea(letters: str, number: int) -> str:
     digits = f"{number:06d}"[-6:]
-    return f"{letters}{digits}{rules.dea_check_digit(digits)}"
+    return f"{letters}{digits}{dea_check_digit(digits)}"
 
 
 def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[int]) -> None:

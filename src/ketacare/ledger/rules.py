@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ketacare.knowledge.ledger import Fact, ledger_rules
+from ketacare.prescribing.identifiers import dea_check_digit
 
 UG_PER_MG = 1000
 
@@ -121,18 +122,11 @@ _DEA = re.compile(r"^[A-Z]{2}\d{7}$")
 _NDC = re.compile(r"^(\d{4}-\d{4}-\d{2}|\d{5}-\d{3}-\d{2}|\d{5}-\d{4}-\d{1}|\d{5}-\d{4}-\d{2})$")
 
 
-def dea_check_digit(digits: str) -> int:
-    """The seventh digit of a DEA number, computed from the first six."""
-    odd = sum(int(digits[i]) for i in (0, 2, 4))
-    even = sum(int(digits[i]) for i in (1, 3, 5))
-    return (odd + 2 * even) % 10
-
-
 def dea_number_problem(number: str) -> str | None:
     """Why a DEA registration number is not well-formed, or None (knowledge: registration)."""
     if not _DEA.match(number):
         return "A DEA number is two capital letters and seven digits, e.g. AB1234563."
-    if dea_check_digit(number[2:8]) != int(number[8]):
+    if dea_check_digit(number[2:8]) != int(number[8]):  # the one rule, in prescribing.identifiers
         return "The check digit (the last digit) does not match: please re-check the number."
     return None
 
