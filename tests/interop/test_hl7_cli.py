@@ -118,5 +118,12 @@ def test_listen_works_where_an_event_loop_already_runs(env: Path) -> None:
             taken.listen()
             return runner.invoke(app, ["hl7", "listen", "--port", str(taken.getsockname()[1])])
 
-    result = asyncio.run(inside_a_loop())
+    # A thread of the test's own, whatever loop the test process may already be running.
+    import threading
+
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.append(asyncio.run(inside_a_loop())))
+    worker.start()
+    worker.join()
+    result = results[0]
     assert result.exit_code == 2 and "cannot listen on" in result.output
