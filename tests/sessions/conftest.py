@@ -119,7 +119,7 @@ def discharged(as_role, world, db, patient=None) -> int:  # type: ignore[no-unty
     sid = running(nurse, world, book(as_role, world, db, patient))
     assert nurse.api("POST", f"/api/v1/sessions/{sid}/end-dosing", json={}).status_code == 200
     done = as_role("prescriber").api(
-        "POST", f"/api/v1/sessions/{sid}/discharge", json={"override_reason": "Test: discharged early"}
+        "POST", f"/api/v1/sessions/{sid}/discharge-override", json={"reason": "Test: discharged early"}
     )
     assert done.status_code == 200, done.text
     return sid

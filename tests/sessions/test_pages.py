@@ -118,3 +118,26 @@ def test_dates_far_outside_any_record_are_refused_not_crashed(as_role) -> None: 
         401,
         422,
     )
+
+
+def test_discharge_before_the_checklist_is_green_is_a_prescribers_override(
+    as_role, world, db, booked
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.sessions.conftest import running
+
+    nurse = as_role("nurse")
+    sid = running(nurse, world, booked)
+    assert nurse.api("POST", f"/api/v1/sessions/{sid}/end-dosing", json={}).status_code == 200
+    early = nurse.api("POST", f"/api/v1/sessions/{sid}/discharge", json={})
+    assert early.status_code == 422 and "60 minutes" in early.text
+    sneaky = nurse.api("POST", f"/api/v1/sessions/{sid}/discharge", json={"override_reason": "in a hurry"})
+    assert sneaky.status_code == 422 and "discharge-override" in sneaky.text
+    assert (
+        nurse.api("POST", f"/api/v1/sessions/{sid}/discharge-override", json={"reason": "x"}).status_code
+        == 403
+    )
+    dr = as_role("prescriber")
+    done = dr.api(
+        "POST", f"/api/v1/sessions/{sid}/discharge-override", json={"reason": "Transfer to hospital"}
+    )
+    assert done.status_code == 200 and done.json()["discharge_override_reason"] == "Transfer to hospital"

@@ -46,6 +46,8 @@ Reader = Annotated[Principal, require(Permission.session_read)]
 Writer = Annotated[Principal, require(Permission.session_write)]
 Prescriber = Annotated[Principal, require(Permission.session_prescriber)]
 Signer = Annotated[Principal, require(Permission.session_write, sensitive=True)]
+# Discharging before the checklist is green: a prescriber, password confirmed in the last minutes.
+Overrider = Annotated[Principal, require(Permission.session_prescriber, sensitive=True)]
 Admin = Annotated[Principal, require(Permission.session_admin)]
 AdminSensitive = Annotated[Principal, require(Permission.session_admin, sensitive=True)]
 Device = Annotated[Principal, require(Permission.device_vitals)]
@@ -316,8 +318,27 @@ def api_discharge_checks(
 
 @router.post("/api/v1/sessions/{session_id}/discharge", tags=["sessions"])
 def api_discharge(db: DbSession, actor: Writer, session_id: RowId, body: DischargeIn) -> dict[str, Any]:
-    service.discharge(db, actor, session_id, body)
+    service.discharge(db, actor, session_id, _no_override(body))
     return session_out(service.view(db, actor, session_id))
+
+
+@router.post("/api/v1/sessions/{session_id}/discharge-override", tags=["sessions"])
+def api_discharge_override(
+    db: DbSession, actor: Overrider, session_id: RowId, body: ReasonIn
+) -> dict[str, Any]:
+    """A prescriber discharges before the checklist is green, with the reason on record."""
+    service.discharge(db, actor, session_id, DischargeIn(override_reason=body.reason))
+    return session_out(service.view(db, actor, session_id))
+
+
+def _no_override(body: DischargeIn) -> DischargeIn:
+    if body.override_reason:
+        raise InvalidInput(
+            errors={
+                "override_reason": "A prescriber overrides through discharge-override (password confirmed)."
+            }
+        )
+    return body
 
 
 @router.post("/api/v1/sessions/{session_id}/sign", tags=["sessions"])
@@ -730,7 +751,24 @@ def discharge_page(
         session_id,
         "discharge",
         form,
-        lambda: service.discharge(db, actor, session_id, parse(DischargeIn, form)),
+        lambda: service.discharge(db, actor, session_id, _no_override(parse(DischargeIn, form))),
+    )
+
+
+@router.post("/sessions/{session_id}/discharge-override", include_in_schema=False)
+def discharge_override_page(
+    request: Request, db: DbSession, actor: Overrider, session_id: RowId, form: FormData
+) -> Response:
+    return _form_action(
+        request,
+        db,
+        actor,
+        session_id,
+        "discharge",
+        form,
+        lambda: service.discharge(
+            db, actor, session_id, DischargeIn(override_reason=parse(ReasonIn, form).reason)
+        ),
     )
 
 

@@ -436,10 +436,11 @@ def discharge_checklist(data: DischargeInput, rules: SessionRules, now: dt.datet
             d["vitals_tag"],
         )
     )
-    alert_ok = data.alert_and_oriented and (data.latest_moaas is None or data.latest_moaas == 5)
+    alert_level = int(d["alert_moaas"])  # MOAA/S "responds readily to name in normal tone"
+    alert_ok = data.alert_and_oriented and (data.latest_moaas is None or data.latest_moaas >= alert_level)
     alert_detail = "Confirmed by the nurse" if data.alert_and_oriented else "Not yet confirmed"
-    if data.latest_moaas is not None and data.latest_moaas < 5:
-        alert_detail = f"Latest MOAA/S {data.latest_moaas} (needs 5)"
+    if data.latest_moaas is not None and data.latest_moaas < alert_level:
+        alert_detail = f"Latest MOAA/S {data.latest_moaas} (needs {alert_level})"
     checks.append(
         Check(
             "alert",
