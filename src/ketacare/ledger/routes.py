@@ -903,28 +903,35 @@ def biennial_inventory_page(request: Request, db: DbSession, actor: Writer, form
 # --- pages: investigations and losses ---------------------------------------------------------
 
 
-def _investigations(
+def _listing(
     request: Request,
     db: DbSession,
     actor: Principal,
+    template: str,
+    items: object,
     *,
     errors: dict[str, str] | None = None,
     target: int | None = None,
     status: int = 200,
 ) -> Response:
+    """The investigations and the theft/loss pages: a list, one item's form possibly in error."""
     return render(
         request,
-        "ledger_investigations.html",
+        template,
         {
             **_common(actor),
             **_clock(_zone(db, actor)),
-            "items": service.investigations(db, actor),
+            "items": items,
             "errors": errors or {},
             "target": target,
             "saved": request.query_params.get("saved"),
         },
         status,
     )
+
+
+def _investigations(request: Request, db: DbSession, actor: Principal, **kw: Any) -> Response:
+    return _listing(request, db, actor, "ledger_investigations.html", service.investigations(db, actor), **kw)
 
 
 @router.get("/ledger/investigations", include_in_schema=False)
@@ -962,28 +969,8 @@ def investigation_close_page(
     )
 
 
-def _losses(
-    request: Request,
-    db: DbSession,
-    actor: Principal,
-    *,
-    errors: dict[str, str] | None = None,
-    target: int | None = None,
-    status: int = 200,
-) -> Response:
-    return render(
-        request,
-        "ledger_losses.html",
-        {
-            **_common(actor),
-            **_clock(_zone(db, actor)),
-            "items": service.loss_reports(db, actor),
-            "errors": errors or {},
-            "target": target,
-            "saved": request.query_params.get("saved"),
-        },
-        status,
-    )
+def _losses(request: Request, db: DbSession, actor: Principal, **kw: Any) -> Response:
+    return _listing(request, db, actor, "ledger_losses.html", service.loss_reports(db, actor), **kw)
 
 
 @router.get("/ledger/losses", include_in_schema=False)

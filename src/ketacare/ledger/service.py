@@ -1405,40 +1405,38 @@ def _loss(db: Session, actor: Principal, report_id: int) -> LossReport:
     return row
 
 
-def mark_notice_sent(db: Session, actor: Principal, report_id: int, data: NoticeIn) -> LossReport:
+# The two reporting duties of a theft or loss: (column prefix, form field, name, audit action).
+_DUTIES = {
+    "notice": ("notice_sent", "sent_at", "The notice", "ledger.loss.notice"),
+    "form106": ("form106_filed", "filed_at", "Form 106", "ledger.loss.form106"),
+}
+
+
+def _record_duty(
+    db: Session, actor: Principal, report_id: int, duty: str, at: dt.datetime | None, reference: str | None
+) -> LossReport:
     check_permission(actor, Permission.ledger_admin)
+    prefix, field_name, name, action = _DUTIES[duty]
     row = _loss(db, actor, report_id)
-    if row.notice_sent_at is not None:
-        raise Conflict("The notice is already recorded as sent.")
-    sent = _when(data.sent_at, "sent_at", utcnow())
-    if sent < row.discovered_at:
-        raise InvalidInput(errors={"sent_at": "The notice cannot be sent before the discovery."})
-    row.notice_sent_at = sent
-    row.notice_sent_by_id = actor.user_id
-    row.notice_reference = data.reference
+    if getattr(row, f"{prefix}_at") is not None:
+        raise Conflict(f"{name} is already on record.")
+    when = _when(at, field_name, utcnow())
+    if when < row.discovered_at:
+        raise InvalidInput(errors={field_name: f"{name} cannot come before the discovery."})
+    setattr(row, f"{prefix}_at", when)
+    setattr(row, f"{prefix}_by_id", actor.user_id)
+    setattr(row, f"{duty}_reference", reference)
     db.flush()
-    audit.record(
-        db, actor, "ledger.loss.notice", "ledger_loss_report", resource_id=row.id, detail=data.reference
-    )
+    audit.record(db, actor, action, "ledger_loss_report", resource_id=row.id, detail=reference or "")
     return row
+
+
+def mark_notice_sent(db: Session, actor: Principal, report_id: int, data: NoticeIn) -> LossReport:
+    return _record_duty(db, actor, report_id, "notice", data.sent_at, data.reference)
 
 
 def mark_form106_filed(db: Session, actor: Principal, report_id: int, data: Form106In) -> LossReport:
-    check_permission(actor, Permission.ledger_admin)
-    row = _loss(db, actor, report_id)
-    if row.form106_filed_at is not None:
-        raise Conflict("Form 106 is already recorded as filed.")
-    filed = _when(data.filed_at, "filed_at", utcnow())
-    if filed < row.discovered_at:
-        raise InvalidInput(errors={"filed_at": "Form 106 cannot be filed before the discovery."})
-    row.form106_filed_at = filed
-    row.form106_filed_by_id = actor.user_id
-    row.form106_reference = data.reference
-    db.flush()
-    audit.record(
-        db, actor, "ledger.loss.form106", "ledger_loss_report", resource_id=row.id, detail=data.reference
-    )
-    return row
+    return _record_duty(db, actor, report_id, "form106", data.filed_at, data.reference)
 
 
 # --- dashboard --------------------------------------------------------------------------------

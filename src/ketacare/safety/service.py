@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -340,44 +341,31 @@ def _exposures(
     return found
 
 
-def _liver_tests(db: Session, clinic_id: int, patient_id: int) -> list[LiverTest]:
+def _patient_rows(db: Session, model: Any, newest_first: Any, clinic_id: int, patient_id: int) -> list[Any]:
+    """One patient's rows of a safety table in the clinic, newest first."""
     return list(
         db.execute(
-            select(LiverTest)
-            .where(LiverTest.clinic_id == clinic_id, LiverTest.patient_id == patient_id)
-            .order_by(LiverTest.drawn_on.desc(), LiverTest.id.desc())
+            select(model)
+            .where(model.clinic_id == clinic_id, model.patient_id == patient_id)
+            .order_by(newest_first.desc(), model.id.desc())
         ).scalars()
     )
+
+
+def _liver_tests(db: Session, clinic_id: int, patient_id: int) -> list[LiverTest]:
+    return _patient_rows(db, LiverTest, LiverTest.drawn_on, clinic_id, patient_id)
 
 
 def _bladder_screens(db: Session, clinic_id: int, patient_id: int) -> list[BladderScreen]:
-    return list(
-        db.execute(
-            select(BladderScreen)
-            .where(BladderScreen.clinic_id == clinic_id, BladderScreen.patient_id == patient_id)
-            .order_by(BladderScreen.screened_on.desc(), BladderScreen.id.desc())
-        ).scalars()
-    )
+    return _patient_rows(db, BladderScreen, BladderScreen.screened_on, clinic_id, patient_id)
 
 
 def _holds(db: Session, clinic_id: int, patient_id: int) -> list[SafetyHold]:
-    return list(
-        db.execute(
-            select(SafetyHold)
-            .where(SafetyHold.clinic_id == clinic_id, SafetyHold.patient_id == patient_id)
-            .order_by(SafetyHold.placed_at.desc(), SafetyHold.id.desc())
-        ).scalars()
-    )
+    return _patient_rows(db, SafetyHold, SafetyHold.placed_at, clinic_id, patient_id)
 
 
 def _tasks(db: Session, clinic_id: int, patient_id: int) -> list[SafetyTask]:
-    return list(
-        db.execute(
-            select(SafetyTask)
-            .where(SafetyTask.clinic_id == clinic_id, SafetyTask.patient_id == patient_id)
-            .order_by(SafetyTask.due_on.desc(), SafetyTask.id.desc())
-        ).scalars()
-    )
+    return _patient_rows(db, SafetyTask, SafetyTask.due_on, clinic_id, patient_id)
 
 
 def _due(

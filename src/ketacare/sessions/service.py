@@ -630,17 +630,15 @@ def _draw_infusion(
         )
     except InvalidInput as exc:
         why = "; ".join(exc.errors.values()) or str(exc)
-        for user_id in auth.active_user_ids(db, row.clinic_id, Role.clinic_admin.value):
-            db.add(
-                Notice(
-                    clinic_id=row.clinic_id,
-                    user_id=user_id,
-                    session_id=row.id,
-                    kind="ledger",
-                    message=f"Ledger discrepancy, session {row.id}: {mg:g} mg infused from lot "
-                    f"{start.lot} could not be taken from the ledger ({why}).",
-                )
-            )
+        _notify(
+            db,
+            row,
+            auth.active_user_ids(db, row.clinic_id, Role.clinic_admin.value),
+            "ledger",
+            f"Ledger discrepancy, session {row.id}: {mg:g} mg infused from lot "
+            f"{start.lot} could not be taken from the ledger ({why}).",
+            utcnow(),
+        )
         audit.record(
             db,
             actor,
@@ -845,18 +843,32 @@ def _raise(db: Session, row: TreatmentSession, trig: rules.Trigger, now: dt.date
             db.flush()
     except IntegrityError:
         return None
-    for user_id in _prescribers_to_notify(db, row):
+    _notify(
+        db,
+        row,
+        _prescribers_to_notify(db, row),
+        "alarm",
+        f"Alarm in session {row.id}: {trig.message} — {trig.value:g}",
+        now,
+    )
+    return alarm
+
+
+def _notify(
+    db: Session, row: TreatmentSession, user_ids: Sequence[int], kind: str, message: str, at: dt.datetime
+) -> None:
+    """A notice about a session to each of ``user_ids`` (the prescriber, or the clinic's admins)."""
+    for user_id in user_ids:
         db.add(
             Notice(
                 clinic_id=row.clinic_id,
                 user_id=user_id,
                 session_id=row.id,
-                kind="alarm",
-                message=f"Alarm in session {row.id}: {trig.message} — {trig.value:g}",
-                created_at=now,
+                kind=kind,
+                message=message,
+                created_at=at,
             )
         )
-    return alarm
 
 
 def _prescribers_to_notify(db: Session, row: TreatmentSession) -> list[int]:
@@ -1104,18 +1116,15 @@ def sweep_escalations(db: Session, clinic_id: int | None = None, now: dt.datetim
             continue
         row = db.get(TreatmentSession, alarm.session_id)
         assert row is not None
-        for user_id in _prescribers_to_notify(db, row):
-            db.add(
-                Notice(
-                    clinic_id=row.clinic_id,
-                    user_id=user_id,
-                    session_id=row.id,
-                    kind="escalation",
-                    message=f"ESCALATED: not acknowledged in {limits[alarm.clinic_id]} s — session {row.id}: "
-                    f"{alarm.message} ({alarm.value:g})",
-                    created_at=at,
-                )
-            )
+        _notify(
+            db,
+            row,
+            _prescribers_to_notify(db, row),
+            "escalation",
+            f"ESCALATED: not acknowledged in {limits[alarm.clinic_id]} s — session {row.id}: "
+            f"{alarm.message} ({alarm.value:g})",
+            at,
+        )
         audit.record(
             db,
             None,
@@ -1243,18 +1252,15 @@ def record_adverse_event(
     db.add(ae)
     db.flush()
     if needs_review:
-        for user_id in _prescribers_to_notify(db, row):
-            db.add(
-                Notice(
-                    clinic_id=row.clinic_id,
-                    user_id=user_id,
-                    session_id=row.id,
-                    kind="ae_review",
-                    message=f"Review needed: {ae.term}, grade {ae.grade}"
-                    f"{', serious' if ae.serious else ''} — session {row.id}",
-                    created_at=at,
-                )
-            )
+        _notify(
+            db,
+            row,
+            _prescribers_to_notify(db, row),
+            "ae_review",
+            f"Review needed: {ae.term}, grade {ae.grade}"
+            f"{', serious' if ae.serious else ''} — session {row.id}",
+            at,
+        )
     audit.record(
         db,
         actor,
