@@ -1,7 +1,8 @@
 """The feature packages, in journey order: the one list the app, the schema and the templates read.
 
 A feature package may hold ``models.py`` (tables), ``routes.py`` (with a ``router``) and
-``templates/``; adding a feature is adding its name here.
+``templates/``; adding a feature is adding its name here (a dotted name is a sub-package:
+``interop.fhir`` lives in ``interop/fhir/``).
 """
 
 from __future__ import annotations
@@ -19,5 +20,6 @@ FEATURES: tuple[str, ...] = (
     "safety",
     "outcomes",
     "analytics",
+    "interop.fhir",
     "directory",
 )

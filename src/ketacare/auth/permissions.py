@@ -49,6 +49,10 @@ class Permission(enum.StrEnum):
     outcome_read = "outcome:read"
     outcome_write = "outcome:write"
     registry_read = "registry:read"
+    # FHIR R4 (interop/fhir): SMART-style names, so a system client's token reads as it would
+    # elsewhere. ``system/<Type>.read`` token scopes narrow fhir_read to some resource types.
+    fhir_read = "system/*.read"
+    fhir_write = "system/*.write"
 
 
 _STAFF_COMMON = {Permission.dashboard, Permission.account}
@@ -75,6 +79,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.rx_read,
             Permission.outcome_read,
             Permission.registry_read,
+            Permission.fhir_read,
+            Permission.fhir_write,
         }
     ),
     Role.prescriber: frozenset(
@@ -101,6 +107,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.outcome_read,
             Permission.outcome_write,
             Permission.registry_read,
+            Permission.fhir_read,
         }
     ),
     Role.nurse: frozenset(
@@ -122,6 +129,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.safety_write,
             Permission.outcome_read,
             Permission.outcome_write,
+            Permission.fhir_read,
         }
     ),
     Role.patient: frozenset(
@@ -135,8 +143,47 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 # What a device or another system may be granted; never user or audit administration.
 TOKEN_SCOPES: frozenset[Permission] = frozenset(
-    {Permission.patient_read, Permission.patient_write, Permission.research_read, Permission.device_vitals}
+    {
+        Permission.patient_read,
+        Permission.patient_write,
+        Permission.research_read,
+        Permission.device_vitals,
+        Permission.fhir_read,
+        Permission.fhir_write,
+    }
 )
+
+# The FHIR resource types a token may be limited to with ``system/<Type>.read`` (SMART v1
+# scope syntax); kept here, not in interop/fhir, so auth imports nothing of the features.
+FHIR_RESOURCE_TYPES: tuple[str, ...] = (
+    "AdverseEvent",
+    "AuditEvent",
+    "CarePlan",
+    "Condition",
+    "Consent",
+    "Encounter",
+    "Group",
+    "Location",
+    "MedicationAdministration",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Observation",
+    "Organization",
+    "Patient",
+    "Practitioner",
+    "Provenance",
+    "Questionnaire",
+    "QuestionnaireResponse",
+)
+
+
+def fhir_type_scope(resource_type: str) -> str:
+    return f"system/{resource_type}.read"
+
+
+def token_scope_names() -> list[str]:
+    """Every scope a token may be given: the permissions above and the per-type FHIR reads."""
+    return sorted({s.value for s in TOKEN_SCOPES} | {fhir_type_scope(t) for t in FHIR_RESOURCE_TYPES})
 
 # Roles that must use TOTP two-factor authentication (issue 2: prescribers and admins).
 MFA_REQUIRED_ROLES = frozenset({Role.prescriber, Role.clinic_admin})
@@ -171,6 +218,8 @@ PUBLIC_ROUTES = frozenset(
         "/api/v1/bookings/cancel",
         # outcomes: the single-use questionnaire link (the token is the credential)
         "/q/{token}",
+        # FHIR: the CapabilityStatement is public, as clients read it before they authenticate
+        "/fhir/R4/metadata",
     }
 )
 

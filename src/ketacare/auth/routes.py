@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ketacare.auth import service
 from ketacare.auth.models import LoginSession, PrescriberKind, Role, User
-from ketacare.auth.permissions import TOKEN_SCOPES, Permission
+from ketacare.auth.permissions import Permission, token_scope_names
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.patients import service as patients
@@ -349,7 +349,7 @@ def tokens_page(request: Request, db: DbSession, actor: Tokens) -> Response:
     return render(
         request,
         "tokens.html",
-        {"tokens": service.list_api_tokens(db, actor), "scopes": sorted(s.value for s in TOKEN_SCOPES)},
+        {"tokens": service.list_api_tokens(db, actor), "scopes": token_scope_names()},
     )
 
 
@@ -365,7 +365,7 @@ def token_create(request: Request, db: DbSession, actor: TokensSensitive, form: 
             "tokens.html",
             {
                 "tokens": service.list_api_tokens(db, actor),
-                "scopes": sorted(s.value for s in TOKEN_SCOPES),
+                "scopes": token_scope_names(),
                 "errors": exc.errors,
                 "values": {"name": name},
             },
@@ -376,7 +376,7 @@ def token_create(request: Request, db: DbSession, actor: TokensSensitive, form: 
         "tokens.html",
         {
             "tokens": service.list_api_tokens(db, actor),
-            "scopes": sorted(s.value for s in TOKEN_SCOPES),
+            "scopes": token_scope_names(),
             "new_token": token,
             "new_secret": secret,
         },

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from ketacare.audit import service as audit
 from ketacare.auth.models import ApiToken, Clinic, LoginAttempt, LoginSession, User
 from ketacare.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
-from ketacare.auth.permissions import MFA_REQUIRED_ROLES, ROLE_PERMISSIONS, TOKEN_SCOPES, Permission
+from ketacare.auth.permissions import (
+    FHIR_RESOURCE_TYPES,
+    MFA_REQUIRED_ROLES,
+    ROLE_PERMISSIONS,
+    TOKEN_SCOPES,
+    Permission,
+    fhir_type_scope,
+    token_scope_names,
+)
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import PrescriberKind, Role
 from ketacare.config import Settings
@@ -565,8 +573,22 @@ def clinic(db: Session, clinic_id: int) -> Clinic:
 
 def permissions_of(principal: Principal) -> frozenset[Permission]:
     if principal.role is None:
-        return frozenset(Permission(s) for s in principal.scopes if s in TOKEN_SCOPES)
+        held = {Permission(s) for s in principal.scopes if s in TOKEN_SCOPES}
+        if any(s.startswith("system/") and s.endswith(".read") for s in principal.scopes):
+            held.add(Permission.fhir_read)  # narrowed to its types by fhir_types_readable
+        return frozenset(held)
     return ROLE_PERMISSIONS[principal.role]
+
+
+def fhir_types_readable(principal: Principal) -> frozenset[str] | None:
+    """The FHIR resource types this principal may read; ``None``: every type.
+
+    People read every type their role reaches; a token with ``system/*.read`` reads every
+    type, one with only ``system/Observation.read`` (say) reads Observations alone.
+    """
+    if principal.role is not None or Permission.fhir_read.value in principal.scopes:
+        return None
+    return frozenset(t for t in FHIR_RESOURCE_TYPES if fhir_type_scope(t) in principal.scopes)
 
 
 # --- API tokens --------------------------------------------------------------------------
@@ -577,7 +599,7 @@ def create_api_token(db: Session, actor: Principal, name: str, scopes: list[str]
     errors: dict[str, str] = {}
     if not name.strip() or len(name) > 100:
         errors["name"] = "Give the token a name of 1 to 100 characters (say which device)."
-    allowed = {s.value for s in TOKEN_SCOPES}
+    allowed = set(token_scope_names())
     unknown = [s for s in scopes if s not in allowed]
     if not scopes or unknown:
         errors["scopes"] = f"Choose scopes from: {', '.join(sorted(allowed))}."

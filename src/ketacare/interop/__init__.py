@@ -1,1 +1,1 @@
-"""Interoperability: HL7 v2 from bedside monitors (``hl7v2``); FHIR R4 exchange later."""
+"""Interoperability: HL7 v2 from bedside monitors (``hl7v2``) and FHIR R4 exchange (``fhir``)."""

@@ -24,17 +24,60 @@ from ketacare.web.templating import render
 
 log = logging.getLogger("ketacare")
 PROBLEM_JSON = "application/problem+json"
+FHIR_JSON = "application/fhir+json"
+FHIR_PREFIX = "/fhir/"
+# OperationOutcome.issue.code (FHIR R4 value set issue-type) for each HTTP status we send.
+_FHIR_ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    415: "not-supported",
+    422: "processing",
+    429: "throttled",
+    503: "transient",
+}
 
 
 def wants_json(request: Request) -> bool:
     path = request.url.path
-    if path.startswith("/api/"):
+    if path.startswith(("/api/", FHIR_PREFIX)):
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
 
 
+def operation_outcome(status: int, title: str, detail: str, errors: object = None) -> dict[str, object]:
+    """The FHIR shape of an error: one issue for the whole, one more per field in error."""
+    code = _FHIR_ISSUE_CODES.get(status, "exception")
+    severity = "error" if status < 500 else "fatal"
+    issues: list[dict[str, object]] = [
+        {"severity": severity, "code": code, "details": {"text": title}, "diagnostics": detail}
+    ]
+    if isinstance(errors, list):
+        for err in errors:
+            if isinstance(err, dict):
+                issues.append(
+                    {
+                        "severity": "error",
+                        "code": "invalid",
+                        "diagnostics": str(err.get("message", "")),
+                        "expression": [str(err.get("field", ""))],
+                    }
+                )
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
 def problem(request: Request, status: int, title: str, detail: str, slug: str, **extra: object) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if request.url.path.startswith(FHIR_PREFIX):
+        body = operation_outcome(status, title, detail, extra.get("errors"))
+        return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
     body = {
         "type": f"https://ketacare.example/problems/{slug}",
         "title": title,
@@ -43,7 +86,6 @@ def problem(request: Request, status: int, title: str, detail: str, slug: str, *
         "instance": request.url.path,
         **extra,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -48,6 +48,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Review", "/my/review", Permission.review_write),
     ("Staff", "/admin/users", Permission.user_manage),
     ("API tokens", "/admin/tokens", Permission.token_manage),
+    ("FHIR exchange", "/fhir-exchange", Permission.fhir_read),
     ("Audit trail", "/audit", Permission.audit_read),
     ("Account", "/account", Permission.account),
 ]
@@ -66,9 +67,9 @@ def _local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M
 def build_templates(clinic_time_zone: str) -> Jinja2Templates:
     loader = ChoiceLoader(
         [
-            FileSystemLoader(str(PACKAGE_DIR / name / "templates"))
+            FileSystemLoader(str(PACKAGE_DIR / name.replace(".", "/") / "templates"))
             for name in FEATURES
-            if (PACKAGE_DIR / name / "templates").is_dir()
+            if (PACKAGE_DIR / name.replace(".", "/") / "templates").is_dir()
         ]
     )
     env = Environment(loader=loader, autoescape=select_autoescape(["html"]), auto_reload=False)

@@ -1,0 +1,79 @@
+"""``/fhir/R4``: the FHIR REST API (JSON only; every error an OperationOutcome), and the staff
+page that explains it. Thin: parse, call the service, answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import JSONResponse, Response
+
+from ketacare.auth.permissions import Permission
+from ketacare.auth.principal import Principal
+from ketacare.interop.fhir import service
+from ketacare.interop.fhir.resources import mappers
+from ketacare.web.deps import DbSession, public, require
+from ketacare.web.problems import FHIR_JSON
+from ketacare.web.templating import render
+
+BASE = "/fhir/R4"
+router = APIRouter()
+Reader = Annotated[Principal, require(Permission.fhir_read)]
+TypeName = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,40}$")]
+LogicalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+PatientId = Annotated[int, Path(ge=1, le=2**62)]
+PUBLISHED = dt.date.today().isoformat()
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + BASE
+
+
+def fhir_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+# --- the staff page --------------------------------------------------------------------------
+
+
+@router.get("/fhir-exchange", include_in_schema=False)
+def exchange_page(request: Request, actor: Reader) -> Response:
+    return render(
+        request,
+        "fhir_exchange.html",
+        {"base": base_url(request), "mappers": mappers(), "actor": actor},
+    )
+
+
+# --- the API: order matters, the fixed paths before /{type}/{id} -----------------------------
+
+
+@router.get(f"{BASE}/metadata", tags=["FHIR"])
+def metadata(request: Request, _public: Annotated[None, public()]) -> Response:
+    return fhir_response(service.capability_statement(base_url(request), PUBLISHED))
+
+
+@router.get(BASE + "/Patient/{patient_id}/$everything", tags=["FHIR"])
+def patient_everything(
+    request: Request,
+    db: DbSession,
+    actor: Reader,
+    patient_id: PatientId,
+    _type: str | None = None,
+    _since: str | None = None,
+) -> Response:
+    types = [t for t in _type.split(",") if t] if _type else None
+    resources = service.everything(db, actor, patient_id, types=types, since=_since)
+    return fhir_response(service.everything_bundle(base_url(request), resources))
+
+
+@router.get(BASE + "/{resource_type}", tags=["FHIR"])
+def search_type(request: Request, db: DbSession, actor: Reader, resource_type: TypeName) -> Response:
+    query, page = service.search_page(db, actor, resource_type, list(request.query_params.multi_items()))
+    return fhir_response(service.searchset(base_url(request), resource_type, query, page))
+
+
+@router.get(BASE + "/{resource_type}/{logical_id}", tags=["FHIR"])
+def read(db: DbSession, actor: Reader, resource_type: TypeName, logical_id: LogicalId) -> Response:
+    return fhir_response(service.read(db, actor, resource_type, logical_id))
