@@ -4,8 +4,8 @@ error, SMART-style token scopes, clinic isolation and the audit entry per patien
 from __future__ import annotations
 
 from ketacare.interop.fhir.resources import mappers
-from tests.interop_fhir.conftest import FHIR_JSON, validate, validate_bundle
 from tests.helpers import audit_entries
+from tests.interop_fhir.conftest import FHIR_JSON, validate, validate_bundle
 
 BASE = "/fhir/R4"
 
@@ -49,7 +49,9 @@ def test_another_clinics_patient_is_not_found(browser, world, token_for) -> None
 def test_search_by_name_and_birthdate_with_paging(browser, world, token_for, db) -> None:
     headers = token_for("system/*.read")
     client = browser().client
-    bundle = client.get(f"{BASE}/Patient", params={"birthdate": "1980-05", "_count": "1"}, headers=headers).json()
+    bundle = client.get(
+        f"{BASE}/Patient", params={"birthdate": "1980-05", "_count": "1"}, headers=headers
+    ).json()
     first = validate_bundle(bundle)
     assert len(first) == 1 and bundle["type"] == "searchset"
     links = {link["relation"]: link["url"] for link in bundle["link"]}
@@ -101,3 +103,12 @@ def test_everything_holds_the_patient_and_their_organization(browser, world, tok
     assert resources[0]["resourceType"] == "Patient" and resources[0]["id"] == str(world.patient_a.id)
     ids = {(r["resourceType"], r["id"]) for r in resources}
     assert ("Patient", str(world.patient_b.id)) not in ids
+
+
+def test_demo_clinic_patients_all_validate(demo_fhir) -> None:
+    bundle = demo_fhir.get(f"{BASE}/Patient", _count="100")
+    patients = validate_bundle(bundle)
+    assert len(patients) == 12
+    assert all(
+        p["managingOrganization"]["reference"] == f"Organization/{demo_fhir.clinic_id}" for p in patients
+    )
