@@ -822,3 +822,13 @@ def outcomes_send_due(
         outgoing = outcomes.send_due(db, settings.secret_key, base_url, dt.datetime.now(dt.UTC))
     sent = sum(outcome_mail.send(settings, message) for message in outgoing)
     console.print(f"{len(outgoing)} links issued, {sent} e-mails sent.")
+
+
+# --- fhir ---------------------------------------------------------------------------------
+
+fhir_app = typer.Typer(help="FHIR R4: bulk export to NDJSON and import from NDJSON.", no_args_is_help=True)
+app.add_typer(fhir_app, name="fhir")
+
+# --- fhir export (the bulk export's commands go here) -------------------------------------
+
+# --- fhir import (the import's commands go here) ------------------------------------------

@@ -47,6 +47,8 @@ def exchange_page(request: Request, actor: Reader) -> Response:
 
 
 # --- the API: order matters, the fixed paths before /{type}/{id} -----------------------------
+# Sub-routers with fixed paths ($export, $import, bulk status) are included here, above the
+# generic /{resource_type} routes.
 
 
 @router.get(f"{BASE}/metadata", tags=["FHIR"])

@@ -39,11 +39,19 @@ def mapper_for(resource_type: str) -> Mapper:
     return found
 
 
-def check_type(actor: Principal, resource_type: str) -> None:
+def may_read(actor: Principal, mapper: Mapper) -> bool:
     allowed = auth.fhir_types_readable(actor)
-    if allowed is not None and resource_type not in allowed:
+    if allowed is not None and mapper.resource_type not in allowed:
+        return False
+    return not (
+        mapper.permission and actor.role is not None and mapper.permission not in auth.permissions_of(actor)
+    )
+
+
+def check_type(actor: Principal, resource_type: str) -> None:
+    if not may_read(actor, mapper_for(resource_type)):
         raise Forbidden(
-            f"This token's scopes do not include system/{resource_type}.read.",
+            f"Reading {resource_type} needs system/{resource_type}.read (tokens) or a role that holds it.",
             audit=[PendingAudit("access.denied", "fhir", resource_type, detail="scope")],
         )
 
@@ -138,26 +146,21 @@ def everything(
             since_at = search.parse_date(since).start
         except ValueError as exc:
             raise InvalidInput(f"_since: {exc}", errors={"_since": str(exc)}) from exc
-    allowed = auth.fhir_types_readable(actor)
     out: list[Resource] = [patient]
     for name, mapper in mappers().items():
         if name == "Patient" or not mapper.patient_data:
             continue
-        if (wanted is not None and name not in wanted) or (allowed is not None and name not in allowed):
+        if (wanted is not None and name not in wanted) or not may_read(actor, mapper):
             continue
         found = list(mapper.read(db, Scope(actor.clinic_id, patient_ids=[patient_id], since=since_at)))
         _audit_reads(db, actor, "fhir.everything", mapper, found)
         out.extend(found)
-    out.extend(_referenced(db, actor, out, wanted, allowed))
+    out.extend(_referenced(db, actor, out, wanted))
     return out
 
 
 def _referenced(
-    db: Session,
-    actor: Principal,
-    resources: Sequence[Resource],
-    wanted: set[str] | None,
-    allowed: frozenset[str] | None,
+    db: Session, actor: Principal, resources: Sequence[Resource], wanted: set[str] | None
 ) -> list[Resource]:
     """The non-patient resources (Organization, Practitioner, Location, Questionnaire...) that
     the record points at, so the bundle stands on its own."""
@@ -171,7 +174,7 @@ def _referenced(
         mapper = mappers().get(kind)
         if mapper is None or mapper.patient_data:
             continue
-        if (wanted is not None and kind not in wanted) or (allowed is not None and kind not in allowed):
+        if (wanted is not None and kind not in wanted) or not may_read(actor, mapper):
             continue
         out.extend(mapper.read(db, Scope(actor.clinic_id, ids=sorted(ids))))
     return out

@@ -16,6 +16,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from ketacare import models
+from ketacare.auth.permissions import Permission
 
 Resource = dict[str, Any]
 
@@ -53,7 +54,8 @@ class SearchParam:
     """A search parameter as paths into the resource's JSON (dotted; lists are walked).
 
     ``kind`` is ``token`` (a code, Coding, CodeableConcept or Identifier), ``date`` (a date,
-    dateTime, instant or Period) or ``reference`` (a Reference's ``reference``).
+    dateTime, instant or Period), ``string`` (starts with, case-insensitive; ``:exact`` and
+    ``:contains`` modifiers) or ``reference`` (a Reference's ``reference``).
     """
 
     name: str
@@ -70,6 +72,9 @@ class Mapper:
     patient_paths: tuple[str, ...] = ()
     profile: str | None = None  # the US Core profile the resources claim, where one exists
     documentation: str = ""
+    # A permission people need beyond fhir_read (AuditEvent: audit_read); tokens need the type's
+    # scope or system/*.read as for any type.
+    permission: Permission | None = None
     search_names: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
