@@ -59,7 +59,7 @@ def check_type(actor: Principal, resource_type: str) -> None:
 def patient_ids_of(mapper: Mapper, resource: Resource) -> set[int]:
     """The KetaCare patient ids a resource is about (empty for non-patient resources)."""
     found: set[int] = set()
-    for path in mapper.patient_paths:
+    for path in (*mapper.patient_paths, *mapper.listed_patient_paths):
         if path == "id":
             found.add(int(resource["id"]))
             continue

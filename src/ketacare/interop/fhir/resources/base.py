@@ -70,6 +70,9 @@ class Mapper:
     search_params: tuple[SearchParam, ...] = ()
     # Paths holding a reference to the patient ("subject", "patient"); empty: not patient data.
     patient_paths: tuple[str, ...] = ()
+    # Paths to patients a resource lists without being their data (Group.member.entity): a read
+    # is audited per listed patient, but the type stays out of the patient compartment exports.
+    listed_patient_paths: tuple[str, ...] = ()
     profile: str | None = None  # the US Core profile the resources claim, where one exists
     documentation: str = ""
     # A permission people need beyond fhir_read (AuditEvent: audit_read); tokens need the type's
