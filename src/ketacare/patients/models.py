@@ -1,10 +1,12 @@
-"""The patient record: demographics, contact, body measurements, conditions, medications, allergies."""
+"""The patient record: demographics, contact, body measurements, conditions, medications, allergies,
+and observations recorded by other systems."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ketacare.db import Base, utcnow
@@ -90,4 +92,28 @@ class Allergy(Base):
     substance: Mapped[str] = mapped_column(String(120))
     reaction: Mapped[str | None] = mapped_column(String(200))
     severity: Mapped[str] = mapped_column(String(20))
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class PatientObservation(Base):
+    """An observation another system recorded (vital signs, a pain score), kept with its original
+    code and the unit KetaCare stores it in; imported from FHIR, shown on the record and exported
+    again. KetaCare's own rules (doses, alarms, outcomes) never read it. A panel (blood pressure)
+    has no ``value`` of its own: its parts are in ``components``."""
+
+    __tablename__ = "patient_observations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    code_system: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(40))
+    display: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(40))  # FHIR observation-category code
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(40))  # UCUM
+    # [{"code_system", "code", "display", "value", "unit"}] for a panel; None otherwise.
+    components: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    effective_at: Mapped[dt.datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(200))  # where it came from, e.g. "FHIR import: Observation/x"
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

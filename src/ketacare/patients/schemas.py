@@ -203,6 +203,46 @@ class MedicationCreate(BaseModel):
         return self
 
 
+class ObservationPart(BaseModel):
+    """A coded value in the unit KetaCare stores it in (UCUM)."""
+
+    code_system: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=40)
+    display: str = Field(min_length=1, max_length=200)
+    value: float = Field(allow_inf_nan=False)
+    unit: str | None = Field(default=None, max_length=40)
+
+
+class ExternalObservationCreate(BaseModel):
+    """An observation recorded by another system. The caller has mapped its code and converted
+    its unit; plausibility is the caller's (it knows what the code means)."""
+
+    code_system: str = Field(min_length=1, max_length=100)
+    code: str = Field(min_length=1, max_length=40)
+    display: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=40)
+    value: float | None = Field(default=None, allow_inf_nan=False)
+    unit: str | None = Field(default=None, max_length=40)
+    components: list[ObservationPart] | None = None
+    effective_at: dt.datetime
+    source: str = Field(min_length=1, max_length=200)
+
+    @field_validator("effective_at")
+    @classmethod
+    def _when(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("The time needs its UTC offset.")
+        if value > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5):
+            raise ValueError("The observation time cannot be in the future.")
+        return value.astimezone(dt.UTC)
+
+    @model_validator(mode="after")
+    def _a_value(self) -> Self:
+        if (self.value is None) == (not self.components):
+            raise ValueError("Give either a value or the components of a panel.")
+        return self
+
+
 class AllergyCreate(BaseModel):
     substance: ShortText
     reaction: str | None = Field(default=None, max_length=200)

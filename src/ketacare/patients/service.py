@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -15,10 +15,11 @@ from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit
-from ketacare.patients.models import Allergy, Condition, Measurement, Medication, Patient
+from ketacare.patients.models import Allergy, Condition, Measurement, Medication, Patient, PatientObservation
 from ketacare.patients.schemas import (
     AllergyCreate,
     ConditionCreate,
+    ExternalObservationCreate,
     MeasurementCreate,
     MedicationCreate,
     PatientCreate,
@@ -36,6 +37,8 @@ class PatientRecord:
     conditions: list[Condition]
     medications: list[Medication]
     allergies: list[Allergy]
+    # Recorded by other systems (FHIR import), newest first.
+    observations: list[PatientObservation] = field(default_factory=list)
 
     @property
     def latest_weight(self) -> Measurement | None:
@@ -203,6 +206,13 @@ def record(db: Session, actor: Principal, patient_id: int) -> PatientRecord:
         allergies=list(
             db.execute(select(Allergy).where(Allergy.patient_id == patient_id).order_by(Allergy.id)).scalars()
         ),
+        observations=list(
+            db.execute(
+                select(PatientObservation)
+                .where(PatientObservation.patient_id == patient_id)
+                .order_by(PatientObservation.effective_at.desc(), PatientObservation.id.desc())
+            ).scalars()
+        ),
     )
     audit.record(db, actor, "patient.read", "patient", resource_id=patient.id, patient_id=patient.id)
     return result
@@ -279,6 +289,30 @@ def add_allergy(db: Session, actor: Principal, patient_id: int, data: AllergyCre
         resource_id=row.id,
         patient_id=patient_id,
         detail=data.substance,
+    )
+    return row
+
+
+def add_external_observation(
+    db: Session, actor: Principal, patient_id: int, data: ExternalObservationCreate
+) -> PatientObservation:
+    """Keep an observation another system recorded (a FHIR import) on the record."""
+    visible_patient(db, actor, patient_id, "patient.observation.add")
+    fields = data.model_dump(exclude={"components"})
+    components = [c.model_dump() for c in data.components] if data.components else None
+    row = PatientObservation(
+        patient_id=patient_id, components=components, recorded_by_id=actor.user_id, **fields
+    )
+    db.add(row)
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "patient.observation.add",
+        "observation",
+        resource_id=row.id,
+        patient_id=patient_id,
+        detail=f"{data.code_system}|{data.code} at {data.effective_at.isoformat()} from {data.source}",
     )
     return row
 

@@ -68,3 +68,26 @@ class FhirExportFile(Base):
     resource_type: Mapped[str] = mapped_column(String(40))
     file_name: Mapped[str] = mapped_column(String(120))
     count: Mapped[int] = mapped_column(Integer)
+
+
+class FhirImportLink(Base):
+    """What an NDJSON import wrote for one source resource, so a re-import is idempotent: the same
+    line again is "unchanged", a changed Patient updates demographics, anything else changed is
+    refused. ``source_system`` names the system the files came from (ids are only unique there);
+    ``source_id`` is the resource's ``id``, or the SHA-256 of its canonical JSON when it has none."""
+
+    __tablename__ = "fhir_import_links"
+    __table_args__ = (UniqueConstraint("clinic_id", "source_system", "resource_type", "source_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
+    source_system: Mapped[str] = mapped_column(String(100))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    source_id: Mapped[str] = mapped_column(String(64))
+    local_table: Mapped[str] = mapped_column(String(40))
+    local_id: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
