@@ -15,6 +15,7 @@ from ketacare import __version__
 from ketacare.config import Settings
 from ketacare.db import make_engine, make_sessionmaker
 from ketacare.features import FEATURES
+from ketacare.interop.fhir.bulk import start_worker as start_fhir_export_worker
 from ketacare.migrations import ensure_at_head
 from ketacare.web import csrf, problems
 from ketacare.web.templating import PACKAGE_DIR, build_templates
@@ -34,7 +35,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if check_migrations:
             ensure_at_head(engine)
-        yield
+        fhir_export_worker = start_fhir_export_worker(settings, engine)  # FHIR Bulk Data jobs
+        try:
+            yield
+        finally:
+            if fhir_export_worker is not None:
+                fhir_export_worker.stop()
 
     app = FastAPI(
         title="KetaCare API",

@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "KetaCare <no-reply@ketacare.invalid>"
+    # FHIR Bulk Data export: where the NDJSON files go (empty = <data dir>/fhir-exports), whether
+    # this process runs the background worker (unset = yes, except in tests), how long finished
+    # files are kept, how many lines a file holds before the next one starts, and when a running
+    # job's worker is presumed dead (no heartbeat) so the job is queued again.
+    fhir_export_dir: Path | None = None
+    fhir_export_worker: bool | None = None
+    fhir_export_retention_hours: int = Field(default=24, ge=1, le=24 * 90)
+    fhir_export_file_max_lines: int = Field(default=100_000, ge=1)
+    fhir_export_stale_after_seconds: int = Field(default=120, ge=5)
 
     @field_validator("clinic_time_zone")
     @classmethod
@@ -71,6 +80,16 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ketacare.sqlite3').resolve()}"
+
+    @property
+    def resolved_fhir_export_dir(self) -> Path:
+        return (self.fhir_export_dir or self.data_dir / "fhir-exports").resolve()
+
+    @property
+    def runs_fhir_export_worker(self) -> bool:
+        if self.fhir_export_worker is not None:
+            return self.fhir_export_worker
+        return self.environment != Environment.test
 
     @property
     def is_sqlite(self) -> bool:
