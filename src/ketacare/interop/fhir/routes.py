@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
-from ketacare.interop.fhir import bulk_routes, service
+from ketacare.interop.fhir import bulk_routes, import_routes, service
 from ketacare.interop.fhir.resources import mappers
 from ketacare.web.deps import DbSession, public, require
 from ketacare.web.problems import FHIR_JSON
@@ -50,6 +50,7 @@ def exchange_page(request: Request, actor: Reader) -> Response:
 # Sub-routers with fixed paths ($export, $import, bulk status) are included here, above the
 # generic /{resource_type} routes.
 router.include_router(bulk_routes.router)
+router.include_router(import_routes.router)
 
 
 @router.get(f"{BASE}/metadata", tags=["FHIR"])

@@ -1,0 +1,158 @@
+"""FHIR NDJSON import over HTTP: ``POST /fhir/R4/$import`` for system clients, and the staff page
+``/fhir-exchange/imports`` where a clinic admin uploads files. Thin: read the body, run the
+importer, answer with the per-line report."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from starlette.responses import JSONResponse, Response
+
+from ketacare.auth.permissions import Permission
+from ketacare.auth.principal import Principal
+from ketacare.interop.fhir import importer
+from ketacare.web.deps import DbSession, require
+from ketacare.web.problems import FHIR_JSON
+from ketacare.web.templating import render
+
+BASE = "/fhir/R4"
+router = APIRouter()
+Writer = Annotated[Principal, require(Permission.fhir_write)]
+MAX_IMPORT_BYTES = 50 * 1024 * 1024  # per request: larger migrations use `ketacare fhir import`
+NDJSON_TYPES = frozenset({"application/fhir+ndjson", "application/x-ndjson", "application/ndjson"})
+MAX_ISSUES = 1000  # rejected lines listed in the OperationOutcome; the JSON report lists all
+
+
+def _outcome(status: int, code: str, text: str) -> Response:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
+
+
+def _too_large() -> Response:
+    return _outcome(
+        413,
+        "too-long",
+        f"The body is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB; nothing was imported. "
+        "Split the file, or import it with `ketacare fhir import`.",
+    )
+
+
+class Body:
+    """The request body spooled to a temporary file (streamed, never held whole in memory), or
+    ``too_large`` once it passes the limit."""
+
+    def __init__(self, spool: IO[bytes] | None) -> None:
+        self.spool = spool
+
+    @property
+    def too_large(self) -> bool:
+        return self.spool is None
+
+
+async def ndjson_body(request: Request) -> Body:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_IMPORT_BYTES:
+        return Body(None)
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115 (returned)
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_IMPORT_BYTES:
+            spool.close()
+            return Body(None)
+        spool.write(chunk)
+    return Body(spool)
+
+
+def operation_outcome(report: importer.ImportReport) -> dict[str, Any]:
+    """The summary first (information), then one issue per rejected line."""
+    issues: list[dict[str, Any]] = [
+        {"severity": "information", "code": "informational", "diagnostics": f"Import: {report.summary()}."}
+    ]
+    several = len(report.files) > 1
+    for result in report.rejected[:MAX_ISSUES]:
+        where = f"{result.file} line {result.line}" if several else f"line {result.line}"
+        issues.append(
+            {
+                "severity": "error",
+                "code": result.issue_code or "processing",
+                "diagnostics": result.reason or "rejected",
+                "expression": [where],
+            }
+        )
+    more = len(report.rejected) - MAX_ISSUES
+    if more > 0:
+        issues.append(
+            {
+                "severity": "warning",
+                "code": "too-costly",
+                "diagnostics": f"{more} more rejected lines are not listed; ask with _report=json for all.",
+            }
+        )
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+@router.post(BASE + "/$import", tags=["FHIR"])
+def import_ndjson(
+    request: Request,
+    db: DbSession,
+    actor: Writer,
+    body: Annotated[Body, Depends(ndjson_body)],
+    source: str = "",
+    _report: str | None = None,
+) -> Response:
+    """Import Patient, Condition, Observation and MedicationStatement resources, one per line.
+    Answers 200 with an OperationOutcome (or ``_report=json``: the plain per-line report)."""
+    if body.too_large or body.spool is None:
+        return _too_large()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in NDJSON_TYPES:
+        body.spool.close()
+        return _outcome(
+            415,
+            "not-supported",
+            "Send the resources as NDJSON (Content-Type: application/fhir+ndjson or application/x-ndjson).",
+        )
+    if _report not in (None, "json", "outcome"):
+        body.spool.close()
+        return _outcome(400, "invalid", "_report is 'json' (the per-line report) or 'outcome' (the default).")
+    with body.spool as spool:
+        report = importer.Importer(db, actor, source_system=source).run([importer.NdjsonFile("body", spool)])
+    if _report == "json":
+        return JSONResponse(report.as_json())
+    return JSONResponse(operation_outcome(report), media_type=FHIR_JSON)
+
+
+# --- the staff page ---------------------------------------------------------------------------
+
+
+@router.get("/fhir-exchange/imports", include_in_schema=False)
+def imports_page(request: Request, actor: Writer) -> Response:
+    return render(request, "fhir_imports.html", {"report": None, "max_mb": MAX_IMPORT_BYTES // (1024 * 1024)})
+
+
+@router.post("/fhir-exchange/imports", include_in_schema=False)
+def imports_upload(
+    request: Request,
+    db: DbSession,
+    actor: Writer,
+    files: Annotated[list[UploadFile], File()],
+    source: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    context: dict[str, Any] = {"report": None, "max_mb": MAX_IMPORT_BYTES // (1024 * 1024), "source": source}
+    chosen = [f for f in files if f.filename]
+    if not chosen:
+        return render(
+            request, "fhir_imports.html", {**context, "error": "Choose one or more .ndjson files."}, 422
+        )
+    if sum(f.size or 0 for f in chosen) > MAX_IMPORT_BYTES:
+        error = f"The files are larger than {context['max_mb']} MB together; nothing was imported."
+        return render(request, "fhir_imports.html", {**context, "error": error}, 413)
+    sources = [importer.NdjsonFile(f.filename or "upload", f.file) for f in chosen]
+    report = importer.Importer(db, actor, source_system=source).run(sources)
+    return render(request, "fhir_imports.html", {**context, "report": report})
