@@ -18,6 +18,7 @@ from ketacare.knowledge.contraindications import mme_rule
 from ketacare.knowledge.outcomes import default_schedule, instruments, outcome_rules
 from ketacare.outcomes import rules, service
 from ketacare.outcomes.schemas import DiaryIn, OneOffIn, SeriesIn, SettingsIn
+from ketacare.sessions import service as sessions
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, public, require
 from ketacare.web.forms import FormData
@@ -121,8 +122,13 @@ def my_diary_add(request: Request, db: DbSession, actor: Self_, form: FormData) 
 # --- the prescriber's view -----------------------------------------------------------------------------
 
 
+def _trajectory(db: DbSession, actor: Principal, patient_id: int) -> service.Trajectory:
+    starts = [s.started_at for s in sessions.patient_sessions(db, actor, patient_id) if s.started_at]
+    return service.trajectory(db, actor, patient_id, starts)
+
+
 def _patient_context(db: DbSession, actor: Principal, patient_id: int) -> dict[str, Any]:
-    t = service.trajectory(db, actor, patient_id)
+    t = _trajectory(db, actor, patient_id)
     return {
         "t": t,
         "patient_id": patient_id,
@@ -245,7 +251,7 @@ def settings_save(request: Request, db: DbSession, actor: SettingsAdmin, form: F
 
 @router.get("/api/v1/patients/{patient_id}/outcomes", tags=["outcomes"])
 def api_outcomes(db: DbSession, actor: Reader, patient_id: RowId) -> dict[str, Any]:
-    t = service.trajectory(db, actor, patient_id)
+    t = _trajectory(db, actor, patient_id)
     return {
         "patient_id": patient_id,
         "baseline": t.baseline,

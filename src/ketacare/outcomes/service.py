@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,6 @@ from ketacare.outcomes.models import (
 from ketacare.outcomes.schemas import DiaryIn, OneOffIn, SeriesIn, SettingsIn
 from ketacare.patients import service as patients
 from ketacare.screening.eligibility import MedicationFact, mme_per_day
-from ketacare.sessions import service as sessions
 
 TOKEN_PURPOSE = "outcome-follow-up"  # noqa: S105 (a token purpose, not a secret)
 OPEN = ("scheduled", "sent")
@@ -174,6 +173,41 @@ def schedule_series(
     return created
 
 
+def schedule_after_series(db: Session, actor: Principal, patient_id: int, series_end_on: dt.date) -> int:
+    """The follow-ups after a series, scheduled once (a session's discharge calls this when it
+    ends a series): none are added when that series' follow-ups exist. Returns how many were."""
+    existing = db.execute(
+        select(FollowUp.id)
+        .where(
+            FollowUp.patient_id == patient_id,
+            FollowUp.series_end_on == series_end_on,
+            FollowUp.status != "cancelled",
+        )
+        .limit(1)
+    ).first()
+    if existing is not None:
+        return 0
+    return len(schedule_series(db, actor, patient_id, SeriesIn(series_end_on=series_end_on)))
+
+
+def end_of_session(db: Session, actor: Principal, patient_id: int, on: dt.date) -> FollowUp:
+    """The end-of-session questionnaire of a session discharged on ``on``, created once: the
+    patient's end-of-session questionnaire of that day if there is one (sessions are at most
+    daily, so a day stands for a session, and a second discharge the same day adds none)."""
+    row = db.execute(
+        select(FollowUp)
+        .where(
+            FollowUp.patient_id == patient_id,
+            FollowUp.timepoint == END_OF_SESSION,
+            FollowUp.due_on == on,
+            FollowUp.status != "cancelled",
+        )
+        .order_by(FollowUp.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return row or add_one_off(db, actor, patient_id, OneOffIn(timepoint=END_OF_SESSION, due_on=on))
+
+
 def add_one_off(db: Session, actor: Principal, patient_id: int, data: OneOffIn) -> FollowUp:
     """A baseline (before a series) or end-of-session questionnaire."""
     patients.visible_patient(db, actor, patient_id, "follow_up.schedule")
@@ -205,6 +239,9 @@ def add_one_off(db: Session, actor: Principal, patient_id: int, data: OneOffIn) 
         detail=data.timepoint,
     )
     return row
+
+
+END_OF_SESSION = "end_of_session"
 
 
 def _follow_up(db: Session, actor: Principal, follow_up_id: int, action: str) -> FollowUp:
@@ -603,7 +640,11 @@ def _baseline(scores: list[OutcomeScore]) -> dict[str, float]:
     return result
 
 
-def trajectory(db: Session, actor: Principal, patient_id: int) -> Trajectory:
+def trajectory(
+    db: Session, actor: Principal, patient_id: int, session_starts: Sequence[dt.datetime]
+) -> Trajectory:
+    """The patient's outcomes over time; ``session_starts``: when their treatment sessions began
+    (from the sessions feature, which calls this feature at discharge)."""
     patients.visible_patient(db, actor, patient_id, "outcomes.read")
     scores = list(
         db.execute(
@@ -627,9 +668,7 @@ def trajectory(db: Session, actor: Principal, patient_id: int) -> Trajectory:
             select(MmeReading).where(MmeReading.patient_id == patient_id).order_by(MmeReading.measured_on)
         ).scalars()
     )
-    t.session_dates = sorted(
-        s.started_at for s in sessions.patient_sessions(db, actor, patient_id) if s.started_at is not None
-    )
+    t.session_dates = sorted(session_starts)
     t.follow_ups = list(
         db.execute(
             select(FollowUp).where(FollowUp.patient_id == patient_id).order_by(FollowUp.due_on, FollowUp.id)

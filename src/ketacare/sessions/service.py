@@ -28,6 +28,7 @@ from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, Pending
 from ketacare.knowledge.sessions import AlarmRule, SessionRules, session_rules
 from ketacare.ledger import rules as ledger_rules
 from ketacare.ledger import service as ledger
+from ketacare.outcomes import service as outcomes
 from ketacare.patients import service as patients
 from ketacare.pharmacology import Patient as PkPatient
 from ketacare.pharmacology import PharmacologyInputError, simulate
@@ -1412,7 +1413,19 @@ def discharge(
         patient_id=row.patient_id,
         detail=f"override: {data.override_reason}" if data.override_reason else "checklist green",
     )
+    _follow_up(db, actor, row, at)
     return row
+
+
+def _follow_up(db: Session, actor: Principal, row: TreatmentSession, at: dt.datetime) -> None:
+    """At discharge (in the same transaction): the end-of-session questionnaire, and when the
+    session is the last of its plan's series, the follow-ups after the series (the outcomes
+    feature's schedule: day 1, weeks 1, 2, 4, 8, 12, then monthly). Days are the clinic's."""
+    day = at.astimezone(zoneinfo.ZoneInfo(clinic_zone(db, row.clinic_id))).date()
+    outcomes.end_of_session(db, actor, row.patient_id, day)
+    plan = next((p for p in planning.patient_plans(db, actor, row.patient_id) if p.id == row.plan_id), None)
+    if plan is not None and row.number >= plan.sessions:
+        outcomes.schedule_after_series(db, actor, row.patient_id, day)
 
 
 # --- the session view and the board -----------------------------------------------------------
