@@ -831,4 +831,95 @@ app.add_typer(fhir_app, name="fhir")
 
 # --- fhir export (the bulk export's commands go here) -------------------------------------
 
+
+@fhir_app.command("export")
+def fhir_export(
+    out: Annotated[Path, typer.Option(help="Directory for the NDJSON files and manifest.json.")],
+    clinic: Annotated[str | None, typer.Option(help="Clinic slug (needed when there are several).")] = None,
+    type_: Annotated[
+        str | None, typer.Option("--type", help="Comma list of resource types, e.g. Patient,Observation.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only what changed since this FHIR instant, e.g. 2026-01-01T00:00:00Z.")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="A Group id (protocol-...): only its patients' data.")
+    ] = None,
+) -> None:
+    """FHIR Bulk Data export in the foreground: one NDJSON file per type and a manifest."""
+    import datetime as dt
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ketacare.interop.fhir import bulk
+
+    settings = settings_or_fail()
+    engine = _migrated_engine()
+    factory = make_sessionmaker(engine)
+    types = [t.strip() for t in type_.split(",") if t.strip()] if type_ is not None else None
+    if type_ is not None and not types:
+        fail("--type: name at least one resource type.")
+    with transaction(factory) as db:
+        try:
+            clinic_id = bulk.command_clinic(db, clinic)
+            plan = bulk.plan_command_export(db, clinic_id, types, since, group)
+        except KetaCareError as exc:
+            fail(_describe(exc))
+    started = dt.datetime.now(dt.UTC)
+    reader_engine = bulk.snapshot_engine(engine)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:>9,} resources"),
+    )
+    try:
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            tasks: dict[str, Any] = {}
+
+            def show(resource_type: str, count: int) -> None:
+                if resource_type not in tasks:
+                    tasks[resource_type] = progress.add_task(resource_type, total=None)
+                progress.update(tasks[resource_type], completed=count)
+
+            reader = make_sessionmaker(reader_engine)()
+            try:
+                result = bulk.write_ndjson(
+                    reader,
+                    clinic_id,
+                    plan.types,
+                    out,
+                    since=plan.since,
+                    patient_ids=plan.patient_ids,
+                    max_lines=settings.fhir_export_file_max_lines,
+                    progress=show,
+                )
+            finally:
+                reader.rollback()
+                reader.close()
+            for task in tasks.values():
+                progress.update(task, total=progress.tasks[task].completed or 1)
+    except OSError as exc:
+        fail(f"Cannot write to {out}: {exc.strerror or exc}")
+    finally:
+        if reader_engine is not engine and engine.dialect.name == "sqlite":
+            reader_engine.dispose()
+    request = "ketacare fhir export" + "".join(
+        f" --{name} {value}"
+        for name, value in (("clinic", clinic), ("type", type_), ("since", since), ("group", group))
+        if value
+    )
+    bulk.write_manifest(out, started, request, result)
+    with transaction(factory) as db:
+        bulk.record_command_export(db, clinic_id, out, plan, result)
+    table = Table("Type", "Resources", "Files")
+    for name in plan.types:
+        files = [f.file_name for f in result.files if f.resource_type == name]
+        table.add_row(name, f"{result.counts.get(name, 0):,}", ", ".join(files) or "-")
+    console.print(table)
+    total = sum(result.counts.values())
+    console.print(
+        f"Exported {total:,} resources of {len(result.patient_ids):,} patients to {out} (manifest.json)."
+    )
+
+
 # --- fhir import (the import's commands go here) ------------------------------------------

@@ -75,7 +75,9 @@ def finish(demo: DemoFhir, location: str, headers: dict[str, str] | None = None)
     return body
 
 
-def download(demo: DemoFhir, manifest: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, list]:
+def download(
+    demo: DemoFhir, manifest: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, list]:
     """Every file of the manifest, each line parsed and validated; type -> resources."""
     out: dict[str, list[dict[str, Any]]] = {}
     for item in manifest["output"]:
@@ -146,7 +148,9 @@ def test_system_export_through_the_protocol_validates_every_line(demo_fhir: Demo
         )
         assert audited == patient_ids
         assert db.execute(
-            select(AuditEntry).where(AuditEntry.action == "fhir.export.kickoff", AuditEntry.resource_id == job.id)
+            select(AuditEntry).where(
+                AuditEntry.action == "fhir.export.kickoff", AuditEntry.resource_id == job.id
+            )
         ).scalar_one()
 
 
@@ -224,7 +228,9 @@ def test_bad_kick_off_is_an_operation_outcome_and_makes_no_job(
     demo_fhir: DemoFhir, headers: dict[str, str], params: dict[str, str], status: int, words: str
 ) -> None:
     before = job_count(demo_fhir)
-    response = demo_fhir.client.get(f"{BASE}/$export", params=params, headers={**demo_fhir.headers, **headers})
+    response = demo_fhir.client.get(
+        f"{BASE}/$export", params=params, headers={**demo_fhir.headers, **headers}
+    )
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(FHIR_JSON)
     body = response.json()
@@ -239,7 +245,9 @@ def test_patient_level_refuses_a_type_outside_the_compartment_and_unknown_group(
         f"{BASE}/Patient/$export", params={"_type": "Group"}, headers={**demo_fhir.headers, **ASYNC}
     )
     assert wrong.status_code == 400 and "not patient data" in wrong.json()["issue"][0]["diagnostics"]
-    missing = demo_fhir.client.get(f"{BASE}/Group/protocol-nope/$export", headers={**demo_fhir.headers, **ASYNC})
+    missing = demo_fhir.client.get(
+        f"{BASE}/Group/protocol-nope/$export", headers={**demo_fhir.headers, **ASYNC}
+    )
     assert missing.status_code == 404 and missing.json()["resourceType"] == "OperationOutcome"
     assert job_count(demo_fhir) == before
 
@@ -268,7 +276,12 @@ def test_delete_removes_the_files_and_the_job(demo_fhir: DemoFhir) -> None:
     assert demo_fhir.client.delete(status_path(location), headers=demo_fhir.headers).status_code == 202
     assert not folder.exists()
     assert demo_fhir.client.get(status_path(location), headers=demo_fhir.headers).status_code == 404
-    assert demo_fhir.client.get(urlsplit(manifest["output"][0]["url"]).path, headers=demo_fhir.headers).status_code == 404
+    assert (
+        demo_fhir.client.get(
+            urlsplit(manifest["output"][0]["url"]).path, headers=demo_fhir.headers
+        ).status_code
+        == 404
+    )
     with demo_fhir.db() as db:
         job = db.get(FhirExportJob, job_id)
         assert job is not None and job.status == "cancelled"

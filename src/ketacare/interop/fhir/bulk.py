@@ -381,6 +381,97 @@ def write_ndjson(
     return result
 
 
+# --- the command: the same writer in the foreground --------------------------------------------
+
+COMMAND_USER = "ketacare fhir export"
+
+
+@dataclass(frozen=True)
+class CommandExport:
+    types: list[str]
+    since: dt.datetime | None
+    patient_ids: list[int] | None
+    level: str
+
+
+def command_clinic(db: Session, slug: str | None) -> int:
+    """The clinic named by ``--clinic``, or the only one there is."""
+    clinics = table("clinics")
+    query = select(clinics.c.id, clinics.c.slug).order_by(clinics.c.slug)
+    if slug is not None:
+        query = query.where(clinics.c.slug == slug)
+    found = db.execute(query.limit(2)).all()
+    if slug is not None and not found:
+        raise NotFound(f"--clinic {slug}: no such clinic (see `ketacare clinic create`).")
+    if len(found) != 1:
+        raise ExportRefused("There are several clinics (or none): name one with --clinic SLUG.")
+    return int(found[0].id)
+
+
+def plan_command_export(
+    db: Session, clinic_id: int, types: Sequence[str] | None, since: str | None, group_id: str | None
+) -> CommandExport:
+    """What ``ketacare fhir export`` will write; a bad argument raises before anything is."""
+    level = "group" if group_id else "system"
+    possible = level_types(level)
+    unknown = [t for t in types or () if t not in mappers()]
+    if unknown:
+        raise ExportRefused(f"--type {', '.join(unknown)}: not served; choose from {', '.join(mappers())}.")
+    outside = [t for t in types or () if t not in possible]
+    if outside:
+        raise ExportRefused(f"--type {', '.join(outside)} is not patient data, so not in a group export.")
+    patient_ids = None
+    if group_id is not None:
+        patient_ids = group.member_ids(db, clinic_id, group_id)
+        if patient_ids is None:
+            raise NotFound(f"--group {group_id}: no such Group in this clinic (see /fhir/R4/Group).")
+    return CommandExport(
+        list(dict.fromkeys(types)) if types else possible,
+        parse_since(since) if since is not None else None,
+        patient_ids,
+        level,
+    )
+
+
+def record_command_export(
+    db: Session, clinic_id: int, out_dir: Path, plan: CommandExport, result: ExportResult
+) -> None:
+    """The audit entries of a command-line export: one per patient, one for the export."""
+    events = [
+        audit.AuditEvent(
+            "fhir.export", "fhir.export", resource_id="command", patient_id=pid, detail=plan.level
+        )
+        for pid in sorted(result.patient_ids)
+    ]
+    for start in range(0, len(events), AUDIT_BATCH):
+        audit.record_many(
+            db, None, events[start : start + AUDIT_BATCH], username=COMMAND_USER, clinic_id=clinic_id
+        )
+    audit.record(
+        db,
+        None,
+        "fhir.export.done",
+        "fhir.export",
+        resource_id="command",
+        detail=json.dumps({"out": str(out_dir), **result.counts, "patients": len(result.patient_ids)})[:2000],
+        username=COMMAND_USER,
+        clinic_id=clinic_id,
+    )
+
+
+def write_manifest(out_dir: Path, transaction_time: dt.datetime, request: str, result: ExportResult) -> Path:
+    body = {
+        "transactionTime": transaction_time.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "request": request,
+        "requiresAccessToken": False,
+        "output": [{"type": f.resource_type, "url": f.file_name, "count": f.count} for f in result.files],
+        "error": [],
+    }
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 # --- the job ---------------------------------------------------------------------------------
 
 
