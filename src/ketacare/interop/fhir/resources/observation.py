@@ -41,6 +41,7 @@ from ketacare.interop.fhir.resources.base import (
     reference,
     table,
 )
+from ketacare.interop.fhir.resources.imported_observations import imported_observations
 from ketacare.knowledge.fhir_observation_codes import ObservationKind, observation_kinds
 from ketacare.knowledge.sessions import session_rules
 
@@ -354,7 +355,14 @@ def outcome_scores(db: Session, scope: Scope) -> Iterator[Resource]:
 
 # Read in this order. Another source (e.g. Observations imported from other systems) is added
 # by appending its function here; give its logical ids a prefix of their own.
-SOURCES: tuple[Source, ...] = (vital_signs, blood_pressure, measurements, session_scores, outcome_scores)
+SOURCES: tuple[Source, ...] = (
+    vital_signs,
+    blood_pressure,
+    measurements,
+    session_scores,
+    outcome_scores,
+    imported_observations,
+)
 
 
 def read(db: Session, scope: Scope) -> Iterator[Resource]:
