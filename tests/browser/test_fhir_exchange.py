@@ -1,0 +1,120 @@
+"""FHIR exchange as its users meet it: a clinic admin creates a SMART-scoped token on the API
+tokens page in Chromium and opens the FHIR exchange page; then every ``sh`` example of
+docs/fhir.md runs with curl against the real server with that token, in order, as one script,
+and each example's output is checked (JSON that validates, or the NDJSON it promises)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pyotp
+import pytest
+
+pytestmark = pytest.mark.browser
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "fhir.md"
+IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+BLOCK = re.compile(r"```sh\n(.*?)```", re.S)
+MARK = "@@@ketacare-doc-block-end@@@"
+ADMIN = "fhir-admin.north"  # made by this test; no other browser test uses it
+
+
+def _make_admin(server) -> None:  # type: ignore[no-untyped-def]
+    from ketacare.auth.passwords import hash_password
+    from ketacare.demo import DEMO_PASSWORD
+
+    clinic_id = server.scalar("SELECT id FROM clinics WHERE slug = 'north'")
+    with server.sql() as conn:
+        conn.execute(
+            "INSERT INTO users (clinic_id, username, full_name, role, password_hash, totp_secret, "
+            "totp_enrolled, is_active, created_at) VALUES (?, ?, 'Fhir Admin', 'clinic_admin', ?, ?, 1, 1, "
+            "CURRENT_TIMESTAMP)",
+            (clinic_id, ADMIN, hash_password(DEMO_PASSWORD), pyotp.random_base32()),
+        )
+
+
+def _create_token(page, server) -> str:  # type: ignore[no-untyped-def]
+    from ketacare.demo import DEMO_PASSWORD
+
+    page.goto("/admin/tokens")
+    if "/reauth" in page.url:
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name=re.compile("Confirm|Continue")).click()
+        page.goto("/admin/tokens")
+    page.get_by_label("Name").fill("Hospital integration engine")
+    page.locator('input[name="scopes"][value="system/*.read"]').check()
+    page.locator('input[name="scopes"][value="system/*.write"]').check()
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile("Create")).click()
+    if "/reauth" in page.url:
+        page.get_by_label("Password").fill(DEMO_PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name=re.compile("Confirm|Continue")).click()
+        return _create_token(page, server)
+    secret = page.locator("code.secret").inner_text().strip()
+    assert secret.startswith("kc_")
+    return str(secret)
+
+
+def _blocks() -> list[str]:
+    blocks = BLOCK.findall(DOC.read_text())
+    assert len(blocks) >= 3, "docs/fhir.md should show the API with curl examples"
+    return blocks
+
+
+def _check_output(index: int, code: str, output: str) -> None:
+    text = output.strip()
+    assert text, f"example {index} printed nothing:\n{code}"
+    if text.startswith("{"):
+        from tests.interop_fhir.conftest import validate
+
+        body = json.loads(text)
+        if "resourceType" in body:
+            validate(body)
+            assert body["resourceType"] != "OperationOutcome" or all(
+                i["severity"] in ("information", "warning") for i in body["issue"]
+            ), f"example {index} answered an error:\n{code}\n{text}"
+    elif text.startswith("HTTP/"):
+        assert re.match(r"HTTP/\S+ (200|202)", text), f"example {index}:\n{code}\n{text[:500]}"
+
+
+def test_admin_makes_a_token_and_the_documented_curl_examples_work(page, server, login) -> None:  # type: ignore[no-untyped-def]
+    _make_admin(server)
+    login(page, ADMIN)
+    token = _create_token(page, server)
+
+    page.goto("/fhir-exchange")
+    assert page.get_by_role("heading", name="FHIR exchange").is_visible()
+    assert page.get_by_role("cell", name="Observation", exact=True).is_visible()
+    IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMG / "fhir-exchange.png"), full_page=False)
+
+    patient = server.scalar(
+        "SELECT p.id FROM patients p JOIN clinics c ON c.id = p.clinic_id WHERE c.slug = 'north' "
+        "AND EXISTS (SELECT 1 FROM treatment_sessions s "
+        "WHERE s.patient_id = p.id AND s.status = 'discharged') "
+        "ORDER BY p.id LIMIT 1"
+    )
+    blocks = _blocks()
+    script = "set -euo pipefail\n" + "".join(f"{b}\necho '{MARK}'\n" for b in blocks)
+    workdir = server.data_dir / "docs-run"
+    workdir.mkdir(exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KETACARE_")},
+        "BASE": f"{server.url}/fhir/R4",
+        "TOKEN": token,
+        "PATIENT": str(patient),
+    }
+    run = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=env, cwd=workdir, timeout=300, check=False
+    )
+    assert run.returncode == 0, f"the examples failed:\n{run.stderr[-3000:]}\n{run.stdout[-3000:]}"
+    outputs = run.stdout.split(MARK + "\n")
+    assert len(outputs) == len(blocks) + 1
+    for index, (code, output) in enumerate(zip(blocks, outputs, strict=False)):
+        _check_output(index, code, output)
