@@ -5,10 +5,16 @@ de-identified Parquet export writes, so that DuckDB can run the same aggregates 
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, select
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from sqlalchemy import URL, Engine, Table, select, text
 from sqlalchemy.orm import Session
 
 from ketacare import models
@@ -190,3 +196,326 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
         ["diary_id", "clinic_id", "patient_id", "nrs", "flare", "recorded_at"],
     )
     return Extract(patients, series, sessions, adverse, scores, follow_ups, mme, diary)
+
+
+# --- the columnar extract the registry report runs on ----------------------------------------
+#
+# The registry needs a few columns of six tables (about 4 million rows at the issue's 100,000
+# patients). They are read straight into Arrow tables, filtered and with dates computed in the
+# database, and the report runs its joins and aggregates in DuckDB over them (registry.py).
+# Two readers: ADBC (Arrow Database Connectivity: the driver fills Arrow buffers in C, four to
+# five times faster than a Python cursor, bench/registry.md) on a connection of its own, and the
+# session's own connection (a DB-API cursor on SQLite, COPY on PostgreSQL) where a second
+# connection would not see what the session sees.
+
+DATE = "date"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One table's extract: the columns as (name, Arrow type, SQL expression), FROM ... [WHERE]."""
+
+    columns: tuple[tuple[str, pa.DataType, str], ...]
+    body: str
+    where: str = ""
+
+    def sql(self, dialect: str, clinic_id: int | None, clinic_column: str) -> str:
+        exprs = ", ".join(_expr(expr, typ, dialect) for _, typ, expr in self.columns)
+        scope = "" if clinic_id is None else f"{clinic_column} = {int(clinic_id)}"
+        conds = " AND ".join(c for c in (self.where, scope) if c)
+        # every part is a constant of this module or an int
+        return f"SELECT {exprs} FROM {self.body}" + (f" WHERE {conds}" if conds else "")  # noqa: S608
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([(name, typ) for name, typ, _ in self.columns])
+
+
+def _expr(expr: str, typ: pa.DataType, dialect: str) -> str:
+    """A date column as the UTC day: SQLite stores UTC text (its first ten characters), PostgreSQL
+    timestamptz (``AT TIME ZONE 'UTC'``; a date column stays as it is)."""
+    if not expr.startswith(DATE + ":"):
+        return expr
+    column, stamp = expr.split(":")[1], expr.endswith(":stamp")
+    if dialect == "sqlite":
+        return f"substr({column}, 1, 10)"
+    return f"({column} AT TIME ZONE 'UTC')::date" if stamp else column
+
+
+I64, F64, STR, BOOL, DAY = pa.int64(), pa.float64(), pa.string(), pa.bool_(), pa.date32()
+
+SOURCES: dict[str, tuple[Source, str]] = {
+    # name: (source, the column that scopes it to a clinic)
+    "series": (
+        Source(
+            (
+                ("plan_id", I64, "id"),
+                ("clinic_id", I64, "clinic_id"),
+                ("patient_id", I64, "patient_id"),
+                ("condition", STR, "indication"),
+                ("route", STR, "route"),
+                ("protocol", STR, "protocol_key"),
+            ),
+            "treatment_plans",
+        ),
+        "clinic_id",
+    ),
+    "sessions": (
+        Source(
+            (
+                ("session_id", I64, "id"),
+                ("plan_id", I64, "plan_id"),
+                ("status", STR, "status"),
+                ("started_on", DAY, "date:started_at:stamp"),
+            ),
+            "treatment_sessions",
+        ),
+        "clinic_id",
+    ),
+    "adverse_events": (
+        Source(
+            (
+                ("session_id", I64, "session_id"),
+                ("patient_id", I64, "patient_id"),
+                ("term", STR, "term"),
+                ("grade", I64, "grade"),
+                ("needed_intervention", BOOL, "needed_intervention"),
+            ),
+            "adverse_events",
+            "session_id IS NOT NULL",
+        ),
+        "clinic_id",
+    ),
+    # NRS (not the end-of-session score, taken in recovery: neither a baseline nor a follow-up)
+    # and PGIC, of questionnaires that exist
+    "scores": (
+        Source(
+            (
+                ("patient_id", I64, "sc.patient_id"),
+                ("instrument", STR, "sc.instrument"),
+                ("on_day", DAY, "date:sc.answered_at:stamp"),
+                ("score", F64, "sc.score"),
+            ),
+            "outcome_scores sc JOIN outcome_follow_ups fu ON fu.id = sc.follow_up_id",
+            "((sc.instrument = 'nrs' AND sc.timepoint <> 'end_of_session') OR sc.instrument = 'pgic')",
+        ),
+        "sc.clinic_id",
+    ),
+    "follow_ups": (
+        Source(
+            (
+                ("patient_id", I64, "patient_id"),
+                ("days_after_series", I64, "days_after_series"),
+                ("series_end_on", DAY, "date:series_end_on"),
+                ("due_on", DAY, "date:due_on"),
+                ("completed", BOOL, "status = 'completed'"),
+            ),
+            "outcome_follow_ups",
+            "status <> 'cancelled'",
+        ),
+        "clinic_id",
+    ),
+    "mme": (
+        Source(
+            (
+                ("patient_id", I64, "patient_id"),
+                ("measured_on", DAY, "date:measured_on"),
+                ("mme_per_day", F64, "mme_per_day"),
+            ),
+            "outcome_mme",
+            "mme_per_day IS NOT NULL",
+        ),
+        "clinic_id",
+    ),
+}
+
+
+@dataclass
+class Columns:
+    """What the registry report reads, as Arrow tables (schemas: ``SOURCES``)."""
+
+    series: pa.Table
+    sessions: pa.Table
+    adverse_events: pa.Table
+    scores: pa.Table
+    follow_ups: pa.Table
+    mme: pa.Table
+
+    def tables(self) -> dict[str, pa.Table]:
+        return {name: getattr(self, name) for name in SOURCES}
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Name and type the columns as ``schema`` says (drivers differ: int32 or int64, text dates)."""
+    arrays = []
+    for array, target in zip(table.columns, schema, strict=True):
+        if array.null_count == len(array):  # SQLite's driver types an all-NULL column as int64
+            array = pa.chunked_array([pa.nulls(len(array), target.type)])
+        elif array.type != target.type:
+            if target.type == BOOL and pa.types.is_integer(array.type):
+                array = pc.not_equal(array, 0)
+            else:
+                array = array.cast(target.type)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def columns(db: Session, clinic_id: int | None) -> Columns:
+    """The registry's columns for one clinic (``None``: every clinic).
+
+    Through ADBC when a connection of its own sees the same rows: the session runs its own
+    transaction on the engine and has written nothing in it (PostgreSQL says so exactly; on
+    SQLite the caller must not have flushed writes, which the registry's read-only use-cases
+    never do). Otherwise, as in a caller's transaction that is rolled back later, through the
+    session's own connection.
+    """
+    bind = db.get_bind()
+    dialect = bind.dialect.name
+    sql = {name: src.sql(dialect, clinic_id, col) for name, (src, col) in SOURCES.items()}
+    if _second_connection_sees_all(db):
+        read = _adbc_reader(bind.engine.url)
+        try:
+            raw = {name: read(q) for name, q in sql.items()}
+        finally:
+            read.close()
+    else:
+        raw = {name: _session_read(db, q, SOURCES[name][0].schema()) for name, q in sql.items()}
+    return Columns(**{name: _conform(t, SOURCES[name][0].schema()) for name, t in raw.items()})
+
+
+def _second_connection_sees_all(db: Session) -> bool:
+    bind = db.get_bind()
+    if not isinstance(bind, Engine) or db.new or db.dirty or db.deleted:
+        return False
+    if bind.dialect.name == "postgresql":
+        # no transaction id yet: this transaction has written nothing
+        return bool(db.execute(text("SELECT pg_current_xact_id_if_assigned() IS NULL")).scalar())
+    return bind.dialect.name == "sqlite" and bind.url.database not in (None, "", ":memory:")
+
+
+class _AdbcReader:
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def __call__(self, sql: str) -> pa.Table:
+        with self.conn.cursor() as cur:
+            cur.execute(sql)
+            table: pa.Table = cur.fetch_arrow_table()
+            return table
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _adbc_reader(url: URL) -> _AdbcReader:
+    if url.get_backend_name() == "sqlite":
+        import adbc_driver_sqlite.dbapi
+
+        return _AdbcReader(adbc_driver_sqlite.dbapi.connect(f"file:{url.database}?mode=ro"))
+    import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped]
+
+    uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return _AdbcReader(adbc_driver_postgresql.dbapi.connect(uri))
+
+
+BATCH_ROWS = 100_000
+
+
+def _session_read(db: Session, sql: str, schema: pa.Schema) -> pa.Table:
+    """Through the session's connection: SQLite in batches of rows turned into Arrow arrays (no
+    row objects kept), PostgreSQL as CSV from ``COPY`` parsed by Arrow."""
+    dbapi = db.connection().connection
+    if db.get_bind().dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as copy:  # type: ignore[attr-defined]
+            for block in copy:
+                buffer.write(block)
+        if not buffer.tell():
+            return schema.empty_table()
+        buffer.seek(0)
+        return pacsv.read_csv(
+            buffer,
+            read_options=pacsv.ReadOptions(column_names=schema.names),
+            convert_options=pacsv.ConvertOptions(
+                column_types=schema,
+                true_values=["t"],
+                false_values=["f"],
+                strings_can_be_null=True,  # NULL is unquoted and empty, an empty text quoted
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    cur = dbapi.cursor()
+    batches = []
+    try:
+        cur.execute(sql)
+        while rows := cur.fetchmany(BATCH_ROWS):
+            batches.append(
+                pa.record_batch(
+                    [
+                        pa.array(col, _wire(f.type))
+                        for col, f in zip(zip(*rows, strict=True), schema, strict=True)
+                    ],
+                    names=schema.names,
+                )
+            )
+    finally:
+        cur.close()
+    if not batches:
+        return pa.Table.from_arrays([pa.array([], _wire(f.type)) for f in schema], names=schema.names)
+    return pa.Table.from_batches(batches)
+
+
+def _wire(typ: pa.DataType) -> pa.DataType:
+    """How SQLite hands a column over: dates as text, booleans as integers."""
+    return STR if typ == DAY else I64 if typ == BOOL else typ
+
+
+def columnar(ex: Extract) -> Columns:
+    """An in-memory ``Extract`` (pandas) as the registry's columns, filtered as ``SOURCES`` says."""
+    ae, sc, fu, mm = ex.adverse_events, ex.scores, ex.follow_ups, ex.mme
+    nrs = (sc["instrument"] == "nrs") & (sc["timepoint"] != "end_of_session")
+    sc = sc[nrs | (sc["instrument"] == "pgic")]
+    frames = {
+        "series": (ex.series, ["plan_id", "clinic_id", "patient_id", "condition", "route", "protocol"]),
+        "sessions": (ex.sessions, ["session_id", "plan_id", "status", "started_at"]),
+        "adverse_events": (
+            ae[ae["session_id"].notna()],
+            ["session_id", "patient_id", "term", "grade", "needed_intervention"],
+        ),
+        "scores": (sc, ["patient_id", "instrument", "answered_at", "score"]),
+        "follow_ups": (
+            fu[fu["status"] != "cancelled"],
+            ["patient_id", "days_after_series", "series_end_on", "due_on", "status"],
+        ),
+        "mme": (mm[mm["mme_per_day"].notna()], ["patient_id", "measured_on", "mme_per_day"]),
+    }
+    tables = {}
+    for name, (frame, names) in frames.items():
+        schema = SOURCES[name][0].schema()
+        arrays = [_array(frame[col].tolist(), f.type) for col, f in zip(names, schema, strict=True)]
+        if name == "follow_ups":  # the status as "completed"
+            arrays[-1] = pa.array((frame["status"] == "completed").tolist(), BOOL)
+        tables[name] = pa.Table.from_arrays(arrays, schema=schema)
+    return Columns(**tables)
+
+
+def _array(values: list[Any], typ: pa.DataType) -> pa.Array:
+    def missing(v: Any) -> bool:
+        return v is None or (isinstance(v, float) and v != v)  # NaN
+
+    if typ == DAY:
+        return pa.array([None if missing(v) else _day(v) for v in values], DAY)
+    if typ == BOOL:
+        return pa.array([None if missing(v) else bool(v) for v in values], BOOL)
+    if typ == I64:
+        return pa.array([None if missing(v) else int(v) for v in values], I64)
+    return pa.array([None if missing(v) else v for v in values], typ)
+
+
+def _day(value: Any) -> dt.date:
+    """A timestamp's UTC day, or a date."""
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).date()
+    if isinstance(value, dt.date):
+        return value
+    day: dt.date = pd.Timestamp(value).date()
+    return day

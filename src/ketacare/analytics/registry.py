@@ -1,8 +1,9 @@
-"""The registry report, computed from an ``Extract``: for each condition, route, protocol and
-period, how many patients and sessions, completion, IMMPACT responder rates with Wilson
-intervals, mean NRS change, Kaplan-Meier duration of relief, adverse events per patient and per
-session (by term and grade, and those that needed medical intervention), the change in opioid
-MME with a paired test, and dropout. Outcome definitions come from ``outcomes.rules``.
+"""The registry report, computed from the registry's columns (``extract.Columns``): for each
+condition, route, protocol and period, how many patients and sessions, completion, IMMPACT
+responder rates with Wilson intervals, mean NRS change, Kaplan-Meier duration of relief, adverse
+events per patient and per session (by term and grade, and those that needed medical
+intervention), the change in opioid MME with a paired test, and dropout. Outcome definitions
+come from ``outcomes.rules``.
 
 Definitions used here (design, documented in docs/registry.md):
 - a *series* is a treatment plan with at least one discharged session; it ends on the day of its
@@ -13,23 +14,26 @@ Definitions used here (design, documented in docs/registry.md):
 - *dropout*: the week-12 follow-up is due but nothing was answered from week 8 on;
 - *MME change*: the last reading on or before the series start against the last reading from
   day 28 after the series until the next series.
+
+How: DuckDB runs the joins and aggregates over the Arrow tables (one row of facts per series:
+dates, baseline, primary follow-up, PGIC, relief, dropout, MME before and after; and the counts
+per group that need distinct patients), and Python computes only the per-group statistics on
+those facts (Wilson, t, Poisson, lifelines Kaplan-Meier, SciPy paired tests).
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pandas as pd
 
 from ketacare.analytics import stats
-from ketacare.analytics.extract import Extract
-from ketacare.knowledge.outcomes import outcome_rules
-from ketacare.outcomes import rules
+from ketacare.analytics.extract import Columns, Extract, columnar
+from ketacare.knowledge.outcomes import OutcomeRules, outcome_rules
 
 DIMENSIONS = ("all", "condition", "route", "protocol", "period")
 PRIMARY_DAY, PRIMARY_WINDOW = 28, (14, 56)
@@ -60,138 +64,199 @@ class Report:
         return self.tables[name]
 
 
-@dataclass
-class SeriesFacts:
-    plan_id: int
-    patient_id: int
-    groups: dict[str, str]
-    start: dt.date
-    end: dt.date
-    discharged: int
-    aborted: int
-    baseline: float | None = None
-    primary: float | None = None
-    pgic: int | None = None
-    relief: rules.Relief | None = None
-    dropout: bool | None = None
-    mme_before: float | None = None
-    mme_after: float | None = None
+# One row per series. The NRS points of a series are the patient's NRS after its end and before
+# the next series; "max/min of a struct" takes the latest/nearest point, ties broken as
+# ``outcomes.rules`` breaks them (by day, then value). The relief rule as windows: after a
+# response, a run of non-responding points (k counts the responses so far) loses the response
+# at the first run of ``losses`` points, on the run's first day.
+FACTS_SQL = """
+CREATE TEMP TABLE ser AS
+SELECT p.plan_id, p.patient_id,
+       CASE WHEN p.condition IS NULL OR p.condition = '' THEN 'unspecified' ELSE p.condition END
+         AS condition,
+       p.route, p.protocol, 'clinic ' || CAST(p.clinic_id AS VARCHAR) AS clinic,
+       CAST(year(d.start_on) AS VARCHAR) || '-Q' || CAST(quarter(d.start_on) AS VARCHAR) AS period,
+       d.start_on, d.end_on, d.discharged, d.aborted
+FROM series p JOIN (
+  SELECT plan_id,
+         min(started_on) FILTER (WHERE status = 'discharged') AS start_on,
+         max(started_on) FILTER (WHERE status = 'discharged') AS end_on,
+         count(*) FILTER (WHERE status = 'discharged') AS discharged,
+         count(*) FILTER (WHERE status = 'aborted') AS aborted
+  FROM sessions WHERE started_on IS NOT NULL AND status IN ('discharged', 'aborted')
+  GROUP BY plan_id) d USING (plan_id)
+WHERE d.discharged > 0;
+
+CREATE TEMP TABLE ser_next AS
+SELECT s.*, n.start_on AS next_start
+FROM ser s ASOF LEFT JOIN (SELECT patient_id, start_on FROM ser) n
+  ON n.patient_id = s.patient_id AND n.start_on > s.end_on;
+
+CREATE TEMP TABLE nrs AS SELECT patient_id, on_day, score FROM scores WHERE instrument = 'nrs';
+
+CREATE TEMP TABLE pts AS
+SELECT s.plan_id, n.on_day AS d, n.score AS v, date_diff('day', s.end_on, n.on_day) AS days
+FROM ser_next s JOIN nrs n ON n.patient_id = s.patient_id AND n.on_day > s.end_on
+ AND (s.next_start IS NULL OR n.on_day < s.next_start);
+
+CREATE TEMP TABLE facts AS
+WITH base AS (
+  SELECT s.plan_id, struct_extract(max({'d': n.on_day, 'v': n.score}), 'v') AS baseline
+  FROM ser_next s JOIN nrs n ON n.patient_id = s.patient_id AND n.on_day <= s.start_on
+  GROUP BY s.plan_id),
+prim AS (
+  SELECT plan_id, min({'k': abs(days - $primary_day), 'd': d, 'v': v}) AS m
+  FROM pts WHERE days BETWEEN $window_low AND $window_high GROUP BY plan_id),
+pg AS (
+  SELECT s.plan_id, min(sc.score) AS pgic
+  FROM ser_next s JOIN prim USING (plan_id)
+  JOIN scores sc ON sc.patient_id = s.patient_id AND sc.instrument = 'pgic'
+   AND sc.on_day = struct_extract(prim.m, 'd')
+  GROUP BY s.plan_id),
+flag AS (
+  SELECT pts.*, CASE WHEN b.baseline > 0 THEN (b.baseline - v) / b.baseline * 100.0 >= $moderate_pct
+                ELSE false END AS resp
+  FROM pts JOIN base b USING (plan_id)),
+runs AS (
+  SELECT *, sum(CAST(resp AS INTEGER)) OVER (
+    PARTITION BY plan_id ORDER BY d, v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS k
+  FROM flag),
+loss AS (
+  SELECT plan_id, min(run_start) AS loss_day FROM (
+    SELECT plan_id, k, min(d) AS run_start, count(*) AS n FROM runs WHERE NOT resp AND k > 0
+    GROUP BY plan_id, k)
+  WHERE n >= $losses GROUP BY plan_id),
+early AS (
+  SELECT plan_id, bool_or(resp AND days <= $response_window) AS responded, max(d) AS last_day
+  FROM flag GROUP BY plan_id),
+late AS (SELECT plan_id, bool_or(days >= $dropout_from) AS answered_late FROM pts GROUP BY plan_id),
+week12 AS (
+  SELECT DISTINCT patient_id, series_end_on FROM follow_ups
+  WHERE days_after_series >= $dropout_due AND due_on <= $as_of),
+mb AS (
+  SELECT s.plan_id, struct_extract(max({'d': m.measured_on, 'v': m.mme_per_day}), 'v') AS before
+  FROM ser_next s JOIN mme m ON m.patient_id = s.patient_id AND m.measured_on <= s.start_on
+  GROUP BY s.plan_id),
+ma AS (
+  SELECT s.plan_id, struct_extract(max({'d': m.measured_on, 'v': m.mme_per_day}), 'v') AS after
+  FROM ser_next s JOIN mme m ON m.patient_id = s.patient_id
+   AND date_diff('day', s.end_on, m.measured_on) >= $primary_day
+   AND (s.next_start IS NULL OR m.measured_on < s.next_start)
+  GROUP BY s.plan_id)
+SELECT s.plan_id, s.patient_id, 'all' AS "all", s.condition, s.route, s.protocol, s.period, s.clinic,
+       s.discharged, s.aborted, base.baseline, struct_extract(prim.m, 'v') AS primary_nrs, pg.pgic,
+       CASE WHEN base.baseline IS NULL OR NOT coalesce(early.responded, false) THEN NULL
+            WHEN loss.loss_day IS NOT NULL THEN date_diff('day', s.end_on, loss.loss_day)
+            ELSE date_diff('day', s.end_on, coalesce(s.next_start, early.last_day, s.end_on))
+       END AS relief_days,
+       loss.loss_day IS NOT NULL AS relief_lost,
+       CASE WHEN week12.patient_id IS NOT NULL THEN NOT coalesce(late.answered_late, false) END
+         AS dropout,
+       mb.before AS mme_before, ma.after AS mme_after
+FROM ser_next s
+LEFT JOIN base USING (plan_id) LEFT JOIN prim USING (plan_id) LEFT JOIN pg USING (plan_id)
+LEFT JOIN loss USING (plan_id) LEFT JOIN early USING (plan_id) LEFT JOIN late USING (plan_id)
+LEFT JOIN week12 ON week12.patient_id = s.patient_id AND week12.series_end_on = s.end_on
+LEFT JOIN mb USING (plan_id) LEFT JOIN ma USING (plan_id)
+ORDER BY s.plan_id;
+"""
+
+# Every series in each of its groups; the counts that need distinct patients per group.
+MEMBER_SQL = """
+CREATE TEMP TABLE member AS
+SELECT dim, grp, plan_id, patient_id FROM facts
+UNPIVOT (grp FOR dim IN ({dims}));
+
+CREATE TEMP TABLE group_patients AS SELECT DISTINCT dim, grp, patient_id FROM member;
+
+CREATE TEMP TABLE ev AS
+SELECT a.patient_id, a.term, a.grade, a.needed_intervention, s.plan_id
+FROM adverse_events a JOIN sessions s USING (session_id);
+"""
+# Per group: counts over series (responders as outcomes.rules.response says), over distinct
+# patients (adverse events, follow-ups due), the values the t-tests need (in plan order), and the
+# (days, lost) pairs of the relief rule with their multiplicity for Kaplan-Meier.
+GROUP_SQL = """
+WITH f AS (
+  SELECT m.dim, m.grp, facts.*,
+         baseline IS NOT NULL AND primary_nrs IS NOT NULL AS evaluable,
+         CASE WHEN baseline > 0 THEN (baseline - primary_nrs) / baseline * 100.0 END AS pct
+  FROM member m JOIN facts USING (plan_id)),
+series AS (
+  SELECT dim, grp, count(*) AS series, sum(discharged) AS sessions, sum(aborted) AS aborted,
+         count(*) FILTER (WHERE evaluable) AS evaluable,
+         count(*) FILTER (WHERE evaluable AND pct >= $moderate_pct) AS r30,
+         count(*) FILTER (WHERE evaluable AND pct >= $substantial_pct) AS r50,
+         count(*) FILTER (WHERE evaluable AND baseline - primary_nrs >= $moderate_points) AS r2,
+         count(pgic) AS pgic_n,
+         count(*) FILTER (WHERE list_contains($pgic_improved, CAST(trunc(pgic) AS BIGINT))) AS pgic_yes,
+         list(primary_nrs - baseline ORDER BY plan_id) FILTER (WHERE evaluable) AS changes,
+         list(mme_before ORDER BY plan_id) FILTER (WHERE mme_before IS NOT NULL AND mme_after IS NOT NULL)
+           AS mme_before,
+         list(mme_after ORDER BY plan_id) FILTER (WHERE mme_before IS NOT NULL AND mme_after IS NOT NULL)
+           AS mme_after,
+         count(dropout) AS dropout_n, count(*) FILTER (WHERE dropout) AS dropouts
+  FROM f GROUP BY dim, grp),
+relief AS (
+  SELECT dim, grp, list(days ORDER BY days, lost) AS days, list(lost ORDER BY days, lost) AS lost,
+         list(n ORDER BY days, lost) AS n
+  FROM (SELECT dim, grp, relief_days AS days, relief_lost AS lost, count(*) AS n FROM f
+        WHERE relief_days IS NOT NULL GROUP BY dim, grp, relief_days, relief_lost)
+  GROUP BY dim, grp),
+pat AS (SELECT dim, grp, count(*) AS patients FROM group_patients GROUP BY dim, grp),
+ae AS (
+  SELECT m.dim, m.grp, count(*) AS events,
+         count(DISTINCT ev.patient_id) FILTER (WHERE gp.patient_id IS NOT NULL) AS with_ae,
+         count(DISTINCT ev.patient_id) FILTER (WHERE gp.patient_id IS NOT NULL AND ev.needed_intervention)
+           AS needed
+  FROM member m JOIN ev USING (plan_id)
+  LEFT JOIN group_patients gp ON gp.dim = m.dim AND gp.grp = m.grp AND gp.patient_id = ev.patient_id
+  GROUP BY m.dim, m.grp),
+fu AS (
+  SELECT patient_id, count(*) AS due, count(*) FILTER (WHERE completed) AS answered
+  FROM follow_ups WHERE due_on <= $as_of GROUP BY patient_id),
+due AS (
+  SELECT gp.dim, gp.grp, sum(fu.due) AS due, sum(fu.answered) AS answered
+  FROM group_patients gp JOIN fu USING (patient_id) GROUP BY gp.dim, gp.grp)
+SELECT series.*, pat.patients, coalesce(ae.events, 0) AS events, coalesce(ae.with_ae, 0) AS with_ae,
+       coalesce(ae.needed, 0) AS needed, coalesce(due.due, 0) AS follow_ups_due,
+       coalesce(due.answered, 0) AS follow_ups_answered,
+       coalesce(relief.days, []) AS relief_days, coalesce(relief.lost, []) AS relief_lost,
+       coalesce(relief.n, []) AS relief_weight
+FROM series JOIN pat USING (dim, grp) LEFT JOIN ae USING (dim, grp) LEFT JOIN due USING (dim, grp)
+LEFT JOIN relief USING (dim, grp)
+"""
+AE_SQL = """
+SELECT m.dim, m.grp, ev.term, ev.grade, count(*) AS events, count(DISTINCT ev.patient_id) AS patients,
+       sum(CAST(ev.needed_intervention AS INTEGER)) AS needed
+FROM member m JOIN ev USING (plan_id)
+GROUP BY m.dim, m.grp, ev.term, ev.grade
+"""
 
 
-def _date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    day: dt.date = pd.Timestamp(value).date()
-    return day
+def _facts(con: duckdb.DuckDBPyConnection, as_of: dt.date, r: OutcomeRules) -> None:
+    _run(
+        con,
+        FACTS_SQL,
+        {
+            "primary_day": PRIMARY_DAY,
+            "window_low": PRIMARY_WINDOW[0],
+            "window_high": PRIMARY_WINDOW[1],
+            "moderate_pct": r.moderate_pct,
+            "losses": r.consecutive_losses,
+            "response_window": r.response_window_days,
+            "dropout_from": DROPOUT_FROM_DAY,
+            "dropout_due": DROPOUT_DUE_DAY,
+            "as_of": as_of,
+        },
+    )
 
 
-def _period(day: dt.date) -> str:
-    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
-
-
-def _series(ex: Extract) -> list[SeriesFacts]:
-    done = ex.sessions[
-        ex.sessions["status"].isin(["discharged", "aborted"]) & ex.sessions["started_at"].notna()
-    ]
-    by_plan: dict[int, list[tuple[dt.date, str]]] = defaultdict(list)
-    for plan_id, status, started in zip(done["plan_id"], done["status"], done["started_at"], strict=True):
-        by_plan[int(plan_id)].append((_date(started), str(status)))
-    result = []
-    for row in ex.series.itertuples(index=False):
-        sessions = by_plan.get(int(row.plan_id), [])
-        discharged = sorted(d for d, s in sessions if s == "discharged")
-        if not discharged:
-            continue
-        groups = {
-            "all": "all",
-            "condition": str(row.condition or "unspecified"),
-            "route": str(row.route),
-            "protocol": str(row.protocol),
-            "period": _period(discharged[0]),
-            "clinic": f"clinic {int(row.clinic_id)}",
-        }
-        aborted = sum(1 for _, s in sessions if s == "aborted")
-        result.append(
-            SeriesFacts(
-                int(row.plan_id),
-                int(row.patient_id),
-                groups,
-                discharged[0],
-                discharged[-1],
-                len(discharged),
-                aborted,
-            )
-        )
-    return result
-
-
-def _by_patient(frame: pd.DataFrame, date_col: str, value_col: str) -> dict[int, list[tuple[dt.date, float]]]:
-    known = frame[frame[value_col].notna()]
-    out: dict[int, list[tuple[dt.date, float]]] = defaultdict(list)
-    days = [_date(d) for d in known[date_col].tolist()]
-    for pid, day, value in zip(known["patient_id"].tolist(), days, known[value_col].tolist(), strict=True):
-        out[int(pid)].append((day, float(value)))
-    for pts in out.values():
-        pts.sort()
-    return out
-
-
-def _last_on_or_before(points: list[tuple[dt.date, float]], day: dt.date) -> float | None:
-    i = bisect.bisect_right(points, (day, float("inf")))
-    return points[i - 1][1] if i else None
-
-
-def _measure(ex: Extract, all_series: list[SeriesFacts], as_of: dt.date) -> None:
-    # end-of-session scores are taken in recovery: neither a baseline nor a follow-up
-    nrs_scores = ex.scores[(ex.scores["instrument"] == "nrs") & (ex.scores["timepoint"] != "end_of_session")]
-    nrs = _by_patient(nrs_scores, "answered_at", "score")
-    pgic = _by_patient(ex.scores[ex.scores["instrument"] == "pgic"], "answered_at", "score")
-    mme = _by_patient(ex.mme, "measured_on", "mme_per_day")
-    due = ex.follow_ups[(ex.follow_ups["status"] != "cancelled") & ex.follow_ups["days_after_series"].notna()]
-    week12_due: set[tuple[int, dt.date]] = {
-        (int(p), _date(s))
-        for p, s, d, on in zip(
-            due["patient_id"], due["series_end_on"], due["days_after_series"], due["due_on"], strict=True
-        )
-        if d >= DROPOUT_DUE_DAY and _date(on) <= as_of
-    }
-    starts: dict[int, list[dt.date]] = defaultdict(list)
-    for s in all_series:
-        starts[s.patient_id].append(s.start)
-    for lst in starts.values():
-        lst.sort()
-    for s in all_series:
-        later = [d for d in starts[s.patient_id] if d > s.end]
-        next_start = later[0] if later else None
-        pts = [
-            (d, v)
-            for d, v in nrs.get(s.patient_id, [])
-            if d > s.end and (next_start is None or d < next_start)
-        ]
-        s.baseline = _last_on_or_before(nrs.get(s.patient_id, []), s.start)
-        window = [
-            (abs((d - s.end).days - PRIMARY_DAY), d, v)
-            for d, v in pts
-            if PRIMARY_WINDOW[0] <= (d - s.end).days <= PRIMARY_WINDOW[1]
-        ]
-        if window:
-            _, primary_day, s.primary = min(window)
-            pg = [v for d, v in pgic.get(s.patient_id, []) if d == primary_day]
-            s.pgic = int(pg[0]) if pg else None
-        if s.baseline is not None:
-            s.relief = rules.duration_of_relief(s.end, s.baseline, pts, censor_on=next_start)
-        if (s.patient_id, s.end) in week12_due:
-            s.dropout = not any((d - s.end).days >= DROPOUT_FROM_DAY for d, _ in pts)
-        readings = mme.get(s.patient_id, [])
-        s.mme_before = _last_on_or_before(readings, s.start)
-        after = [
-            v
-            for d, v in readings
-            if (d - s.end).days >= PRIMARY_DAY and (next_start is None or d < next_start)
-        ]
-        s.mme_after = after[-1] if after else None
+def _run(con: duckdb.DuckDBPyConnection, script: str, params: dict[str, Any]) -> None:
+    """Statement by statement, each with the parameters it names (DuckDB binds one at a time)."""
+    for statement in script.split(";\n"):
+        if statement.strip():
+            con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
 
 
 def _estimate(e: stats.Estimate, scale: float = 1.0, digits: int = 1) -> dict[str, Any]:
@@ -283,107 +348,69 @@ def _put(row: dict[str, Any], prefix: str, e: stats.Estimate, scale: float = 100
 
 
 def _summary_row(
-    dim: str,
-    group: str,
-    series: list[SeriesFacts],
-    ae: pd.DataFrame,
-    session_ids: set[int],
-    follow_ups: pd.DataFrame,
+    dim: str, g: dict[str, Any], r: OutcomeRules
 ) -> tuple[dict[str, Any], stats.Survival | None]:
-    """One group's figures; ``follow_ups`` are those due by the report date (not cancelled)."""
-    r = outcome_rules()
+    """One group's figures from its row of GROUP_SQL (follow-ups: those due by the report date)."""
     conf = r.confidence
-    patients = {s.patient_id for s in series}
-    row: dict[str, Any] = {"dimension": dim, "group": group, "patients": len(patients), "series": len(series)}
-    discharged = sum(s.discharged for s in series)
+    patients, discharged = int(g["patients"]), int(g["sessions"])
+    row: dict[str, Any] = {"dimension": dim, "group": g["grp"], "patients": patients, "series": g["series"]}
     row["sessions"] = discharged
-    _put(row, "completion", stats.wilson(discharged, discharged + sum(s.aborted for s in series), conf))
-    evaluable = [s for s in series if s.baseline is not None and s.primary is not None]
-    row["evaluable"] = len(evaluable)
-    resp = [
-        rules.response(s.baseline, s.primary, r)
-        for s in evaluable
-        if s.baseline is not None and s.primary is not None
-    ]
-    _put(row, "responder30", stats.wilson(sum(x.responder_30 for x in resp), len(resp), conf))
-    _put(row, "responder50", stats.wilson(sum(x.responder_50 for x in resp), len(resp), conf))
-    _put(row, "responder2pt", stats.wilson(sum(x.responder_2pt for x in resp), len(resp), conf))
-    pg = [s.pgic for s in series if s.pgic is not None]
-    _put(row, "pgic_improved", stats.wilson(sum(rules.pgic_improved(v, r) for v in pg), len(pg), conf))
-    row["pgic_n"] = len(pg)
-    _put(row, "nrs_change", stats.mean_ci([x.change_points for x in resp], conf), 1.0)
-    relief = [s.relief for s in series if s.relief is not None]
-    km = stats.kaplan_meier([x.days for x in relief], [x.lost for x in relief], conf)
-    row["relief_n"], row["relief_events"] = len(relief), sum(x.lost for x in relief)
+    _put(row, "completion", stats.wilson(discharged, discharged + int(g["aborted"]), conf))
+    n = row["evaluable"] = int(g["evaluable"])
+    _put(row, "responder30", stats.wilson(int(g["r30"]), n, conf))
+    _put(row, "responder50", stats.wilson(int(g["r50"]), n, conf))
+    _put(row, "responder2pt", stats.wilson(int(g["r2"]), n, conf))
+    _put(row, "pgic_improved", stats.wilson(int(g["pgic_yes"]), int(g["pgic_n"]), conf))
+    row["pgic_n"] = int(g["pgic_n"])
+    _put(row, "nrs_change", stats.mean_ci(g["changes"] or [], conf), 1.0)
+    km = stats.kaplan_meier(g["relief_days"], g["relief_lost"], conf, weights=g["relief_weight"])
+    row["relief_n"] = sum(g["relief_weight"])
+    row["relief_events"] = sum(
+        w for w, lost in zip(g["relief_weight"], g["relief_lost"], strict=True) if lost
+    )
     row["relief_median_days"] = km.median if km else None
     row["relief_median_low"] = km.median_low if km else None
     row["relief_median_high"] = km.median_high if km else None
-    events = ae[ae["session_id"].isin(session_ids)] if len(ae) else ae
-    with_ae = set(events["patient_id"]) & patients if len(events) else set()
-    _put(row, "patients_with_ae", stats.wilson(len(with_ae), len(patients), conf))
-    rate = stats.poisson_rate(len(events), discharged, conf)
-    v = _estimate(rate, 100.0, 2)
-    row["ae_per_100_sessions"], row["ae_per_100_low"], row["ae_per_100_high"] = (
-        v["value"],
-        v["low"],
-        v["high"],
-    )
-    needed = (
-        set(events[events["needed_intervention"].astype(bool)]["patient_id"]) & patients
-        if len(events)
-        else set()
-    )
-    _put(row, "needed_intervention", stats.wilson(len(needed), len(patients), conf))
-    pairs = [
-        (s.mme_before, s.mme_after) for s in series if s.mme_before is not None and s.mme_after is not None
-    ]
-    row["mme_n"] = len(pairs)
-    if pairs:
-        test = stats.paired(
-            [b for b, _ in pairs if b is not None], [a for _, a in pairs if a is not None], conf
-        )
+    _put(row, "patients_with_ae", stats.wilson(int(g["with_ae"]), patients, conf))
+    v = _estimate(stats.poisson_rate(int(g["events"]), discharged, conf), 100.0, 2)
+    row["ae_per_100_sessions"], row["ae_per_100_low"] = v["value"], v["low"]
+    row["ae_per_100_high"] = v["high"]
+    _put(row, "needed_intervention", stats.wilson(int(g["needed"]), patients, conf))
+    before, after = g["mme_before"] or [], g["mme_after"] or []
+    row["mme_n"] = len(before)
+    if before:
+        test = stats.paired(before, after, conf)
         _put(row, "mme_change", test.mean_change, 1.0)
         row["mme_t_p"] = None if test.t_p is None else round(test.t_p, 4)
         row["mme_wilcoxon_p"] = None if test.wilcoxon_p is None else round(test.wilcoxon_p, 4)
-    due = follow_ups[follow_ups["patient_id"].isin(patients)] if len(follow_ups) else follow_ups
-    answered = int((due["status"] == "completed").sum()) if len(due) else 0
-    row["follow_ups_due"], row["follow_ups_answered"] = len(due), answered
-    _put(row, "answered", stats.wilson(answered, len(due), conf))
-    drop = [s.dropout for s in series if s.dropout is not None]
-    row["dropout_n"] = len(drop)
-    _put(row, "dropout", stats.wilson(sum(bool(d) for d in drop), len(drop), conf))
+    due, answered = int(g["follow_ups_due"]), int(g["follow_ups_answered"])
+    row["follow_ups_due"], row["follow_ups_answered"] = due, answered
+    _put(row, "answered", stats.wilson(answered, due, conf))
+    row["dropout_n"] = int(g["dropout_n"])
+    _put(row, "dropout", stats.wilson(int(g["dropouts"]), int(g["dropout_n"]), conf))
     row["suppressed"] = False
     return row, km
 
 
-def _ae_rows(
-    dim: str, group: str, series: list[SeriesFacts], ae: pd.DataFrame, session_ids: set[int]
-) -> list[dict[str, Any]]:
-    conf = outcome_rules().confidence
-    patients = {s.patient_id for s in series}
-    sessions = sum(s.discharged for s in series)
-    events = ae[ae["session_id"].isin(session_ids)] if len(ae) else ae
-    rows: list[dict[str, Any]] = []
-    if not len(events):
-        return rows
-    for (term, grade), g in events.groupby(["term", "grade"], sort=True):
-        n_pat = len(set(g["patient_id"]))
-        row: dict[str, Any] = {
-            "dimension": dim,
-            "group": group,
-            "term": term,
-            "grade": int(grade),
-            "events": len(g),
-            "patients": n_pat,
-            "needed_intervention": int(g["needed_intervention"].astype(bool).sum()),
-            "suppressed": False,
-        }
-        v = _estimate(stats.wilson(n_pat, len(patients), conf), 100.0)
-        row["patients_pct"], row["patients_low"], row["patients_high"] = v["value"], v["low"], v["high"]
-        v = _estimate(stats.poisson_rate(len(g), sessions, conf), 100.0, 2)
-        row["per_100_sessions"], row["per_100_low"], row["per_100_high"] = v["value"], v["low"], v["high"]
-        rows.append(row)
-    return rows
+def _ae_row(
+    dim: str, group: str, cell: tuple[Any, ...], patients: int, sessions: int, conf: float
+) -> dict[str, Any]:
+    term, grade, events, n_pat, needed = cell
+    row: dict[str, Any] = {
+        "dimension": dim,
+        "group": group,
+        "term": term,
+        "grade": int(grade),
+        "events": int(events),
+        "patients": int(n_pat),
+        "needed_intervention": int(needed),
+        "suppressed": False,
+    }
+    v = _estimate(stats.wilson(int(n_pat), patients, conf), 100.0)
+    row["patients_pct"], row["patients_low"], row["patients_high"] = v["value"], v["low"], v["high"]
+    v = _estimate(stats.poisson_rate(int(events), sessions, conf), 100.0, 2)
+    row["per_100_sessions"], row["per_100_low"], row["per_100_high"] = v["value"], v["low"], v["high"]
+    return row
 
 
 def _suppress(row: dict[str, Any], keep: Iterable[str], n: int) -> dict[str, Any]:
@@ -392,41 +419,54 @@ def _suppress(row: dict[str, Any], keep: Iterable[str], n: int) -> dict[str, Any
     return out
 
 
-def build(ex: Extract, as_of: dt.date, *, research: bool) -> Report:
+def build(data: Columns | Extract, as_of: dt.date, *, research: bool) -> Report:
     """The report; ``research``: groups and AE cells under the small-cell threshold are suppressed."""
     r = outcome_rules()
-    all_series = _series(ex)
-    _measure(ex, all_series, as_of)
-    sessions_by_plan: dict[int, set[int]] = defaultdict(set)
-    for sid, pid in zip(ex.sessions["session_id"], ex.sessions["plan_id"], strict=True):
-        sessions_by_plan[int(pid)].add(int(sid))
-    fu = ex.follow_ups
-    due_follow_ups = (
-        fu[(fu["status"] != "cancelled") & fu["due_on"].map(lambda d: _date(d) <= as_of)] if len(fu) else fu
-    )
+    cols = columnar(data) if isinstance(data, Extract) else data
+    con = duckdb.connect()
+    try:
+        for name, table in cols.tables().items():
+            con.register(name, table)
+        _facts(con, as_of, r)
+        clinics = con.execute("SELECT count(DISTINCT clinic) FROM facts").fetchone()
+        # across clinics (the research report), also by clinic
+        dimensions = DIMENSIONS + (("clinic",) if clinics and clinics[0] > 1 else ())
+        _run(con, MEMBER_SQL.format(dims=", ".join(f'"{d}"' for d in dimensions)), {})
+        result = con.execute(
+            GROUP_SQL,
+            {
+                "moderate_pct": r.moderate_pct,
+                "substantial_pct": r.substantial_pct,
+                "moderate_points": r.moderate_points,
+                "pgic_improved": list(r.pgic_improved),
+                "as_of": as_of,
+            },
+        )
+        names = [d[0] for d in result.description]
+        groups = {
+            (g["dim"], g["grp"]): g for g in (dict(zip(names, t, strict=True)) for t in result.fetchall())
+        }
+        cells: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for dim, grp, *term_grade_counts in con.execute(AE_SQL).fetchall():
+            cells.setdefault((dim, grp), []).append(tuple(term_grade_counts))
+    finally:
+        con.close()
     summary = Table("summary", "Outcomes and safety by group", SUMMARY_COLUMNS)
     adverse = Table("adverse_events", "Adverse events by term and grade", AE_COLUMNS)
     curves: dict[str, stats.Survival] = {}
     suppressed = 0
-    # across clinics (the research report), also by clinic
-    dimensions = DIMENSIONS + (("clinic",) if len({s.groups["clinic"] for s in all_series}) > 1 else ())
     for dim in dimensions:
-        groups: dict[str, list[SeriesFacts]] = defaultdict(list)
-        for s in all_series:
-            groups[s.groups[dim]].append(s)
-        for group in sorted(groups):
-            members = groups[group]
-            session_ids = set().union(*(sessions_by_plan[s.plan_id] for s in members))
-            row, km = _summary_row(dim, group, members, ex.adverse_events, session_ids, due_follow_ups)
-            small = research and row["patients"] < r.small_cell
-            if small:
+        for group in sorted(grp for d, grp in groups if d == dim):
+            row, km = _summary_row(dim, groups[(dim, group)], r)
+            if research and row["patients"] < r.small_cell:
                 suppressed += 1
                 summary.rows.append(_suppress(row, ("dimension", "group"), r.small_cell))
                 continue
             summary.rows.append(row)
             if km is not None and dim in ("all", "condition"):
                 curves[f"{dim}: {group}"] = km
-            for ae_row in _ae_rows(dim, group, members, ex.adverse_events, session_ids):
+            for cell in sorted(cells.get((dim, group), []), key=lambda c: (c[0], c[1])):
+                ae_row = _ae_row(dim, group, cell, row["patients"], row["sessions"], r.confidence)
                 if research and 0 < ae_row["patients"] < r.small_cell:
                     ae_row = _suppress(ae_row, ("dimension", "group", "term", "grade"), r.small_cell)
                 adverse.rows.append(ae_row)

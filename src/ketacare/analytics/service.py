@@ -14,7 +14,7 @@ from ketacare.auth.principal import Principal
 
 
 def clinic_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Report:
-    report = registry.build(extract.extract(db, actor.clinic_id), as_of, research=False)
+    report = registry.build(extract.columns(db, actor.clinic_id), as_of, research=False)
     audit.record(db, actor, "registry.read", "clinic", resource_id=actor.clinic_id)
     return report
 
@@ -22,7 +22,7 @@ def clinic_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Rep
 def research_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Report:
     """The researcher's own clinic, de-identified with small cells suppressed. (Researchers are
     members of a clinic; pooling clinics needs a server-level role that does not exist yet.)"""
-    report = registry.build(extract.extract(db, actor.clinic_id), as_of, research=True)
+    report = registry.build(extract.columns(db, actor.clinic_id), as_of, research=True)
     audit.record(db, actor, "registry.research", "registry", detail="de-identified, small cells suppressed")
     return report
 
@@ -30,7 +30,7 @@ def research_report(db: Session, actor: Principal, as_of: dt.date) -> registry.R
 def operator_report(db: Session, clinic_id: int | None, as_of: dt.date) -> registry.Report:
     """For the command line (the operator of the server): one clinic's report, or with no clinic
     every clinic's, de-identified with small cells suppressed."""
-    report = registry.build(extract.extract(db, clinic_id), as_of, research=clinic_id is None)
+    report = registry.build(extract.columns(db, clinic_id), as_of, research=clinic_id is None)
     audit.record(
         db, None, "registry.research" if clinic_id is None else "registry.read", "registry",
         resource_id=clinic_id, username="cli", clinic_id=clinic_id,

@@ -4,6 +4,7 @@ proportions, t intervals for means, exact Poisson intervals for event rates, Kap
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Estimate:
     n: int
 
 
+@functools.cache
 def _z(confidence: float) -> float:
     return float(stats.norm.ppf(1 - (1 - confidence) / 2))
 
@@ -79,19 +81,28 @@ def _finite(x: float) -> float | None:
 
 
 def kaplan_meier(
-    durations: Sequence[float], events: Sequence[bool], confidence: float = 0.95
+    durations: Sequence[float],
+    events: Sequence[bool],
+    confidence: float = 0.95,
+    weights: Sequence[int] | None = None,
 ) -> Survival | None:
     """Kaplan-Meier estimate (lifelines; exponential Greenwood 'log-log' band) and the median
-    with its interval; ``None`` for no data."""
+    with its interval; ``None`` for no data. ``weights``: how many subjects each (duration,
+    event) pair stands for (the same estimate as the pairs repeated, from far fewer rows)."""
     if not durations:
         return None
     kmf = KaplanMeierFitter(alpha=1 - confidence)
-    kmf.fit(np.asarray(durations, dtype=float), event_observed=np.asarray(events, dtype=bool))
+    kmf.fit(
+        np.asarray(durations, dtype=float),
+        event_observed=np.asarray(events, dtype=bool),
+        weights=None if weights is None else np.asarray(weights, dtype=float),
+    )
     ci = median_survival_times(kmf.confidence_interval_)
     band = kmf.confidence_interval_
+    w = [1] * len(durations) if weights is None else list(weights)
     return Survival(
-        n=len(durations),
-        events=int(sum(bool(e) for e in events)),
+        n=int(sum(w)),
+        events=int(sum(n for n, e in zip(w, events, strict=True) if e)),
         median=_finite(float(kmf.median_survival_time_)),
         median_low=_finite(float(ci.iloc[0, 0])),
         median_high=_finite(float(ci.iloc[0, 1])),

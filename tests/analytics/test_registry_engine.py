@@ -1,0 +1,122 @@
+"""The registry's engine (Arrow extract + DuckDB + per-group statistics) gives the numbers of the
+plain row-by-row reference (reference.py: the registry as it was first written, over pandas) on
+random cohorts: in memory, through the session's own connection, and through ADBC on a scratch
+database of its own (committed, which the tests' rolled-back transactions are not)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.orm import Session
+
+from ketacare import migrations
+from ketacare.analytics import extract, registry
+from ketacare.db import make_engine, make_sessionmaker
+from tests.analytics import reference
+from tests.analytics.random_cohort import fill
+
+AS_OF = dt.date(2026, 11, 1)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)
+
+
+def assert_same_report(ours: registry.Report, ref: reference.Report) -> None:
+    assert ours.suppressed_groups == ref.suppressed_groups
+    assert list(ours.tables) == list(ref.tables)
+    for name, table in ref.tables.items():
+        mine = ours.tables[name]
+        assert mine.columns == table.columns
+        assert len(mine.rows) == len(table.rows), name
+        for got, want in zip(mine.rows, table.rows, strict=True):
+            for col in table.columns:
+                assert _same(got.get(col), want.get(col)), (name, col, got, want)
+    assert list(ours.relief_curves) == list(ref.relief_curves)
+
+
+def _both(ex: extract.Extract, cols: extract.Columns, research: bool) -> None:
+    assert_same_report(
+        registry.build(cols, AS_OF, research=research), reference.build(ex, AS_OF, research=research)
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_in_memory_extract_matches_the_reference(db: Session, seed: int) -> None:
+    fill(db.connection(), seed)
+    ex = extract.extract(db, None)
+    assert len(ex.series) and len(ex.scores)
+    for research in (False, True):
+        _both(ex, extract.columnar(ex), research)
+
+
+def test_the_session_reader_matches_the_reference(db: Session) -> None:
+    clinics = fill(db.connection(), 5, patients=60)
+    assert not extract._second_connection_sees_all(db)  # the test's transaction is not committed
+    for clinic in [None, *clinics]:
+        _both(extract.extract(db, clinic), extract.columns(db, clinic), research=clinic is None)
+
+
+def test_an_empty_clinic_reports_nothing(db: Session) -> None:
+    report = registry.build(extract.columns(db, 987_654), AS_OF, research=False)
+    assert report.table("summary").rows == [] and report.relief_curves == {}
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Engine]:
+    """A database of its own, migrated and committed to: SQLite, or on PostgreSQL when the suite
+    runs there, a new database dropped afterwards."""
+    url = os.environ.get("KETACARE_TEST_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        engine = make_engine(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
+        migrations.upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    name = f"ketacare_scratch_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(url).set(database=name).render_as_string(hide_password=False))
+    try:
+        migrations.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_the_adbc_reader_matches_the_session_reader_and_the_reference(scratch: Engine) -> None:
+    with scratch.begin() as conn:
+        clinics = fill(conn, 6, patients=60)
+    factory = make_sessionmaker(scratch)
+    for clinic in [None, *clinics]:
+        with factory() as db:
+            assert extract._second_connection_sees_all(db)
+            fast, ex = extract.columns(db, clinic), extract.extract(db, clinic)
+        with scratch.connect() as conn, Session(bind=conn) as own:
+            assert not extract._second_connection_sees_all(own)
+            assert fast.tables() == extract.columns(own, clinic).tables()
+        _both(ex, fast, research=clinic is None)
+
+
+def test_a_session_that_has_written_reads_through_its_own_connection(scratch: Engine) -> None:
+    factory = make_sessionmaker(scratch)
+    with factory() as db:
+        fill(db.connection(), 7, patients=5)
+        if scratch.dialect.name == "postgresql":
+            assert not extract._second_connection_sees_all(db)  # PostgreSQL knows it has written
+            cols = extract.columns(db, None)
+            assert cols.series.num_rows == len(extract.extract(db, None).series)
