@@ -137,7 +137,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.researcher: frozenset(_STAFF_COMMON | {Permission.research_read}),
     Role.auditor: frozenset(
-        _STAFF_COMMON | {Permission.audit_read, Permission.audit_export, Permission.ledger_read}
+        # fhir_read: the FHIR AuditEvent only (interop/fhir/service.may_read refuses the clinical types).
+        _STAFF_COMMON
+        | {Permission.audit_read, Permission.audit_export, Permission.ledger_read, Permission.fhir_read}
     ),
 }
 

@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 from ketacare import __version__
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
+from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.interop.fhir import search
 from ketacare.interop.fhir.resources import mappers
 from ketacare.interop.fhir.resources.base import Mapper, Resource, Scope
+from ketacare.interop.fhir.resources.questionnaire import questionnaire_id
 
 FHIR_VERSION = "4.0.1"
 
@@ -43,9 +45,14 @@ def may_read(actor: Principal, mapper: Mapper) -> bool:
     allowed = auth.fhir_types_readable(actor)
     if allowed is not None and mapper.resource_type not in allowed:
         return False
-    return not (
-        mapper.permission and actor.role is not None and mapper.permission not in auth.permissions_of(actor)
-    )
+    if actor.role is None:
+        return True
+    held = auth.permissions_of(actor)
+    if mapper.permission is not None:
+        return mapper.permission in held
+    # A person who may not read patients (an auditor) reads only the types whose own
+    # permission they hold (AuditEvent), not the clinical record.
+    return Permission.patient_read in held
 
 
 def check_type(actor: Principal, resource_type: str) -> None:
@@ -185,6 +192,9 @@ def _references(value: Any) -> Iterator[str]:
         ref = value.get("reference")
         if isinstance(ref, str) and "/" in ref and not ref.startswith(("#", "urn:", "http")):
             yield ref
+        canonical = value.get("questionnaire")  # QuestionnaireResponse -> our Questionnaire
+        if isinstance(canonical, str) and (logical := questionnaire_id(canonical)) is not None:
+            yield f"Questionnaire/{logical}"
         for v in value.values():
             yield from _references(v)
     elif isinstance(value, list):
