@@ -95,3 +95,25 @@ def test_start_date_and_fractional_frequency(browser, world, token_for, db) -> N
     }
     assert dosage["text"] == "25 mcg/h transdermal, 1.5 times a day"
     assert frequency(1.0) == (1, 1) and frequency(0.5) == (1, 2)
+
+
+def test_a_medication_with_no_dose_route_or_frequency_is_still_valid() -> None:
+    from types import SimpleNamespace
+
+    from ketacare.interop.fhir.resources.medication_statement import to_fhir
+
+    row = SimpleNamespace(
+        id=1,
+        patient_id=2,
+        name="Sertraline",
+        drug_class="antidepressant",
+        dose_amount=None,
+        dose_unit=None,
+        doses_per_day=None,
+        route=None,
+        started_on=None,
+        recorded_at=None,
+    )
+    resource = to_fhir(row)
+    validate(resource)
+    assert "dosage" not in resource and resource["medicationCodeableConcept"]["text"] == "Sertraline"

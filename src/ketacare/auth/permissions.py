@@ -187,6 +187,7 @@ def token_scope_names() -> list[str]:
     """Every scope a token may be given: the permissions above and the per-type FHIR reads."""
     return sorted({s.value for s in TOKEN_SCOPES} | {fhir_type_scope(t) for t in FHIR_RESOURCE_TYPES})
 
+
 # Roles that must use TOTP two-factor authentication (issue 2: prescribers and admins).
 MFA_REQUIRED_ROLES = frozenset({Role.prescriber, Role.clinic_admin})
 

@@ -146,13 +146,13 @@ def everything(
     wanted = set(types) if types is not None else None
     for name in wanted or ():
         mapper_for(name)
-    patient = read(db, actor, "Patient", str(patient_id))
     since_at = None
     if since is not None:
         try:
             since_at = search.parse_date(since).start
         except ValueError as exc:
             raise InvalidInput(f"_since: {exc}", errors={"_since": str(exc)}) from exc
+    patient = read(db, actor, "Patient", str(patient_id))
     out: list[Resource] = [patient]
     for name, mapper in mappers().items():
         if name == "Patient" or not mapper.patient_data:

@@ -136,20 +136,24 @@ def concept(system: str, code: str, display: str | None = None, text: str | None
 
 
 def prune(resource: Resource) -> Resource:
-    """Drop keys whose value is ``None``, an empty list or an empty dict, at every depth: FHIR
-    forbids empty elements."""
+    """Drop keys whose value is ``None``, an empty string, list or dict, at every depth: FHIR
+    forbids empty elements (and a string must hold a non-whitespace character)."""
 
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
             cleaned = {k: clean(v) for k, v in value.items()}
-            return {k: v for k, v in cleaned.items() if v not in (None, [], {})}
+            return {k: v for k, v in cleaned.items() if not _empty(v)}
         if isinstance(value, list):
             items = [clean(v) for v in value]
-            return [v for v in items if v not in (None, [], {})]
+            return [v for v in items if not _empty(v)]
         return value
 
     result: Resource = clean(resource)
     return result
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == [] or value == {} or (isinstance(value, str) and not value.strip())
 
 
 def numeric_ids(ids: Sequence[str] | None, prefix: str = "") -> list[int] | None:
