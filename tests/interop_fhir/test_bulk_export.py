@@ -308,3 +308,11 @@ def test_large_types_are_split_into_files_and_the_manifest_lists_each(demo_fhir:
     ]
     ids = [p["id"] for p in download(demo_fhir, manifest)["Patient"]]
     assert len(ids) == len(set(ids)) == 12
+
+
+def test_the_capability_statement_lists_export(demo_fhir: DemoFhir) -> None:
+    body = demo_fhir.get(f"{BASE}/metadata")
+    validate(body)
+    operations = {o["name"]: o["definition"] for o in body["rest"][0]["operation"]}
+    assert operations["export"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+    assert "Group" in {r["type"] for r in body["rest"][0]["resource"]}

@@ -32,6 +32,10 @@ FileName = Annotated[str, Path(pattern=r"^[A-Za-z0-9.]{1,80}$")]
 GroupId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 KICK_OFF_PARAMS = frozenset({"_outputFormat", "_type", "_since"})
 RETRY_AFTER_SECONDS = "2"
+# What the CapabilityStatement lists (HL7 FHIR Bulk Data Access, the export operation).
+CAPABILITY_OPERATIONS = (
+    {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
+)
 
 
 def _base_url(request: Request) -> str:

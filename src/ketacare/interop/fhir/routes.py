@@ -55,7 +55,9 @@ router.include_router(import_routes.router)
 
 @router.get(f"{BASE}/metadata", tags=["FHIR"])
 def metadata(request: Request, _public: Annotated[None, public()]) -> Response:
-    return fhir_response(service.capability_statement(base_url(request), PUBLISHED))
+    return fhir_response(
+        service.capability_statement(base_url(request), PUBLISHED, bulk_routes.CAPABILITY_OPERATIONS)
+    )
 
 
 @router.get(BASE + "/Patient/{patient_id}/$everything", tags=["FHIR"])
