@@ -9,6 +9,7 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
@@ -410,7 +411,8 @@ def _adbc_reader(url: URL) -> _AdbcReader:
     if url.get_backend_name() == "sqlite":
         import adbc_driver_sqlite.dbapi
 
-        return _AdbcReader(adbc_driver_sqlite.dbapi.connect(f"file:{url.database}?mode=ro"))
+        # read-only, as a URI (the path quoted: it may hold "?" or "#")
+        return _AdbcReader(adbc_driver_sqlite.dbapi.connect(f"file:{quote(str(url.database))}?mode=ro"))
     import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped]
 
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
