@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,21 @@ def validate(resource: dict[str, Any]) -> Any:
     kind = resource["resourceType"]
     module = importlib.import_module(f"fhir.resources.R4B.{kind.lower()}")
     return getattr(module, kind).model_validate(resource)
+
+
+INSTANT_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?\+00:00$")
+
+
+def utc_z(value: Any) -> Any:
+    """What fhir.resources writes back: an instant in UTC ends in ``Z``; any other string (free
+    text that happens to hold an instant among it) and every other value comes back unchanged."""
+    if isinstance(value, dict):
+        return {k: utc_z(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [utc_z(v) for v in value]
+    if isinstance(value, str) and INSTANT_UTC.match(value):
+        return value[:-6] + "Z"
+    return value
 
 
 def validate_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,8 +8,7 @@ from sqlalchemy import select
 from ketacare.interop.fhir.resources.base import table
 from ketacare.interop.fhir.resources.condition import codings_for
 from ketacare.knowledge import condition_by_code
-from tests.interop_fhir.conftest import validate, validate_bundle
-from tests.interop_fhir.test_map_organization import utc_z
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

@@ -12,8 +12,7 @@ from sqlalchemy import select
 from ketacare.interop.fhir.resources.base import table
 from ketacare.interop.fhir.resources.encounter import fhir_status, status_history
 from ketacare.knowledge import pain_conditions
-from tests.interop_fhir.conftest import validate, validate_bundle
-from tests.interop_fhir.test_map_organization import utc_z
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
 

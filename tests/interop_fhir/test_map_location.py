@@ -5,8 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ketacare.interop.fhir.resources.base import table
-from tests.interop_fhir.conftest import validate, validate_bundle
-from tests.interop_fhir.test_map_organization import utc_z
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
 

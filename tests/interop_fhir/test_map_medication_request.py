@@ -3,7 +3,6 @@ checked against the rows of the demo clinic. The helpers here serve the other pa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +11,7 @@ from sqlalchemy import select
 
 from ketacare.interop.fhir.resources.base import table
 from ketacare.interop.fhir.resources.medication_request import prescription_status
-from tests.interop_fhir.conftest import validate, validate_bundle
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -23,22 +22,11 @@ def read_all(demo_fhir: Any, kind: str, **params: str) -> list[dict[str, Any]]:
     return validate_bundle(demo_fhir.get(f"{BASE}/{kind}", _count="1000", **params))
 
 
-def normalised(value: Any) -> Any:
-    """Instants as fhir.resources writes them back (UTC as ``Z``)."""
-    if isinstance(value, dict):
-        return {k: normalised(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalised(v) for v in value]
-    if isinstance(value, str):
-        return re.sub(r"\+00:00$", "Z", value)
-    return value
-
-
 def assert_round_trips(resources: list[dict[str, Any]]) -> None:
     assert resources
     for resource in resources:
         dumped = validate(resource).model_dump(mode="json", exclude_none=True)
-        assert dumped == normalised(resource), resource["id"]
+        assert dumped == utc_z(resource), resource["id"]
 
 
 def rows(demo_fhir: Any, name: str, where: Callable[[Any], list[Any]] | None = None) -> list[Any]:

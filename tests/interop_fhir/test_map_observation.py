@@ -14,8 +14,7 @@ from ketacare.interop.fhir.resources import observation
 from ketacare.interop.fhir.resources.base import Scope, table
 from ketacare.interop.hl7v2 import codes as hl7_codes
 from ketacare.knowledge.fhir_observation_codes import observation_kinds
-from tests.interop_fhir.conftest import validate, validate_bundle
-from tests.interop_fhir.test_map_organization import utc_z
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
 LOINC = "http://loinc.org"

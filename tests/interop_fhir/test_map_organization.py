@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 
 from ketacare.interop.fhir.resources.base import table
-from tests.interop_fhir.conftest import validate, validate_bundle
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
-
-
-def utc_z(value: Any) -> Any:
-    """fhir.resources writes a UTC offset as ``Z``; everything else must come back unchanged."""
-    if isinstance(value, dict):
-        return {k: utc_z(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [utc_z(v) for v in value]
-    if isinstance(value, str) and value.endswith("+00:00"):
-        return value[:-6] + "Z"
-    return value
 
 
 def test_the_clinic_validates_and_matches_its_rows(demo_fhir) -> None:

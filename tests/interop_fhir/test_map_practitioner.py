@@ -9,8 +9,7 @@ from sqlalchemy import select
 
 from ketacare.interop.fhir.resources.base import table
 from ketacare.interop.fhir.resources.practitioner import human_name
-from tests.interop_fhir.conftest import validate, validate_bundle
-from tests.interop_fhir.test_map_organization import utc_z
+from tests.interop_fhir.conftest import utc_z, validate, validate_bundle
 
 BASE = "/fhir/R4"
 NPI = "http://hl7.org/fhir/sid/us-npi"
