@@ -54,6 +54,7 @@ settings = load_settings(
     database_url="",
     secret_key=sys.argv[2],
     idle_timeout_minutes=15,
+    fhir_export_worker=True,
 )
 uvicorn.run(create_app(settings), host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
 """
