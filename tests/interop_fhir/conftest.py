@@ -95,6 +95,20 @@ class DemoFhir:
     def db(self) -> Session:
         return make_sessionmaker(self.engine)()
 
+    def as_auditor(self) -> DemoFhir:
+        """The same database through the clinic's auditor, logged in like a person: the audit
+        trail is read in person, never through a token."""
+        from ketacare.demo import DEMO_PASSWORD
+        from tests.conftest import Browser
+
+        with self.db() as db:
+            auditor = db.execute(
+                select(User).where(User.clinic_id == self.clinic_id, User.role == Role.auditor.value)
+            ).scalar_one()
+        person = Browser(TestClient(self.client.app, base_url="http://testserver"))
+        person.login(auditor, DEMO_PASSWORD)
+        return DemoFhir(self.engine, person.client, {"Accept": FHIR_JSON}, self.clinic_id)
+
 
 def _scratch_url(tmp: Path) -> tuple[str, Callable[[], None]]:
     url = os.environ.get("KETACARE_TEST_DATABASE_URL")

@@ -22,14 +22,16 @@ def _entries(demo_fhir, clinic_id: int) -> list:  # type: ignore[no-untyped-def]
 
 
 def test_every_audit_event_validates_and_round_trips(demo_fhir) -> None:
-    resources = read_all(demo_fhir, "AuditEvent")
+    auditor = demo_fhir.as_auditor()
+    resources = read_all(auditor, "AuditEvent")
     assert_round_trips(resources)
     entries = {str(e.seq) for e in _entries(demo_fhir, demo_fhir.clinic_id)}
     assert {r["id"] for r in resources} <= entries and len(resources) >= 500
 
 
 def test_audit_events_equal_the_entries(demo_fhir) -> None:
-    found = by_id(read_all(demo_fhir, "AuditEvent", _id=",".join(str(i) for i in range(1, 200))))
+    auditor = demo_fhir.as_auditor()
+    found = by_id(read_all(auditor, "AuditEvent", _id=",".join(str(i) for i in range(1, 200))))
     entries = [e for e in _entries(demo_fhir, demo_fhir.clinic_id) if str(e.seq) in found]
     assert entries
     for e in entries:
@@ -53,21 +55,23 @@ def test_audit_events_equal_the_entries(demo_fhir) -> None:
 
 
 def test_search_by_action_patient_and_agent(demo_fhir) -> None:
+    auditor = demo_fhir.as_auditor()
     entries = [e for e in _entries(demo_fhir, demo_fhir.clinic_id) if e.patient_id is not None]
     patient_id = entries[0].patient_id
-    mine = read_all(demo_fhir, "AuditEvent", patient=f"Patient/{patient_id}", action="C")
+    mine = read_all(auditor, "AuditEvent", patient=f"Patient/{patient_id}", action="C")
     expected = {str(e.seq) for e in entries if e.patient_id == patient_id and action_code(e.action) == "C"}
     assert {r["id"] for r in mine} == expected and expected
     user = entries[0].username
-    by_user = read_all(demo_fhir, "AuditEvent", altid=user, subtype="urn:ketacare:audit-action|patient.read")
+    by_user = read_all(auditor, "AuditEvent", altid=user, subtype="urn:ketacare:audit-action|patient.read")
     assert by_user and all(r["agent"][0]["altId"] == user for r in by_user)
     assert all(r["subtype"][0]["code"] == "patient.read" for r in by_user)
 
 
 def test_another_clinics_trail_is_not_found(demo_fhir) -> None:
+    auditor = demo_fhir.as_auditor()
     theirs = _entries(demo_fhir, other_clinic_id(demo_fhir))
     assert theirs
-    assert status_of(demo_fhir, f"{BASE}/AuditEvent/{theirs[0].seq}") == 404
+    assert status_of(auditor, f"{BASE}/AuditEvent/{theirs[0].seq}") == 404
 
 
 def test_an_auditor_reads_audit_events_and_nothing_clinical(as_role, world) -> None:

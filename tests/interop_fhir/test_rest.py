@@ -3,6 +3,9 @@ error, SMART-style token scopes, clinic isolation and the audit entry per patien
 
 from __future__ import annotations
 
+import pytest
+
+from ketacare.errors import InvalidInput
 from ketacare.interop.fhir.resources import mappers
 from tests.helpers import audit_entries
 from tests.interop_fhir.conftest import FHIR_JSON, validate, validate_bundle
@@ -112,3 +115,71 @@ def test_demo_clinic_patients_all_validate(demo_fhir) -> None:
     assert all(
         p["managingOrganization"]["reference"] == f"Organization/{demo_fhir.clinic_id}" for p in patients
     )
+
+
+def test_token_scope_types_are_the_served_types_but_the_audit_trail() -> None:
+    from ketacare.auth.permissions import FHIR_RESOURCE_TYPES
+
+    served = {name for name, m in mappers().items() if m.permission is None}
+    assert set(FHIR_RESOURCE_TYPES) == served
+    assert "AuditEvent" in mappers() and "AuditEvent" not in FHIR_RESOURCE_TYPES
+
+
+def test_no_token_reads_the_audit_trail(browser, token_for) -> None:
+    client = browser().client
+    _outcome(client.get(f"{BASE}/AuditEvent", headers=token_for("system/*.read")), 403)
+    with pytest.raises(InvalidInput):  # nor can the scope be granted
+        token_for("system/AuditEvent.read")
+
+
+def test_hostile_numbers_and_dates_are_422_or_404_never_500(browser, world, token_for) -> None:
+    headers = token_for("system/*.read")
+    client = browser().client
+    for path in (
+        f"{BASE}/Patient?_id=²",
+        f"{BASE}/Patient?_count=²",
+        f"{BASE}/Observation?patient=²",
+        f"{BASE}/Observation?_id=vital-²-hr",
+        f"{BASE}/Patient?_id=99999999999999999999999",
+        f"{BASE}/Patient?birthdate=9999-12-31",
+        f"{BASE}/Patient?birthdate=0001-01-01T00:00:00%2B01:00",
+        f"{BASE}/Patient?_lastUpdated=ge9999-12-31",
+        f"{BASE}/Patient?_offset=100001",
+        f"{BASE}/Patient/{world.patient_a.id}/$everything?_since=9999-12-31",
+    ):
+        response = client.get(path, headers=headers)
+        assert response.status_code in (200, 404, 422), (path, response.text)
+        if response.status_code != 200:
+            _outcome(response, response.status_code)
+    for path in (f"{BASE}/Patient/99999999999999999999", f"{BASE}/Encounter/99999999999999999999"):
+        _outcome(client.get(path, headers=headers), 404)
+    # One resource, one id: a leading zero is not another name for it.
+    _outcome(client.get(f"{BASE}/Patient/0{world.patient_a.id}", headers=headers), 404)
+
+
+def test_count_zero_gives_the_total_and_no_next_link(browser, token_for) -> None:
+    headers = token_for("system/*.read")
+    bundle = browser().client.get(f"{BASE}/Patient?_count=0", headers=headers).json()
+    validate(bundle)
+    assert bundle["total"] == 2 and "entry" not in bundle
+    assert [link["relation"] for link in bundle["link"]] == ["self"]
+
+
+def test_everything_marks_the_compartment_as_match_and_the_rest_as_include(demo_fhir) -> None:
+    with demo_fhir.db() as db:
+        from sqlalchemy import text
+
+        patient = db.execute(
+            text(
+                "SELECT patient_id FROM treatment_sessions WHERE clinic_id = :c AND status = 'discharged' "
+                "ORDER BY patient_id LIMIT 1"
+            ),
+            {"c": demo_fhir.clinic_id},
+        ).scalar_one()
+    bundle = demo_fhir.get(f"{BASE}/Patient/{patient}/$everything")
+    validate_bundle(bundle)
+    assert bundle["link"][0]["relation"] == "self" and bundle["link"][0]["url"].endswith("/$everything")
+    modes = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"]}
+    assert ("Patient", "match") in modes and ("Encounter", "match") in modes
+    assert ("Organization", "include") in modes and ("Organization", "match") not in modes
+    assert bundle["total"] == sum(1 for e in bundle["entry"] if e["search"]["mode"] == "match")

@@ -156,10 +156,11 @@ TOKEN_SCOPES: frozenset[Permission] = frozenset(
 )
 
 # The FHIR resource types a token may be limited to with ``system/<Type>.read`` (SMART v1
-# scope syntax); kept here, not in interop/fhir, so auth imports nothing of the features.
+# scope syntax); kept here, not in interop/fhir, so auth imports nothing of the features (a test
+# checks it against the served types). AuditEvent is not among them: the audit trail is read by
+# auditors in person, never through a token (tokens never reach audit administration).
 FHIR_RESOURCE_TYPES: tuple[str, ...] = (
     "AdverseEvent",
-    "AuditEvent",
     "CarePlan",
     "Condition",
     "Consent",

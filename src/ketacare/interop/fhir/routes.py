@@ -70,8 +70,8 @@ def patient_everything(
     _since: str | None = None,
 ) -> Response:
     types = [t for t in _type.split(",") if t] if _type else None
-    resources = service.everything(db, actor, patient_id, types=types, since=_since)
-    return fhir_response(service.everything_bundle(base_url(request), resources))
+    found = service.everything(db, actor, patient_id, types=types, since=_since)
+    return fhir_response(service.everything_bundle(str(request.url), base_url(request), found))
 
 
 @router.get(BASE + "/{resource_type}", tags=["FHIR"])

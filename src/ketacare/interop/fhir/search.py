@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ketacare.errors import InvalidInput
-from ketacare.interop.fhir.resources.base import Mapper, Resource, SearchParam
+from ketacare.interop.fhir.resources.base import Mapper, Resource, SearchParam, row_id
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
+# Paging re-reads from the start, so deep pages cost; past this, a Bulk Data export is the way.
+MAX_OFFSET = 100_000
 # Parameters every type takes; the paging and format ones are not filters.
 COMMON = frozenset({"_id", "_lastUpdated", "_count", "_offset", "_format"})
 PATIENT_PARAMS = frozenset({"patient", "subject"})
@@ -76,14 +78,14 @@ def parse_date(text: str) -> Interval:
             step = dt.timedelta(seconds=1) if m["S"] is not None else dt.timedelta(minutes=1)
             return Interval(start.astimezone(dt.UTC), (start + step).astimezone(dt.UTC))
         start = dt.datetime(y, mo, d, tzinfo=dt.UTC)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a real date: {exc}") from exc
-    if m["d"] is not None:
-        end = start + dt.timedelta(days=1)
-    elif m["m"] is not None:
-        end = dt.datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=dt.UTC)
-    else:
-        end = dt.datetime(y + 1, 1, 1, tzinfo=dt.UTC)
+        if m["d"] is not None:
+            end = start + dt.timedelta(days=1)
+        elif m["m"] is not None:
+            end = dt.datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=dt.UTC)
+        else:
+            end = dt.datetime(y + 1, 1, 1, tzinfo=dt.UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"{text!r} is not a date this server can search on: {exc}") from exc
     return Interval(start, end)
 
 
@@ -122,10 +124,10 @@ def _bad(param: str, message: str) -> InvalidInput:
 
 
 def _patient_id(param: str, value: str) -> int:
-    logical = value.removeprefix("Patient/")
-    if not logical.isdigit() or len(logical) > 18:
+    found = row_id(value.removeprefix("Patient/"))
+    if found is None:
         raise _bad(param, f"{value!r} is not a Patient reference (Patient/123 or 123)")
-    return int(logical)
+    return found
 
 
 def parse(mapper: Mapper, query: Sequence[tuple[str, str]]) -> SearchRequest:
@@ -144,7 +146,7 @@ def parse(mapper: Mapper, query: Sequence[tuple[str, str]]) -> SearchRequest:
         if name == "_count":
             count = _bounded_int(raw_name, value, 0, MAX_COUNT)
         elif name == "_offset":
-            offset = _bounded_int(raw_name, value, 0, 10_000_000)
+            offset = _bounded_int(raw_name, value, 0, MAX_OFFSET)
         elif name == "_format":
             if value not in ("json", "application/json", "application/fhir+json"):
                 raise _bad(name, "only JSON is served (json, application/fhir+json)")
@@ -186,7 +188,7 @@ def parse(mapper: Mapper, query: Sequence[tuple[str, str]]) -> SearchRequest:
 
 
 def _bounded_int(name: str, value: str, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12 or not low <= int(value) <= high:
         raise _bad(name, f"must be a whole number from {low} to {high}")
     return int(value)
 

@@ -22,7 +22,7 @@ from ketacare.auth.principal import Principal
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.interop.fhir import search
 from ketacare.interop.fhir.resources import mappers
-from ketacare.interop.fhir.resources.base import Mapper, Resource, Scope
+from ketacare.interop.fhir.resources.base import Mapper, Resource, Scope, row_id
 from ketacare.interop.fhir.resources.questionnaire import questionnaire_id
 
 FHIR_VERSION = "4.0.1"
@@ -32,6 +32,13 @@ FHIR_VERSION = "4.0.1"
 class Page:
     resources: list[Resource]
     more: bool  # another page follows
+    total: int | None = None  # known when the search was counted (``_count=0``) or fits one page
+
+
+@dataclass(frozen=True)
+class Everything:
+    matches: list[Resource]  # the patient and every resource in their compartment
+    included: list[Resource]  # the clinic, staff, places and questionnaires those point at
 
 
 def mapper_for(resource_type: str) -> Mapper:
@@ -46,7 +53,9 @@ def may_read(actor: Principal, mapper: Mapper) -> bool:
     if allowed is not None and mapper.resource_type not in allowed:
         return False
     if actor.role is None:
-        return True
+        # A type that needs a role's permission (AuditEvent: audit_read) is for people only:
+        # tokens are made by clinic admins, who hold no such permission to hand on.
+        return mapper.permission is None
     held = auth.permissions_of(actor)
     if mapper.permission is not None:
         return mapper.permission in held
@@ -72,8 +81,9 @@ def patient_ids_of(mapper: Mapper, resource: Resource) -> set[int]:
             continue
         for value in search.values_at(resource, path):
             ref = value.get("reference", "") if isinstance(value, dict) else ""
-            if ref.startswith("Patient/") and ref[8:].isdigit():
-                found.add(int(ref[8:]))
+            patient_id = row_id(ref[8:]) if ref.startswith("Patient/") else None
+            if patient_id is not None:
+                found.add(patient_id)
     return found
 
 
@@ -94,6 +104,12 @@ def _audit_reads(
         )
         for patient_id, ids in sorted(per_patient.items())
     ]
+    if mapper.permission is not None:
+        # A read that needs its own permission (the audit trail) is recorded even when it
+        # names no patient, as the audit page records its searches.
+        events.append(
+            audit.AuditEvent(action, f"fhir.{mapper.resource_type}", detail=f"{len(resources)} read")
+        )
     audit.record_many(db, actor, events)
 
 
@@ -125,11 +141,13 @@ def search_page(
     mapper = mapper_for(resource_type)
     check_type(actor, resource_type)
     request = search.parse(mapper, query)
-    window = itertools.islice(
-        _filtered(db, mapper, actor.clinic_id, request), request.offset, request.offset + request.count + 1
-    )
-    found = list(window)
-    page = Page(found[: request.count], more=len(found) > request.count)
+    matching = _filtered(db, mapper, actor.clinic_id, request)
+    if request.count == 0:  # only how many (FHIR R4 search 3.1.1.5.7: _count=0)
+        return request, Page([], more=False, total=sum(1 for _ in matching))
+    found = list(itertools.islice(matching, request.offset, request.offset + request.count + 1))
+    more = len(found) > request.count
+    total = None if more or request.offset else len(found)
+    page = Page(found[: request.count], more=more, total=total)
     _audit_reads(db, actor, "fhir.search", mapper, page.resources)
     return request, page
 
@@ -141,7 +159,7 @@ def everything(
     *,
     types: Iterable[str] | None = None,
     since: str | None = None,
-) -> list[Resource]:
+) -> Everything:
     """The patient, every resource about them, and the clinic and staff they reference."""
     wanted = set(types) if types is not None else None
     for name in wanted or ():
@@ -162,8 +180,7 @@ def everything(
         found = list(mapper.read(db, Scope(actor.clinic_id, patient_ids=[patient_id], since=since_at)))
         _audit_reads(db, actor, "fhir.everything", mapper, found)
         out.extend(found)
-    out.extend(_referenced(db, actor, out, wanted))
-    return out
+    return Everything(out, _referenced(db, actor, out, wanted))
 
 
 def _referenced(
@@ -216,9 +233,10 @@ def searchset(base_url: str, resource_type: str, request: search.SearchRequest, 
     if request.offset > 0:
         links.append(link("previous", max(0, request.offset - request.count)))
     bundle: Resource = {"resourceType": "Bundle", "type": "searchset", "link": links}
-    if not page.more and request.offset == 0:
-        bundle["total"] = len(page.resources)
-    bundle["entry"] = [entry(base_url, r) for r in page.resources]
+    if page.total is not None:
+        bundle["total"] = page.total
+    if page.resources:  # FHIR has no empty arrays
+        bundle["entry"] = [entry(base_url, r) for r in page.resources]
     return bundle
 
 
@@ -230,12 +248,14 @@ def entry(base_url: str, resource: Resource, mode: str = "match") -> Resource:
     }
 
 
-def everything_bundle(base_url: str, resources: Sequence[Resource]) -> Resource:
+def everything_bundle(self_url: str, base_url: str, found: Everything) -> Resource:
     return {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(resources),
-        "entry": [entry(base_url, r, "match" if i == 0 else "include") for i, r in enumerate(resources)],
+        "total": len(found.matches),
+        "link": [{"relation": "self", "url": self_url}],
+        "entry": [entry(base_url, r) for r in found.matches]
+        + [entry(base_url, r, "include") for r in found.included],
     }
 
 

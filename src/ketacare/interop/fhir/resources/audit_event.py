@@ -1,7 +1,7 @@
 """AuditEvent: the clinic's audit trail (``audit_entries``; logical id = the entry's ``seq``).
 
 People need the audit permission to read these (auditors hold it, clinic admins, prescribers
-and nurses do not); tokens need ``system/AuditEvent.read`` or ``system/*.read``.
+and nurses do not); no token reads them, whatever its scopes. Every read is itself audited.
 
 - ``type`` / ``subtype``: the action's feature (``session``) and the whole action
   (``session.vitals``) as local codes (``urn:ketacare:audit-type``, ``urn:ketacare:audit-action``).

@@ -156,13 +156,19 @@ def _empty(value: Any) -> bool:
     return value is None or value == [] or value == {} or (isinstance(value, str) and not value.strip())
 
 
+def row_id(text: str) -> int | None:
+    """The row id a logical id (or its numeric part) stands for: ASCII digits in canonical form
+    (no leading zero: ``05`` is no id, so one resource never has two), at most 18 of them (a
+    64-bit integer); anything else stands for no row."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or text.startswith("0"):
+        return None
+    return int(text)
+
+
 def numeric_ids(ids: Sequence[str] | None, prefix: str = "") -> list[int] | None:
     """The row ids behind logical ids like ``"12"`` (or ``"vital-12"`` with ``prefix="vital-"``);
     ids of another shape match nothing. ``None`` when the scope names no ids."""
     if ids is None:
         return None
-    out = []
-    for logical in ids:
-        if logical.startswith(prefix) and logical[len(prefix) :].isdigit():
-            out.append(int(logical[len(prefix) :]))
-    return out
+    found = (row_id(logical[len(prefix) :]) for logical in ids if logical.startswith(prefix))
+    return [n for n in found if n is not None]
