@@ -929,17 +929,18 @@ def fhir_export(
 def fhir_import(
     files: Annotated[list[Path], typer.Argument(help="NDJSON files (one FHIR resource per line).")],
     clinic: Annotated[str, typer.Option(help="Slug of the clinic the records go into.")],
-    report: Annotated[Path | None, typer.Option(help="Write the full per-line report here (JSON).")] = None,
     source: Annotated[
-        str, typer.Option(help="Name of the system the files come from (ids are only unique there).")
-    ] = "",
+        str,
+        typer.Option(help="Name of the system the files come from (required: ids are only unique there)."),
+    ],
+    report: Annotated[Path | None, typer.Option(help="Write the full per-line report here (JSON).")] = None,
 ) -> None:
     """Import Patient, Condition, Observation and MedicationStatement lines into a clinic.
 
     Patients are read first (two passes). Every line is checked on its own; a rejected line
     writes nothing. Importing the same files again changes nothing. Exit code 0 when every line
     was accepted or unchanged, 1 when some lines were rejected, 2 for bad arguments (no such
-    file, unknown clinic).
+    file, unknown clinic, no source system).
     """
     import json
 
@@ -948,6 +949,10 @@ def fhir_import(
     from ketacare.auth.principal import Principal
     from ketacare.interop.fhir import importer
 
+    try:
+        source = importer.check_source(source)
+    except KetaCareError as exc:
+        fail(f"--source: {_describe(exc).removeprefix('source: ')}")
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         fail(f"no such file: {', '.join(missing)}")

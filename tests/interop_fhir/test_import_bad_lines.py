@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from ketacare.interop.fhir import importer
 from ketacare.interop.fhir.models import FhirImportLink
+from ketacare.interop.fhir.resources.base import record_number_system
 from ketacare.patients.models import Condition, Measurement, Medication, Patient, PatientObservation
 from ketacare.patients.schemas import ExternalObservationCreate
 from tests.interop_fhir.test_import_good import (
@@ -169,10 +170,13 @@ def bad_lines(world) -> list[tuple[bytes, str]]:  # type: ignore[no-untyped-def]
             _line(
                 {
                     **observation("hr-oth-id", "8867-4", valueQuantity=quantity(70, "/min")),
-                    "subject": {"identifier": {"value": "OTH-900001"}},
+                    "subject": {
+                        "identifier": {"system": record_number_system("test"), "value": "OTH-900001"}
+                    },
                 }
             ),
-            "Observation.subject.identifier 'OTH-900001' is not a record number of this clinic",
+            "Observation.subject.identifier 'OTH-900001' is not a record number of this clinic "
+            "(system urn:ketacare:clinic:test:record-number)",
         ),
         (_line(bp_no_diastolic), "the blood-pressure panel lacks diastolic 8462-4"),
         (
@@ -306,7 +310,9 @@ def test_a_line_that_fails_after_writing_leaves_nothing(world, db, monkeypatch) 
 
     monkeypatch.setattr(patients, "add_external_observation", write_then_fail)
     stream = __import__("io").BytesIO(ndjson(PATIENT, GOOD_HR))
-    report = importer.Importer(db, actor).run([importer.NdjsonFile("f.ndjson", stream)])
+    report = importer.Importer(db, actor, source_system="old-ehr").run(
+        [importer.NdjsonFile("f.ndjson", stream)]
+    )
     assert [r.outcome for r in report.lines] == ["accepted", "rejected"]
     assert "refused after writing" in (report.lines[1].reason or "")
     assert db.execute(select(func.count()).select_from(PatientObservation)).scalar_one() == 0
@@ -333,3 +339,150 @@ def test_long_lines_are_skipped_without_being_held(raw: bytes, expected: str) ->
     with pytest.raises(importer.Rejected, match=expected):
         importer.parse_line(lines[0][1], limit=40)
     assert lines[1][1] == b'{"resourceType": "Patient"}\n'
+
+
+def _hr(oid: str, **changes: Any) -> dict[str, Any]:
+    return {**observation(oid, "8867-4", valueQuantity=quantity(64, "/min")), **changes}
+
+
+def test_a_subject_identifier_matches_only_this_clinics_record_number_system(
+    browser, world, token_for, db
+) -> None:
+    """Another hospital's identifier whose value happens to equal one of our record numbers is
+    another patient: matched only in this clinic's system, and only as written."""
+    writer = token_for("system/*.write", "system/*.read")
+    number = world.patient_a.record_number
+    own = record_number_system("test")
+    body = ndjson(
+        _hr(
+            "hr-other-sys",
+            subject={"identifier": {"system": "http://hospital-b.example/mrn", "value": number}},
+        ),
+        _hr("hr-no-sys", subject={"identifier": {"value": number}}),
+        _hr("hr-lower", subject={"identifier": {"system": own, "value": number.lower()}}),
+        _hr("hr-own", subject={"identifier": {"system": own, "value": number}}),
+    )
+    lines = post(browser().client, writer, body, _report="json").json()["lines"]
+    assert [(x["outcome"], x["issue_code"]) for x in lines] == [
+        ("rejected", "not-found"),
+        ("rejected", "not-found"),
+        ("rejected", "not-found"),
+        ("accepted", None),
+    ]
+    assert lines[0]["reason"] == (
+        "Observation.subject.identifier has system 'http://hospital-b.example/mrn': only this "
+        f"clinic's record numbers (system {own}) are matched; give the patient as a reference to an "
+        "imported Patient instead"
+    )
+    assert "has no system: only this clinic's record numbers" in lines[1]["reason"]
+    assert f"{number.lower()!r} is not a record number of this clinic (system {own})" in lines[2]["reason"]
+    kept = db.execute(select(PatientObservation.patient_id, PatientObservation.code)).all()
+    assert [tuple(k) for k in kept] == [(world.patient_a.id, "8867-4")]
+
+
+YEAR_ONE = "0001-01-01T00:30:00+01:00"  # before the first instant UTC can hold
+
+
+def test_a_date_out_of_range_rejects_its_line_and_keeps_the_others(browser, world, token_for, db) -> None:
+    writer = token_for("system/*.write", "system/*.read")
+    body = ndjson(
+        PATIENT,
+        _hr("hr-year1", effectiveDateTime=YEAR_ONE),
+        {**_without(_hr("p-year1"), "effectiveDateTime"), "effectivePeriod": {"start": YEAR_ONE}},
+        GOOD_HR,
+    )
+    response = post(browser().client, writer, body, _report="json")
+    assert response.status_code == 200, response.text
+    lines = response.json()["lines"]
+    assert [x["outcome"] for x in lines] == ["accepted", "rejected", "rejected", "accepted"]
+    assert lines[1]["reason"].startswith(
+        f"Observation.effective {YEAR_ONE!r} is not an instant KetaCare can keep"
+    )
+    kept = db.execute(select(PatientObservation.source)).scalars().all()
+    assert kept == ["FHIR import from old-ehr: Observation/hr-good"]
+    assert (
+        db.execute(
+            select(func.count()).select_from(Patient).where(Patient.family_name == "Curie")
+        ).scalar_one()
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        (
+            observation("hr-huge", "8867-4", valueQuantity=quantity(10**400, "/min")),
+            "Observation.valueQuantity.value 1000000000",
+        ),
+        (_med("Oxycodone", dosage=_dosage(quantity(10**400, "mg"))), "doseQuantity.value 1000000000"),
+    ],
+)
+def test_a_number_too_large_for_a_float_is_rejected(world, db, resource, expected) -> None:
+    from ketacare.auth.principal import Principal
+    from ketacare.auth.roles import Role
+
+    admin = world.users["admin"]
+    actor = Principal(admin.id, admin.username, Role.clinic_admin, world.clinic.id)
+    stream = __import__("io").BytesIO(ndjson(PATIENT, resource))
+    report = importer.Importer(db, actor, source_system="old-ehr").run([importer.NdjsonFile("f", stream)])
+    assert [r.outcome for r in report.lines] == ["accepted", "rejected"]
+    assert expected in (report.lines[1].reason or "") and "not a number KetaCare can keep" in (
+        report.lines[1].reason or ""
+    )
+
+
+def test_an_unexpected_error_on_one_line_is_logged_and_rejects_that_line_only(
+    world, db, monkeypatch, caplog
+) -> None:
+    """The last resort: a ValueError/OverflowError/TypeError nothing foresaw rejects its line
+    (the savepoint takes back what it wrote), is logged with its traceback, and the import goes on."""
+    from ketacare.auth.principal import Principal
+    from ketacare.auth.roles import Role
+    from ketacare.patients import service as patients
+
+    admin = world.users["admin"]
+    actor = Principal(admin.id, admin.username, Role.clinic_admin, world.clinic.id)
+    original = patients.add_external_observation
+    calls = []
+
+    def write_then_break(db_, actor_, patient_id: int, data: ExternalObservationCreate):  # type: ignore[no-untyped-def]
+        row = original(db_, actor_, patient_id, data)
+        calls.append(row.id)
+        if len(calls) == 1:
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+        return row
+
+    monkeypatch.setattr(patients, "add_external_observation", write_then_break)
+    stream = __import__("io").BytesIO(ndjson(PATIENT, _hr("hr-broken"), GOOD_HR))
+    with caplog.at_level("ERROR", logger="ketacare.interop.fhir.importer"):
+        report = importer.Importer(db, actor, source_system="old-ehr").run([importer.NdjsonFile("f", stream)])
+    assert [(r.outcome, r.issue_code) for r in report.lines] == [
+        ("accepted", None),
+        ("rejected", "exception"),
+        ("accepted", None),
+    ]
+    assert report.lines[1].reason == (
+        "KetaCare could not take a value of this line (TypeError: unsupported operand type(s) for +: "
+        "'int' and 'str'); nothing of it was stored"
+    )
+    assert db.execute(select(PatientObservation.source)).scalars().all() == [
+        "FHIR import from old-ehr: Observation/hr-good"
+    ]
+    logged = [
+        r for r in caplog.records if "f line 2 (Observation/hr-broken) failed unexpectedly" in r.getMessage()
+    ]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+def test_the_importer_needs_a_source_system(world, db) -> None:
+    from ketacare.auth.principal import Principal
+    from ketacare.auth.roles import Role
+    from ketacare.errors import InvalidInput
+
+    admin = world.users["admin"]
+    actor = Principal(admin.id, admin.username, Role.clinic_admin, world.clinic.id)
+    for blank in ("", "  "):
+        with pytest.raises(InvalidInput) as raised:
+            importer.Importer(db, actor, source_system=blank)
+        assert raised.value.errors["source"].startswith("Name the system the records come from")

@@ -15,7 +15,7 @@ from ketacare.auth import service as auth
 from ketacare.cli import app
 from ketacare.db import make_sessionmaker, transaction
 from ketacare.patients.models import Condition, Medication, Patient, PatientObservation
-from tests.interop_fhir.test_import_good import GOOD_FILE, PATIENT, ndjson
+from tests.interop_fhir.test_import_good import GOOD_FILE, PATIENT, ndjson, observation, quantity
 
 runner = CliRunner()
 
@@ -47,7 +47,19 @@ def test_cli_imports_a_good_file_then_finds_it_unchanged(cli_db: Engine, tmp_pat
     people.write_bytes(ndjson(PATIENT))
     report = tmp_path / "report.json"
     result = runner.invoke(
-        app, ["fhir", "import", str(rest), str(people), "--clinic", "imp", "--report", str(report)]
+        app,
+        [
+            "fhir",
+            "import",
+            str(rest),
+            str(people),
+            "--clinic",
+            "imp",
+            "--source",
+            "old-ehr",
+            "--report",
+            str(report),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "9 lines: 9 accepted, 0 unchanged, 0 rejected" in result.output
@@ -59,7 +71,9 @@ def test_cli_imports_a_good_file_then_finds_it_unchanged(cli_db: Engine, tmp_pat
     ]
     assert (_count(cli_db, Patient), _count(cli_db, Condition), _count(cli_db, Medication)) == (1, 1, 1)
     assert _count(cli_db, PatientObservation) == 4
-    again = runner.invoke(app, ["fhir", "import", str(rest), str(people), "--clinic", "imp"])
+    again = runner.invoke(
+        app, ["fhir", "import", str(rest), str(people), "--clinic", "imp", "--source", "old-ehr"]
+    )
     assert again.exit_code == 0 and "0 accepted, 9 unchanged" in again.output
     assert _count(cli_db, Patient) == 1 and _count(cli_db, PatientObservation) == 4
 
@@ -69,7 +83,9 @@ def test_cli_exits_1_with_rejected_lines_and_writes_the_report(cli_db: Engine, t
     mixed.write_bytes(ndjson(PATIENT) + b"{broken\n" + ndjson({"resourceType": "Encounter", "id": "e"}))
     report = tmp_path / "out" / "report.json"
     report.parent.mkdir()
-    result = runner.invoke(app, ["fhir", "import", str(mixed), "--clinic", "imp", "--report", str(report)])
+    result = runner.invoke(
+        app, ["fhir", "import", str(mixed), "--clinic", "imp", "--source", "old-ehr", "--report", str(report)]
+    )
     assert result.exit_code == 1, result.output
     assert "1 accepted, 0 unchanged, 2 rejected" in result.output
     lines = json.loads(report.read_text())["lines"]
@@ -81,11 +97,45 @@ def test_cli_exits_1_with_rejected_lines_and_writes_the_report(cli_db: Engine, t
 def test_cli_bad_arguments_exit_2_and_import_nothing(cli_db: Engine, tmp_path: Path) -> None:
     good = tmp_path / "good.ndjson"
     good.write_bytes(ndjson(PATIENT))
-    missing = runner.invoke(app, ["fhir", "import", str(tmp_path / "nope.ndjson"), "--clinic", "imp"])
+    missing = runner.invoke(
+        app, ["fhir", "import", str(tmp_path / "nope.ndjson"), "--clinic", "imp", "--source", "old-ehr"]
+    )
     assert missing.exit_code == 2 and "no such file" in missing.output
-    unknown = runner.invoke(app, ["fhir", "import", str(good), "--clinic", "atlantis"])
+    unknown = runner.invoke(app, ["fhir", "import", str(good), "--clinic", "atlantis", "--source", "old-ehr"])
     assert unknown.exit_code == 2
     assert _count(cli_db, Patient) == 0
     helped = runner.invoke(app, ["fhir", "import", "--help"])
     text = " ".join(helped.output.replace("│", " ").split())
     assert "1 when some lines were rejected" in text and "2 for bad arguments" in text
+
+
+def test_cli_needs_a_source_system(cli_db: Engine, tmp_path: Path) -> None:
+    good = tmp_path / "good.ndjson"
+    good.write_bytes(ndjson(PATIENT))
+    missing = runner.invoke(app, ["fhir", "import", str(good), "--clinic", "imp"])
+    assert missing.exit_code == 2 and "--source" in missing.output
+    blank = runner.invoke(app, ["fhir", "import", str(good), "--clinic", "imp", "--source", "  "])
+    assert blank.exit_code == 2
+    assert "--source: Name the system the records come from" in " ".join(blank.output.split())
+    assert _count(cli_db, Patient) == 0
+
+
+def test_cli_rejects_a_date_out_of_range_and_writes_the_report(cli_db: Engine, tmp_path: Path) -> None:
+    year_one = observation(
+        "hr-y1", "8867-4", effectiveDateTime="0001-01-01T00:30:00+01:00", valueQuantity=quantity(64, "/min")
+    )
+    good_hr = observation("hr-ok", "8867-4", valueQuantity=quantity(64, "/min"))
+    records = tmp_path / "records.ndjson"
+    records.write_bytes(ndjson(PATIENT, year_one, good_hr))
+    report = tmp_path / "report.json"
+    result = runner.invoke(
+        app,
+        ["fhir", "import", str(records), "--clinic", "imp", "--source", "old-ehr", "--report", str(report)],
+    )
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "2 accepted, 0 unchanged, 1 rejected" in result.output
+    lines = json.loads(report.read_text())["lines"]
+    assert [(x["line"], x["outcome"]) for x in lines] == [(1, "accepted"), (2, "rejected"), (3, "accepted")]
+    assert "is not an instant KetaCare can keep" in lines[1]["reason"]
+    assert (_count(cli_db, Patient), _count(cli_db, PatientObservation)) == (1, 1)

@@ -117,7 +117,10 @@ OBSERVATIONS = [
 GOOD_FILE = ndjson(CONDITION, PATIENT, MEDICATION, *OBSERVATIONS)
 
 
-def post(client, headers, body: bytes, **params: str):  # type: ignore[no-untyped-def]
+def post(client, headers, body: bytes, **params: str | None):  # type: ignore[no-untyped-def]
+    """POST to $import; ``source`` (required) is "old-ehr" unless given (``None``: left out)."""
+    params.setdefault("source", "old-ehr")
+    params = {k: v for k, v in params.items() if v is not None}
     return client.post(
         f"{BASE}/$import", content=body, params=params, headers={**headers, "Content-Type": NDJSON}
     )
@@ -304,3 +307,85 @@ def test_imported_observations_show_on_the_patient_record(browser, world, writer
     assert page.status_code == 200
     assert "Observations from other systems" in page.text
     assert "Heart rate" in page.text and "72 /min" in page.text and "128 mm[Hg]" in page.text
+
+
+@pytest.mark.parametrize("source", [None, "", "   "])
+def test_the_source_system_is_required(browser, world, writer, db, source) -> None:
+    """Links are kept per source system: without one, hospital B's Patient/1 would update
+    hospital A's. A missing or blank ``source`` is a 422 OperationOutcome and imports nothing."""
+    patients_before = count(db, Patient)
+    response = post(browser().client, writer, ndjson(PATIENT), source=source)
+    assert response.status_code == 422 and response.headers["content-type"].startswith(FHIR_JSON)
+    outcome = response.json()
+    validate(outcome)
+    issue = outcome["issue"][0]
+    assert (issue["severity"], issue["code"]) == ("error", "required")
+    assert issue["diagnostics"].startswith("source: Name the system the records come from")
+    assert "Nothing was imported" in issue["diagnostics"]
+    assert count(db, Patient) == patients_before and count(db, FhirImportLink) == 0
+
+
+def test_a_source_system_with_a_control_character_is_refused(browser, world, writer, db) -> None:
+    response = post(browser().client, writer, ndjson(PATIENT), source="old\tehr")
+    assert response.status_code == 422 and response.json()["issue"][0]["code"] == "value"
+    assert count(db, Patient, Patient.family_name == "Curie") == 0
+
+
+def test_a_patient_update_naming_another_person_is_a_conflict(browser, world, writer, db) -> None:
+    """Same source and id, but another family name AND another birth date: another person, not
+    a correction. The line is refused and the stored patient keeps its demographics; a change of
+    one of the two (a married name, a mistyped birth date) is still an update."""
+    client = browser().client
+    assert post(client, writer, ndjson(PATIENT)).status_code == 200
+    stranger = {
+        **PATIENT,
+        "name": [{"use": "official", "family": "Zed", "given": ["Bob"]}],
+        "gender": "male",
+        "birthDate": "1950-01-01",
+    }
+    report = post(client, writer, ndjson(stranger), _report="json").json()
+    line = report["lines"][0]
+    assert (line["outcome"], line["issue_code"]) == ("rejected", "conflict"), line
+    assert line["reason"].startswith("conflict: Patient/src-1 from old-ehr was imported as patients/")
+    assert "another person, not a correction" in line["reason"]
+    db.expire_all()
+    patient = _imported_patient(db, world)
+    assert (patient.given_name, patient.sex, patient.date_of_birth.isoformat()) == (
+        "Marie Salomea",
+        "female",
+        "1967-11-07",
+    )
+    assert count(db, Patient, Patient.family_name == "Zed") == 0
+    # The OperationOutcome carries it as a conflict issue.
+    outcome = post(client, writer, ndjson(stranger)).json()
+    assert outcome["issue"][1]["code"] == "conflict"
+    # A corrected birth date with the same family name (any case) is an update.
+    corrected = {
+        **PATIENT,
+        "name": [{"use": "official", "family": "CURIE", "given": ["Marie"]}],
+        "birthDate": "1967-11-08",
+    }
+    fixed = post(client, writer, ndjson(corrected), _report="json").json()["lines"][0]
+    assert fixed["outcome"] == "accepted" and "birthDate" in fixed["reason"]
+    db.expire_all()
+    assert _imported_patient_by_name(db, world, "CURIE").date_of_birth.isoformat() == "1967-11-08"
+
+
+def _imported_patient_by_name(db, world, family: str) -> Patient:  # type: ignore[no-untyped-def]
+    return db.execute(
+        select(Patient).where(Patient.clinic_id == world.clinic.id, Patient.family_name == family)
+    ).scalar_one()
+
+
+def test_observation_building_blocks_live_in_one_place() -> None:
+    """``_number`` and ``CATEGORY_DISPLAY`` once, in observation_parts, used by both the session
+    Observations and the imported ones."""
+    from pathlib import Path
+
+    from ketacare.interop.fhir.resources import imported_observations, observation, observation_parts
+
+    for module in (observation, imported_observations):
+        text = Path(str(module.__file__)).read_text()
+        assert "def _number(" not in text and "CATEGORY_DISPLAY = " not in text, module.__name__
+        assert "observation_parts import" in text, module.__name__
+    assert observation_parts.number(7.0) == 7 and observation_parts.CATEGORY_DISPLAY["survey"] == "Survey"

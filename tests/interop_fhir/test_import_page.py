@@ -7,13 +7,14 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ketacare.auth.roles import Role
+from ketacare.interop.fhir.resources.base import record_number_system
 from ketacare.patients.models import Condition, Patient
-from tests.interop_fhir.test_import_good import CONDITION, GOOD_FILE, PATIENT, ndjson
+from tests.interop_fhir.test_import_good import CONDITION, GOOD_FILE, PATIENT, ndjson, observation, quantity
 
 PAGE = "/fhir-exchange/imports"
 
 
-def _upload(browser_, files: list[tuple[str, bytes]], source: str = ""):  # type: ignore[no-untyped-def]
+def _upload(browser_, files: list[tuple[str, bytes]], source: str = "old-ehr"):  # type: ignore[no-untyped-def]
     return browser_.client.post(
         PAGE,
         data={"csrf_token": browser_.csrf, "source": source},
@@ -68,7 +69,9 @@ def test_another_clinics_admin_cannot_reach_this_clinics_patients(browser, world
     other = browser("outsider", world)
     other.refresh_csrf(PAGE)
     by_id = {**CONDITION, "id": "x1", "subject": {"reference": f"Patient/{world.patient_a.id}"}}
-    by_number = {**CONDITION, "id": "x2", "subject": {"identifier": {"value": world.patient_a.record_number}}}
+    # patient_a's record number, as a record number of the outsider's own clinic (its system).
+    number = {"system": record_number_system("other"), "value": world.patient_a.record_number}
+    by_number = {**CONDITION, "id": "x2", "subject": {"identifier": number}}
     response = _upload(other, [("reach.ndjson", ndjson(by_id, by_number))])
     assert response.status_code == 200
     assert "<strong>2</strong> rejected" in response.text
@@ -82,3 +85,35 @@ def test_another_clinics_admin_cannot_reach_this_clinics_patients(browser, world
     _upload(other, [("own.ndjson", ndjson(PATIENT))])
     copy = db.execute(select(Patient).where(Patient.family_name == "Curie")).scalar_one()
     assert copy.clinic_id == world.other_clinic.id
+
+
+def test_the_upload_needs_a_source_system_and_names_the_files_to_choose_again(as_role, world, db) -> None:
+    admin = as_role("admin")
+    page = admin.client.get(PAGE)
+    assert 'name="source" maxlength="100" required' in page.text
+    admin.refresh_csrf(PAGE)
+    files = [("records.ndjson", GOOD_FILE), ("more.ndjson", ndjson({**PATIENT, "id": "src-2"}))]
+    for source in ("", "   ", "old\tehr"):
+        response = _upload(admin, files, source=source)
+        assert response.status_code == 422, (source, response.status_code)
+        assert "Source system:" in response.text and "Nothing was imported" in response.text
+        assert "choose records.ndjson, more.ndjson again" in response.text
+    blank = _upload(admin, files, source="")
+    assert "Name the system the records come from" in blank.text
+    assert db.execute(select(Patient).where(Patient.family_name == "Curie")).first() is None
+
+
+def test_an_upload_with_a_date_out_of_range_reports_the_line(as_role, world, db) -> None:
+    admin = as_role("admin")
+    admin.refresh_csrf(PAGE)
+    year_one = observation(
+        "hr-y1", "8867-4", effectiveDateTime="0001-01-01T00:30:00+01:00", valueQuantity=quantity(64, "/min")
+    )
+    response = _upload(admin, [("y1.ndjson", ndjson(PATIENT, year_one))])
+    assert response.status_code == 200, response.status_code
+    assert "<strong>1</strong> accepted" in response.text and "<strong>1</strong> rejected" in response.text
+    assert "is not an instant KetaCare can keep" in response.text
+    assert (
+        db.execute(select(Patient).where(Patient.family_name == "Curie")).scalar_one().clinic_id
+        == world.clinic.id
+    )

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
+from ketacare.interop.fhir.resources.base import record_number_system
 from ketacare.patients import service as patients
 from ketacare.patients.models import Condition, Measurement, Medication, Patient, PatientObservation
 from ketacare.patients.schemas import ConditionCreate, MeasurementCreate, MedicationCreate
@@ -61,7 +62,9 @@ def test_export_then_import_into_the_other_clinic_matches(browser, world, token_
         and json.loads(line)["id"] in ("hr-1", "bp-1", "nrs-1")
     ]
     for obs in monitor:
-        obs["subject"] = {"identifier": {"value": world.patient_a.record_number}}
+        obs["subject"] = {
+            "identifier": {"system": record_number_system("test"), "value": world.patient_a.record_number}
+        }
     assert (
         post(client, here, ndjson(*monitor), source="monitor", _report="json").json()["totals"]["accepted"]
         == 3
@@ -154,3 +157,89 @@ def test_an_imported_observation_reads_by_its_id(browser, world, token_for, db) 
     assert resource["subject"]["reference"].startswith("Patient/")
     # A patient imported twice from the same file is still one patient.
     assert post(client, headers, ndjson(PATIENT), _report="json").json()["lines"][0]["outcome"] == "unchanged"
+
+
+NRS_DISPLAY = "Pain severity - 0-10 verbal numeric rating [Score] - Reported"  # fhir_observation_codes.toml
+US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
+
+
+def test_imported_observations_go_out_as_keta_cares_own(browser, world, token_for, db) -> None:
+    """Pain NRS goes out in one shape whatever its source (valueInteger, the knowledge data's
+    display, as a session NRS); imported vital signs claim the US Core profile of their code."""
+    from ketacare.interop.fhir.resources import observation as mapping
+    from ketacare.knowledge.fhir_observation_codes import observation_kinds
+
+    client = browser().client
+    headers = token_for("system/*.write", "system/*.read")
+    as_quantity = {
+        **json.loads(GOOD_FILE.decode().splitlines()[-1]),
+        "id": "nrs-q",
+        "valueInteger": None,
+        "valueQuantity": {
+            "value": 4,
+            "unit": "{score}",
+            "system": "http://unitsofmeasure.org",
+            "code": "{score}",
+        },
+    }
+    del as_quantity["valueInteger"]
+    body = GOOD_FILE + ndjson(as_quantity)
+    assert post(client, headers, body, _report="json").json()["totals"]["accepted"] == 10
+    rows = {
+        (o.code, o.value): o.id
+        for o in db.execute(
+            select(PatientObservation).where(PatientObservation.source.like("%old-ehr%"))
+        ).scalars()
+    }
+
+    def read(code: str, value: float | None) -> dict:  # type: ignore[type-arg]
+        resource = client.get(f"{BASE}/Observation/imported-{rows[(code, value)]}", headers=headers).json()
+        validate(resource)
+        return resource
+
+    session_nrs = mapping.observation(
+        "score-1",
+        observation_kinds()["scale"]["nrs"],
+        patient_id=1,
+        effective=None,
+        recorded=None,
+        value=mapping.value_of(observation_kinds()["scale"]["nrs"], 7),
+    )
+    for value in (7.0, 4.0):
+        nrs = read("72514-3", value)
+        assert nrs["valueInteger"] == int(value) and "valueQuantity" not in nrs
+        assert (
+            nrs["code"]
+            == session_nrs["code"]
+            == {
+                "coding": [{"system": "http://loinc.org", "code": "72514-3", "display": NRS_DISPLAY}],
+                "text": "Pain severity 0-10 numeric rating",
+            }
+        )
+        assert nrs["category"] == session_nrs["category"]
+        assert "profile" not in nrs["meta"] and "profile" not in session_nrs.get("meta", {})
+    assert {
+        o.display
+        for o in db.execute(select(PatientObservation).where(PatientObservation.code == "72514-3")).scalars()
+    } == {NRS_DISPLAY}
+
+    heart = read("8867-4", 72.0)
+    assert heart["meta"]["profile"] == [US_CORE + "us-core-heart-rate"]
+    assert heart["valueQuantity"] == {
+        "value": 72,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    }
+    temperature = read("8310-5", 37.0)
+    assert temperature["meta"]["profile"] == [US_CORE + "us-core-body-temperature"]
+    panel = read("85354-9", None)
+    assert panel["meta"]["profile"] == [US_CORE + "us-core-blood-pressure"]
+    assert panel["code"]["coding"][0]["display"] == "Blood pressure panel with all children optional"
+    assert [
+        (c["code"]["coding"][0]["code"], c["code"]["coding"][0]["display"], c["valueQuantity"]["value"])
+        for c in panel["component"]
+    ] == [
+        ("8480-6", "Systolic blood pressure", 128),
+        ("8462-4", "Diastolic blood pressure", 82),
+    ]

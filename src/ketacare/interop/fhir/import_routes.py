@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
+from ketacare.errors import InvalidInput
 from ketacare.interop.fhir import importer
 from ketacare.web.deps import DbSession, require
 from ketacare.web.problems import FHIR_JSON
@@ -103,11 +104,12 @@ def import_ndjson(
     db: DbSession,
     actor: Writer,
     body: Annotated[Body, Depends(ndjson_body)],
-    source: str = "",
+    source: str | None = None,
     _report: str | None = None,
 ) -> Response:
-    """Import Patient, Condition, Observation and MedicationStatement resources, one per line.
-    Answers 200 with an OperationOutcome (or ``_report=json``: the plain per-line report)."""
+    """Import Patient, Condition, Observation and MedicationStatement resources, one per line,
+    from the system named by ``source`` (required: ids are only unique within it). Answers 200
+    with an OperationOutcome (or ``_report=json``: the plain per-line report)."""
     if body.too_large or body.spool is None:
         return _too_large()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -121,6 +123,12 @@ def import_ndjson(
     if _report not in (None, "json", "outcome"):
         body.spool.close()
         return _outcome(400, "invalid", "_report is 'json' (the per-line report) or 'outcome' (the default).")
+    try:
+        source = importer.check_source(source)
+    except InvalidInput as exc:
+        body.spool.close()
+        code = "required" if not (source or "").strip() else "value"
+        return _outcome(422, code, f"source: {exc.errors['source']} Nothing was imported.")
     with body.spool as spool:
         report = importer.Importer(db, actor, source_system=source).run([importer.NdjsonFile("body", spool)])
     if _report == "json":
@@ -142,7 +150,7 @@ def imports_upload(
     db: DbSession,
     actor: Writer,
     files: Annotated[list[UploadFile], File()],
-    source: Annotated[str, Form(max_length=100)] = "",
+    source: Annotated[str, Form()] = "",  # required, checked below: the error keeps the files' names
 ) -> Response:
     context: dict[str, Any] = {"report": None, "max_mb": MAX_IMPORT_BYTES // (1024 * 1024), "source": source}
     chosen = [f for f in files if f.filename]
@@ -150,6 +158,13 @@ def imports_upload(
         return render(
             request, "fhir_imports.html", {**context, "error": "Choose one or more .ndjson files."}, 422
         )
+    try:
+        source = importer.check_source(source)
+    except InvalidInput as exc:
+        # A browser never fills a file field back in: name the files so they are easy to choose again.
+        names = ", ".join(f.filename or "" for f in chosen)
+        error = f"Source system: {exc.errors['source']} Nothing was imported; choose {names} again."
+        return render(request, "fhir_imports.html", {**context, "error": error}, 422)
     if sum(f.size or 0 for f in chosen) > MAX_IMPORT_BYTES:
         error = f"The files are larger than {context['max_mb']} MB together; nothing was imported."
         return render(request, "fhir_imports.html", {**context, "error": error}, 413)

@@ -13,8 +13,16 @@ before its Patient in a file, or in an earlier file.
 Idempotency: ``fhir_import_links`` remembers, per clinic and source system, each source resource
 (its ``id``, or the SHA-256 of its canonical JSON when it has none), the row it became and the
 SHA-256 of its content (``meta`` left out: a re-export with a new ``lastUpdated`` is the same
-resource). The same line again is *unchanged*; a changed Patient updates demographics; any other
+resource). The source system is required: without it one hospital's Patient/1 would be taken
+for another's. The same line again is *unchanged*; a changed Patient updates demographics, unless
+both its family name and birth date differ (another person: refused as a conflict); any other
 changed resource is refused (the record may have been edited in KetaCare since).
+
+A ``subject`` is a reference to a Patient imported from the same source, or an identifier in this
+clinic's record-number system (``base.record_number_system``), matched exactly.
+
+A value no check foresaw (a ValueError, OverflowError or TypeError while storing a line) rejects
+that line only, and is logged with its traceback.
 
 What is understood (codes from clinical-facts.md section 7.1 and ``hl7v2.codes``):
 
@@ -40,6 +48,8 @@ import datetime as dt
 import hashlib
 import importlib
 import json
+import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -55,7 +65,15 @@ from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 from ketacare.errors import InvalidInput, KetaCareError
 from ketacare.interop.fhir.models import FhirImportLink
-from ketacare.interop.fhir.resources.base import ICD10CM, LOINC, SNOMED, UCUM
+from ketacare.interop.fhir.resources.base import (
+    ICD10CM,
+    LOINC,
+    SNOMED,
+    UCUM,
+    record_number_system,
+    table,
+)
+from ketacare.interop.fhir.resources.observation_parts import display_of
 from ketacare.interop.hl7v2 import codes as hl7_codes
 from ketacare.knowledge.contraindications import mme_rule
 from ketacare.knowledge.sessions import session_rules
@@ -72,6 +90,7 @@ from ketacare.patients.schemas import (
 )
 from ketacare.sessions.device import VITAL_UNITS
 
+log = logging.getLogger(__name__)
 Resource = dict[str, Any]
 SUPPORTED_TYPES = ("Patient", "Condition", "Observation", "MedicationStatement")
 MAX_LINE_BYTES = 1_000_000  # one resource; a Patient or an Observation is a few kB
@@ -81,8 +100,7 @@ DRUG_CLASS_SYSTEM = "urn:ketacare:drug-class"  # the local coding KetaCare's Med
 BODY_WEIGHT = "29463-7"
 BODY_HEIGHT = "8302-2"
 BP_PANELS = ("85354-9", "96607-7")  # the BP panel; 96607-7 is also in the US Core value set
-PAIN_NRS = "72514-3"
-PAIN_NRS_DISPLAY = "Pain severity 0-10 verbal numeric rating [Score] - Reported"
+PAIN_NRS = "72514-3"  # its display is the knowledge data's (fhir_observation_codes.toml)
 SCORE_UNIT = "{score}"
 
 # Units (UCUM codes and the spellings senders use) and their factor to what KetaCare stores.
@@ -268,7 +286,7 @@ def validate_fhir(resource: Resource) -> None:
         model.model_validate(resource)
     except ValidationError as exc:
         raise Rejected(f"not valid FHIR R4: {_messages(exc, kind)}", "invalid") from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise Rejected(f"not valid FHIR R4: {exc}", "invalid") from exc
 
 
@@ -307,14 +325,32 @@ def _instant(value: str, where: str) -> dt.datetime:
         raise Rejected(
             f"{where} {value!r} has no time of day; KetaCare keeps when it was observed", "processing"
         )
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: 0001-01-01T00:30:00+01:00 is before the first instant UTC can hold.
+        raise Rejected(f"{where} {value[:40]!r} is not an instant KetaCare can keep ({exc})") from exc
 
 
 def _day(value: str, where: str) -> dt.date:
     """The calendar date of a FHIR date or dateTime, as written (in the sender's own offset)."""
     if len(value) < 10:
         raise Rejected(f"{where} {value!r} is not a full date (year-month-day)", "processing")
-    return dt.date.fromisoformat(value[:10])
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except (ValueError, OverflowError) as exc:
+        raise Rejected(f"{where} {value[:40]!r} is not a calendar date ({exc})") from exc
+
+
+def _float(value: Any, where: str) -> float:
+    """A FHIR decimal as a float; an integer too large for one (10**400) is refused, not a crash."""
+    try:
+        number = float(value)
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise Rejected(f"{where} {str(value)[:40]} is not a number KetaCare can keep") from exc
+    if not math.isfinite(number):  # 1e999 reads as infinity
+        raise Rejected(f"{where} {str(value)[:40]} is not a finite number")
+    return number
 
 
 def _quantity(resource: Resource, where: str) -> tuple[float, list[str]]:
@@ -325,7 +361,7 @@ def _quantity(resource: Resource, where: str) -> tuple[float, list[str]]:
     units = [str(quantity[k]) for k in ("code", "unit") if quantity.get(k)]
     if quantity.get("code") and quantity.get("system") not in (None, UCUM):
         units = [str(quantity["unit"])] if quantity.get("unit") else []
-    return float(quantity["value"]), units
+    return _float(quantity["value"], f"{where}.valueQuantity.value"), units
 
 
 def _convert(value: float, units: list[str], factors: dict[str, float], what: str, where: str) -> float:
@@ -346,6 +382,22 @@ def _convert(value: float, units: list[str], factors: dict[str, float], what: st
 
 Handler = Callable[[Resource], tuple[str, int, int]]  # -> (local table, local row id, patient id)
 
+SOURCE_REQUIRED = (
+    "Name the system the records come from (e.g. old-clinic-ehr): ids are only unique within "
+    "one system, so without it one hospital's Patient/1 would be taken for another's."
+)
+
+
+def check_source(source_system: str | None) -> str:
+    """The source system's name, stripped; ``InvalidInput`` (field ``source``) when it is
+    missing, blank, longer than 100 characters or holds a control character."""
+    name = (source_system or "").strip()
+    if not name:
+        raise InvalidInput(errors={"source": SOURCE_REQUIRED})
+    if len(name) > 100 or not name.isprintable():
+        raise InvalidInput(errors={"source": "Up to 100 printable characters naming the source system."})
+    return name
+
 
 class Importer:
     """One import run for one clinic (the actor's), from one source system."""
@@ -355,16 +407,15 @@ class Importer:
         db: Session,
         actor: Principal,
         *,
-        source_system: str = "",
+        source_system: str,
         commit_every: int | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        source_system = source_system.strip()
-        if len(source_system) > 100 or not source_system.isprintable():
-            raise InvalidInput(errors={"source": "Up to 100 printable characters naming the source system."})
         self.db = db
         self.actor = actor
-        self.source_system = source_system
+        # Required: links are kept per (clinic, source system, type, id).
+        self.source_system = check_source(source_system)
+        self._record_number_system: str | None = None
         self.commit_every = commit_every
         self.progress = progress
         self._since_commit = 0
@@ -394,8 +445,7 @@ class Importer:
             self.actor,
             "fhir.import",
             "fhir",
-            detail=f"{', '.join(report.files)[:200]} (source {self.source_system or 'unnamed'}): "
-            + report.summary(),
+            detail=f"{', '.join(report.files)[:200]} (source {self.source_system}): " + report.summary(),
         )
         return report
 
@@ -439,6 +489,20 @@ class Importer:
             return LineResult(
                 name, number, kind, source_id, "rejected", reason=reason, issue_code="processing"
             )
+        except (ValueError, OverflowError, TypeError) as exc:
+            # The last resort: a value no check above foresaw. The savepoint took back whatever
+            # the line wrote; the rest of the import goes on. Logged with its traceback, since it
+            # may be a bug rather than bad input.
+            log.exception(
+                "FHIR import: %s line %d (%s/%s) failed unexpectedly", name, number, kind, source_id
+            )
+            reason = (
+                f"KetaCare could not take a value of this line ({type(exc).__name__}: {str(exc)[:120]}); "
+                "nothing of it was stored"
+            )
+            return LineResult(
+                name, number, kind, source_id, "rejected", reason=reason, issue_code="exception"
+            )
         if outcome == "accepted" and self.commit_every:
             self._since_commit += 1
             if self._since_commit >= self.commit_every:
@@ -469,7 +533,7 @@ class Importer:
                     "edit it in KetaCare"
                 )
             with self.db.begin_nested():
-                changed = self._update_patient(link.patient_id, resource)
+                changed = self._update_patient(link.patient_id, source_id, resource)
                 link.content_sha256 = digest
                 link.updated_at = utcnow()
                 self.db.flush()
@@ -498,9 +562,20 @@ class Importer:
         patient = patients.create(self.db, self.actor, PatientCreate(**patient_fields(resource)))
         return "patients", patient.id, patient.id
 
-    def _update_patient(self, patient_id: int, resource: Resource) -> list[str]:
+    def _update_patient(self, patient_id: int, source_id: str, resource: Resource) -> list[str]:
         fields = patient_fields(resource)
         before = patients.visible_patient(self.db, self.actor, patient_id, "patient.update")
+        same_family = (
+            str(before.family_name).strip().casefold() == str(fields["family_name"]).strip().casefold()
+        )
+        if not same_family and before.date_of_birth != fields["date_of_birth"]:
+            raise Rejected(
+                f"conflict: Patient/{source_id} from {self.source_system} was imported as "
+                f"patients/{patient_id}, and this line gives another family name and another date of "
+                "birth: another person, not a correction. Nothing was changed; check the source "
+                "system's name and the id, or correct the patient in KetaCare",
+                "conflict",
+            )
         changed = [
             _PATIENT_FIELDS[k].removeprefix("Patient.") for k, v in fields.items() if getattr(before, k) != v
         ]
@@ -521,22 +596,48 @@ class Importer:
             if link is None:
                 raise Rejected(
                     f"{kind}.subject {reference[:80]} is not a patient imported into this clinic"
-                    + (f" from {self.source_system}" if self.source_system else "")
-                    + ": import its Patient line first (in these files or an earlier import)",
+                    f" from {self.source_system}"
+                    ": import its Patient line first (in these files or an earlier import)",
                     "not-found",
                 )
             return link.patient_id
         identifier = subject.get("identifier")
         value = identifier.get("value") if isinstance(identifier, dict) else None
-        if isinstance(value, str) and value.strip():
-            found = patients.id_by_record_number(self.db, self.actor, value)
-            if found is None:
-                raise Rejected(
-                    f"{kind}.subject.identifier {value[:40]!r} is not a record number of this clinic",
-                    "not-found",
-                )
-            return found
+        if isinstance(identifier, dict) and isinstance(value, str) and value.strip():
+            return self._patient_by_record_number(kind, identifier.get("system"), value)
         raise Rejected(f"{kind}.subject has neither a reference nor an identifier", "invalid")
+
+    def _patient_by_record_number(self, kind: str, system: Any, value: str) -> int:
+        """A subject.identifier is a record number only in this clinic's record-number system (what
+        KetaCare's Patient export carries), and only as written: another system's "MRN 12" is
+        another hospital's patient, whatever its value."""
+        expected = self._own_record_number_system()
+        if system != expected:
+            given = f"system {str(system)[:80]!r}" if isinstance(system, str) and system else "no system"
+            raise Rejected(
+                f"{kind}.subject.identifier has {given}: only this clinic's record numbers "
+                f"(system {expected}) are matched; give the patient as a reference to an imported "
+                "Patient instead",
+                "not-found",
+            )
+        p = table("patients")
+        found = self.db.execute(
+            select(p.c.id).where(p.c.clinic_id == self.actor.clinic_id, p.c.record_number == value)
+        ).scalar_one_or_none()
+        if found is None:
+            raise Rejected(
+                f"{kind}.subject.identifier {value[:40]!r} is not a record number of this clinic "
+                f"(system {expected})",
+                "not-found",
+            )
+        return int(found)
+
+    def _own_record_number_system(self) -> str:
+        if self._record_number_system is None:
+            c = table("clinics")
+            slug = self.db.execute(select(c.c.slug).where(c.c.id == self.actor.clinic_id)).scalar_one()
+            self._record_number_system = record_number_system(str(slug))
+        return self._record_number_system
 
     # -- Condition --------------------------------------------------------------------------------
 
@@ -631,8 +732,7 @@ class Importer:
             measurement = patients.add_measurement(self.db, self.actor, patient_id, data)
             return "patient_measurements", measurement.id, patient_id
         at = _instant(effective, "Observation.effective")
-        origin = f"FHIR import from {self.source_system}" if self.source_system else "FHIR import"
-        source = f"{origin}: Observation/{source_id_of(resource)}"[:200]
+        source = f"FHIR import from {self.source_system}: Observation/{source_id_of(resource)}"[:200]
         if code in BP_PANELS:
             parts = _bp_components(resource)
             display = understood[0].get("display") or resource["code"].get("text") or "Blood pressure panel"
@@ -649,7 +749,7 @@ class Importer:
             observation = ExternalObservationCreate(
                 code_system=LOINC,
                 code=code,
-                display=PAIN_NRS_DISPLAY,
+                display=display_of(LOINC, PAIN_NRS) or "Pain NRS",
                 category="survey",
                 value=_nrs(resource),
                 unit=SCORE_UNIT,
@@ -900,7 +1000,7 @@ def _dose(dosage: Resource) -> tuple[float | None, str | None]:
         return None, None
     unit = quantity.get("code") or quantity.get("unit")
     spelled = _DOSE_UNITS.get(str(unit).strip().lower(), str(unit).strip()) if unit else None
-    return float(quantity["value"]), spelled
+    return _float(quantity["value"], "MedicationStatement.dosage.doseAndRate.doseQuantity.value"), spelled
 
 
 def _doses_per_day(dosage: Resource) -> float | None:
@@ -913,7 +1013,9 @@ def _doses_per_day(dosage: Resource) -> float | None:
             f"MedicationStatement.dosage.timing.repeat.periodUnit {unit!r} cannot be counted "
             "per day (use h, d or wk)"
         )
-    per_day = float(repeat.get("frequency") or 1) * _PER_DAY[unit] / float(repeat["period"])
+    where = "MedicationStatement.dosage.timing.repeat"
+    frequency = _float(repeat.get("frequency") or 1, f"{where}.frequency")
+    per_day = frequency * _PER_DAY[unit] / _float(repeat["period"], f"{where}.period")
     return round(per_day, 3)
 
 

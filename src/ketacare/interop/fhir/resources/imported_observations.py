@@ -12,8 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ketacare.interop.fhir.resources.base import (
-    OBSERVATION_CATEGORY,
-    UCUM,
     Resource,
     Scope,
     coding,
@@ -24,48 +22,61 @@ from ketacare.interop.fhir.resources.base import (
     reference,
     table,
 )
+from ketacare.interop.fhir.resources.observation_parts import (
+    category_of,
+    code_of,
+    kind_by_code,
+    number,
+    profile_of,
+    quantity,
+    value_of,
+)
+from ketacare.knowledge.fhir_observation_codes import ObservationKind
 
 PREFIX = "imported-"
-CATEGORY_DISPLAY = {"vital-signs": "Vital Signs", "survey": "Survey"}
 
 
-def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
-
-
-def _value(value: float, unit: str | None) -> dict[str, Any]:
+def _value(kind: ObservationKind | None, value: float, unit: str | None) -> dict[str, Any]:
+    """As the kind's own Observations carry it (pain NRS: ``valueInteger``) when the row is in the
+    kind's unit; otherwise the stored value in its stored unit."""
+    if kind is not None and (kind.value != "quantity" or kind.unit == unit):
+        return value_of(kind, value)
     if unit is None:
-        return {"valueQuantity": {"value": _number(value)}}
-    return {"valueQuantity": {"value": _number(value), "unit": unit, "system": UCUM, "code": unit}}
+        return {"valueQuantity": {"value": number(value)}}
+    return {"valueQuantity": quantity(value, unit)}
 
 
-def _concept(system: str, code: str, display: str) -> dict[str, Any]:
+def _code(kind: ObservationKind | None, system: str, code: str, display: str) -> dict[str, Any]:
+    if kind is not None:
+        return code_of(kind)
     return {"coding": [coding(system, code, display)], "text": display}
 
 
 def to_fhir(row: Any) -> Resource:
-    components = [
-        {"code": _concept(c["code_system"], c["code"], c["display"]), **_value(c["value"], c.get("unit"))}
-        for c in row.components or []
-    ]
+    """A ``patient_observations`` row. A code the knowledge data knows (LOINC vital signs, the BP
+    panel 85354-9, pain NRS 72514-3) goes out exactly as KetaCare's own Observations of that code:
+    the same codings and displays, value type, category and US Core profile."""
+    kind = kind_by_code(row.code_system, row.code)
+    components = []
+    for c in row.components or []:
+        part = kind_by_code(c["code_system"], c["code"])
+        components.append(
+            {
+                "code": _code(part, c["code_system"], c["code"], c["display"]),
+                **_value(part, c["value"], c.get("unit")),
+            }
+        )
     return prune(
         {
             "resourceType": "Observation",
             "id": f"{PREFIX}{row.id}",
-            "meta": meta(row.recorded_at),
+            "meta": meta(row.recorded_at, profile_of(kind)),
             "status": "final",
-            "category": [
-                {
-                    "coding": [
-                        coding(OBSERVATION_CATEGORY, row.category, CATEGORY_DISPLAY.get(row.category))
-                    ],
-                    "text": CATEGORY_DISPLAY.get(row.category, row.category),
-                }
-            ],
-            "code": _concept(row.code_system, row.code, row.display),
+            "category": [category_of(kind.category if kind is not None else row.category)],
+            "code": _code(kind, row.code_system, row.code, row.display),
             "subject": reference("Patient", row.patient_id),
             "effectiveDateTime": instant(row.effective_at),
-            **(_value(row.value, row.unit) if row.value is not None else {}),
+            **(_value(kind, row.value, row.unit) if row.value is not None else {}),
             "component": components,
             "note": [{"text": f"Recorded by another system ({row.source})."}],
         }

@@ -27,13 +27,10 @@ from sqlalchemy import Select, Table, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ketacare.interop.fhir.resources.base import (
-    OBSERVATION_CATEGORY,
-    UCUM,
     Mapper,
     Resource,
     Scope,
     SearchParam,
-    coding,
     date,
     instant,
     meta,
@@ -42,12 +39,19 @@ from ketacare.interop.fhir.resources.base import (
     table,
 )
 from ketacare.interop.fhir.resources.imported_observations import imported_observations
+from ketacare.interop.fhir.resources.observation_parts import (
+    US_CORE as US_CORE,  # re-exported: where the profiles this module claims start
+)
+from ketacare.interop.fhir.resources.observation_parts import (
+    VITAL_SIGNS_PROFILE,
+    category_of,
+    code_of,
+    profile_of,
+    value_of,
+)
 from ketacare.knowledge.fhir_observation_codes import ObservationKind, observation_kinds
 from ketacare.knowledge.sessions import session_rules
 
-US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
-VITAL_SIGNS_PROFILE = US_CORE + "us-core-vital-signs"
-CATEGORY_DISPLAY = {"vital-signs": "Vital Signs", "survey": "Survey"}
 BP_KINDS = ("sbp", "dbp")
 PHASE_NOTES = {
     "before": "Scored before the session",
@@ -61,28 +65,6 @@ Source = Callable[[Session, Scope], Iterator[Resource]]
 # --- building blocks -------------------------------------------------------------------------
 
 
-def _number(value: float) -> int | float:
-    """A whole number without its ``.0`` (what a FHIR decimal round-trips to)."""
-    return int(value) if float(value).is_integer() else value
-
-
-def quantity(value: float, unit: str) -> dict[str, Any]:
-    return {"value": _number(value), "unit": unit, "system": UCUM, "code": unit}
-
-
-def code_of(kind: ObservationKind) -> dict[str, Any]:
-    return {"coding": [coding(c.system, c.code, c.display) for c in kind.codings], "text": kind.text}
-
-
-def value_of(kind: ObservationKind, value: float) -> dict[str, Any]:
-    """``{"valueQuantity": ...}`` or ``{"valueInteger": ...}`` as the kind wants."""
-    if kind.value == "quantity" and kind.unit:
-        return {"valueQuantity": quantity(value, kind.unit)}
-    if kind.value == "integer" and float(value).is_integer():
-        return {"valueInteger": int(value)}
-    return {"valueQuantity": {"value": _number(value)}}
-
-
 def observation(
     logical_id: str,
     kind: ObservationKind,
@@ -93,18 +75,13 @@ def observation(
     value: dict[str, Any] | None = None,
     **more: Any,
 ) -> Resource:
-    profile = US_CORE + kind.profile if kind.profile else None
-    category = {
-        "coding": [coding(OBSERVATION_CATEGORY, kind.category, CATEGORY_DISPLAY.get(kind.category))],
-        "text": CATEGORY_DISPLAY.get(kind.category, kind.category),
-    }
     return prune(
         {
             "resourceType": "Observation",
             "id": logical_id,
-            "meta": meta(recorded, profile),
+            "meta": meta(recorded, profile_of(kind)),
             "status": "final",
-            "category": [category],
+            "category": [category_of(kind.category)],
             "code": code_of(kind),
             "subject": reference("Patient", patient_id),
             "effectiveDateTime": effective,
