@@ -38,6 +38,7 @@ from ketacare.interop.fhir.resources.base import (
     reference,
     table,
 )
+from ketacare.interop.fhir.resources.base import row_id as parse_row_id
 from ketacare.interop.fhir.resources.imported_observations import imported_observations
 from ketacare.interop.fhir.resources.observation_parts import (
     US_CORE as US_CORE,  # re-exported: where the profiles this module claims start
@@ -100,9 +101,9 @@ def row_ids(scope: Scope, *prefixes: str) -> list[int] | None:
     for logical in scope.ids:
         for prefix in prefixes:
             if logical.startswith(prefix):
-                digits = logical[len(prefix) :].split("-", 1)[0]
-                if digits.isdigit() and len(digits) < 19:
-                    out.append(int(digits))
+                found = parse_row_id(logical[len(prefix) :].split("-", 1)[0])
+                if found is not None:
+                    out.append(found)
     return out
 
 
