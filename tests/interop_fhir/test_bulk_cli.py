@@ -74,6 +74,9 @@ def test_cli_group_export_holds_only_members(cli_env: DemoFhir, tmp_path: Path) 
         (["--clinic", "nowhere"], "nowhere"),
         (["--clinic", "north", "--type", "Unicorn"], "Unicorn"),
         (["--clinic", "north", "--since", "last week"], "instant"),
+        (["--clinic", "north", "--since", "9999-12-31T23:59:59-01:00"], "outside the years 1 to 9999"),
+        (["--clinic", "north", "--since", "0001-01-01T00:00:00+01:00"], "outside the years 1 to 9999"),
+        (["--clinic", "north", "--type", ",,"], "--type names no resource type"),
         (["--clinic", "north", "--group", "protocol-none"], "protocol-none"),
         (["--clinic", "north", "--group", "protocol-x", "--type", "Group"], "not patient data"),
         ([], "--clinic"),
@@ -87,3 +90,27 @@ def test_cli_refuses_bad_arguments_with_exit_code_2(
     assert result.exit_code == 2, result.output
     assert words in result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("types", "level_args"),
+    [("Unicorn", []), ("Group", ["--group", "protocol-x"])],
+)
+def test_cli_refuses_types_in_the_kick_offs_words(
+    cli_env: DemoFhir, tmp_path: Path, types: str, level_args: list[str]
+) -> None:
+    """One check for the types, the kick-off's: the command says what the API says."""
+    path = "/fhir/R4/$export" if not level_args else "/fhir/R4/Patient/$export"
+    api = cli_env.client.get(
+        path, params={"_type": types}, headers={**cli_env.headers, "Prefer": "respond-async"}
+    )
+    assert api.status_code == 400
+    said = api.json()["issue"][0]["diagnostics"].replace("_type", "--type")
+    if level_args:  # the command's --group is a group-level export
+        said = said.replace("patient-level", "group-level")
+    result = runner.invoke(
+        app,
+        ["fhir", "export", "--out", str(tmp_path / "x"), "--clinic", "north", "--type", types, *level_args],
+    )
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split())

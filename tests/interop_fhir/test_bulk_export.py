@@ -219,6 +219,12 @@ def test_a_token_scoped_to_one_type_exports_that_type_only(demo_fhir: DemoFhir) 
         (ASYNC, {"_type": "Unicorn"}, 400, "Unicorn"),
         (ASYNC, {"_since": "yesterday"}, 400, "instant"),
         (ASYNC, {"_since": "2026-01-01"}, 400, "instant"),
+        # Past the year 9999, or before the year 1, once in UTC (was a 500: OverflowError).
+        (ASYNC, {"_since": "9999-12-31T23:59:59-01:00"}, 400, "outside the years 1 to 9999"),
+        (ASYNC, {"_since": "0001-01-01T00:00:00+01:00"}, 400, "outside the years 1 to 9999"),
+        # A _type with no names is not "every type" (it was: the export held everything).
+        (ASYNC, {"_type": ",,"}, 400, "_type names no resource type"),
+        (ASYNC, {"_type": ""}, 400, "_type names no resource type"),
         (ASYNC, {"_outputFormat": "text/csv"}, 400, "_outputFormat"),
         (ASYNC, {"_typeFilter": "Patient?gender=female"}, 400, "_typeFilter"),
         ({**ASYNC, "Accept": "text/html"}, {}, 400, "Accept"),
@@ -272,7 +278,7 @@ def test_delete_removes_the_files_and_the_job(demo_fhir: DemoFhir) -> None:
     manifest = finish(demo_fhir, location)
     job_id = location.rsplit("/", 1)[1]
     folder = export_dir(demo_fhir) / job_id
-    assert (folder / "Patient.ndjson").is_file()
+    assert (folder / "1" / "Patient.ndjson").is_file()  # attempt 1 wrote it
     assert demo_fhir.client.delete(status_path(location), headers=demo_fhir.headers).status_code == 202
     assert not folder.exists()
     assert demo_fhir.client.get(status_path(location), headers=demo_fhir.headers).status_code == 404
@@ -316,3 +322,35 @@ def test_the_capability_statement_lists_export(demo_fhir: DemoFhir) -> None:
     operations = {o["name"]: o["definition"] for o in body["rest"][0]["operation"]}
     assert operations["export"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
     assert "Group" in {r["type"] for r in body["rest"][0]["resource"]}
+
+
+def test_each_download_is_audited_naming_the_job_and_the_file(demo_fhir: DemoFhir) -> None:
+    """The per-patient ``fhir.export`` entries are written when the job finishes; each download
+    writes one more entry naming the job and the file, so the two join on the job id."""
+    location = kick_off(demo_fhir, f"{BASE}/$export", _type="Patient,Group")
+    manifest = finish(demo_fhir, location)
+    job_id = location.rsplit("/", 1)[1]
+    patient_file = next(o for o in manifest["output"] if o["type"] == "Patient")
+    assert (
+        demo_fhir.client.get(urlsplit(patient_file["url"]).path, headers=demo_fhir.headers).status_code == 200
+    )
+    with demo_fhir.db() as db:
+        exported = db.execute(
+            select(AuditEntry.patient_id, AuditEntry.detail).where(
+                AuditEntry.action == "fhir.export", AuditEntry.resource_id == job_id
+            )
+        ).all()
+        downloads = (
+            db.execute(
+                select(AuditEntry).where(
+                    AuditEntry.action == "fhir.export.download", AuditEntry.resource_id == job_id
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert {pid for pid, _ in exported} == clinic_patient_ids(demo_fhir)
+    assert {detail for _, detail in exported} == {f"system export job {job_id}"}
+    assert len(downloads) == 1
+    assert downloads[0].detail == f"export job {job_id}, file Patient.ndjson: 12 Patient"
+    assert downloads[0].patient_id is None

@@ -67,3 +67,12 @@ def test_the_page_refuses_a_bad_date_and_an_unknown_type_without_a_job(as_role, 
 
 def test_people_without_fhir_read_cannot_open_the_page(as_role) -> None:  # type: ignore[no-untyped-def]
     assert as_role("researcher").get("/fhir-exchange/exports").status_code == 403
+
+
+def test_the_page_refuses_a_date_before_the_year_1_in_utc(app, as_role, world, db) -> None:  # type: ignore[no-untyped-def]
+    # Midnight of 0001-01-01 in Tokyo is in the year 0 in UTC (was a 500: OverflowError).
+    app.state.settings = app.state.settings.model_copy(update={"clinic_time_zone": "Asia/Tokyo"})
+    nurse = as_role("nurse")
+    early = nurse.post("/fhir-exchange/exports", {"since": "0001-01-01"})
+    assert early.status_code == 422 and "between the years 1 and 9999" in early.text
+    assert not db.execute(select(FhirExportJob).where(FhirExportJob.clinic_id == world.clinic.id)).first()

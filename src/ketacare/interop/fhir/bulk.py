@@ -2,8 +2,11 @@
 
 A kick-off checks everything it can up front (format, types the requester may read, ``_since``,
 the group) and queues a job; nothing else happens in the request. A worker claims a queued job
-with a conditional UPDATE (so two workers never run one job), heartbeats while it writes, and
-re-queues jobs whose worker stopped heartbeating (a crash or a restart). Files are written
+with a conditional UPDATE (so two workers never run one job), heartbeats from a small thread
+while it works (a slow query does not make a live job look dead), and re-queues jobs whose
+worker stopped heartbeating (a crash or a restart). Each attempt writes into its own directory,
+``<export dir>/<job id>/<attempt>/``, and the job records the attempt that finished it: a worker
+that lost its job removes only its own attempt's files, never its successor's. Files are written
 under a temporary name and renamed when complete, so a listed file is always whole. The reads
 run in one snapshot (a deferred read transaction on SQLite, REPEATABLE READ on PostgreSQL), so
 the files agree with each other and with the job's ``transactionTime``; SQLite writers are not
@@ -23,7 +26,6 @@ import secrets
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,7 +56,7 @@ LEVELS = ("system", "patient", "group")
 ACTIVE = ("queued", "running")
 MAX_ATTEMPTS = 3
 AUDIT_BATCH = 1000
-PROGRESS_EVERY = 500  # resources between progress calls (heartbeats are further time-gated)
+PROGRESS_EVERY = 500  # resources between progress calls (the heartbeat runs on its own timer)
 # A FHIR instant: date, time to the second (fraction optional) and a zone (Z or +hh:mm).
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 FILE_NAME = re.compile(r"^[A-Z][A-Za-z]{1,40}(\.\d{1,6})?\.ndjson$")
@@ -98,10 +100,11 @@ def parse_since(text: str) -> dt.datetime:
             "e.g. 2026-01-01T00:00:00Z or 2026-01-01T08:00:00-05:00."
         )
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
     except ValueError as exc:
         raise ExportRefused(f"_since {text!r} is not a real date and time.") from exc
-    return parsed.astimezone(dt.UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:59:59-01:00 is past the year 9999 in UTC
+        raise ExportRefused(f"_since {text!r} is outside the years 1 to 9999 in UTC.") from exc
 
 
 def level_types(level: str) -> list[str]:
@@ -111,29 +114,39 @@ def level_types(level: str) -> list[str]:
     return [name for name, m in mappers().items() if m.patient_data]
 
 
-def export_types(actor: Principal, level: str, requested: Sequence[str] | None) -> list[str]:
+def export_types(
+    actor: Principal | None, level: str, requested: Sequence[str] | None, *, param: str = "_type"
+) -> list[str]:
     """The types to write: the requested ones (each known, of the level, readable by the
-    requester) or, when none are named, every type of the level the requester may read."""
+    requester) or, when ``requested`` is None, every type of the level the requester may read.
+    An empty list (``_type=,,``) names no type and is refused. ``actor`` None is the command
+    line, which reads every type; ``param`` is how the messages name the argument."""
     possible = level_types(level)
     if requested is None:
-        chosen = [t for t in possible if service.may_read(actor, mappers()[t])]
+        chosen = [t for t in possible if actor is None or service.may_read(actor, mappers()[t])]
         if not chosen:
             raise Forbidden("This token or role may read none of the resource types of this export.")
         return chosen
+    if not requested:
+        raise ExportRefused(
+            f"{param} names no resource type; name at least one (e.g. Patient,Observation) "
+            f"or leave {param} out for every type."
+        )
     unknown = [t for t in requested if t not in mappers()]
     if unknown:
         raise ExportRefused(
-            f"_type names {', '.join(unknown)}, which this server does not serve; "
+            f"{param} names {', '.join(unknown)}, which this server does not serve; "
             f"it serves {', '.join(mappers())}."
         )
     outside = [t for t in requested if t not in possible]
     if outside:
         raise ExportRefused(
-            f"_type {', '.join(outside)} is not patient data; a {level}-level export holds "
+            f"{param} {', '.join(outside)} is not patient data; a {level}-level export holds "
             f"{', '.join(possible)}."
         )
-    for name in requested:
-        service.check_type(actor, name)
+    if actor is not None:
+        for name in requested:
+            service.check_type(actor, name)
     return list(dict.fromkeys(requested))
 
 
@@ -227,13 +240,23 @@ def manifest(job: FhirExportJob, files: Sequence[FhirExportFile], base_url: str)
     }
 
 
+def attempt_dir(export_dir: Path, job_id: str, attempt: int) -> Path:
+    """Where attempt ``attempt`` of a job writes its files."""
+    return export_dir / job_id / str(attempt)
+
+
 def file_path(db: Session, actor: Principal, job_id: str, file_name: str, export_dir: Path) -> Path:
-    """The file to send; audited. Only a done job's listed files, and only to the requester."""
+    """The file to send; audited. Only a done job's listed files, and only to the requester.
+    The entry names the job (its ``resource_id``, as on the per-patient ``fhir.export``
+    entries written when the job finished) and the file, so an auditor can join the two."""
     job = job_of(db, actor, job_id)
-    listed = {f.file_name: f for f in files_of(db, job.id)} if job.status == "done" else {}
+    done = job.status == "done" and job.output_attempt is not None
+    listed = {f.file_name: f for f in files_of(db, job.id)} if done else {}
     found = listed.get(file_name) if FILE_NAME.match(file_name) else None
-    path = export_dir / job.id / file_name
-    if found is None or not path.is_file():
+    if found is None or job.output_attempt is None:
+        raise NotFound(f"The export job has no file {file_name!r}.")
+    path = attempt_dir(export_dir, job.id, job.output_attempt) / file_name
+    if not path.is_file():
         raise NotFound(f"The export job has no file {file_name!r}.")
     audit.record(
         db,
@@ -241,7 +264,7 @@ def file_path(db: Session, actor: Principal, job_id: str, file_name: str, export
         "fhir.export.download",
         "fhir.export",
         resource_id=job.id,
-        detail=f"{file_name}: {found.count}",
+        detail=f"export job {job.id}, file {file_name}: {found.count} {found.resource_type}",
     )
     return path
 
@@ -260,9 +283,11 @@ def cancel(db: Session, actor: Principal, job_id: str) -> FhirExportJob:
     return job
 
 
-def remove_files(export_dir: Path, job_id: str) -> None:
+def remove_files(export_dir: Path, job_id: str, attempt: int | None = None) -> None:
+    """Removes a job's directory (every attempt), or only the directory of one attempt."""
     if re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", job_id):
-        shutil.rmtree(export_dir / job_id, ignore_errors=True)
+        target = export_dir / job_id if attempt is None else attempt_dir(export_dir, job_id, attempt)
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def clinic_jobs(db: Session, clinic_id: int, limit: int = 50) -> list[FhirExportJob]:
@@ -411,26 +436,17 @@ def command_clinic(db: Session, slug: str | None) -> int:
 def plan_command_export(
     db: Session, clinic_id: int, types: Sequence[str] | None, since: str | None, group_id: str | None
 ) -> CommandExport:
-    """What ``ketacare fhir export`` will write; a bad argument raises before anything is."""
+    """What ``ketacare fhir export`` will write; a bad argument raises before anything is.
+    The checks are the kick-off's (``export_types``, ``parse_since``), for a reader of every type."""
     level = "group" if group_id else "system"
-    possible = level_types(level)
-    unknown = [t for t in types or () if t not in mappers()]
-    if unknown:
-        raise ExportRefused(f"--type {', '.join(unknown)}: not served; choose from {', '.join(mappers())}.")
-    outside = [t for t in types or () if t not in possible]
-    if outside:
-        raise ExportRefused(f"--type {', '.join(outside)} is not patient data, so not in a group export.")
+    chosen = export_types(None, level, types, param="--type")
+    parsed_since = parse_since(since) if since is not None else None
     patient_ids = None
     if group_id is not None:
         patient_ids = group.member_ids(db, clinic_id, group_id)
         if patient_ids is None:
             raise NotFound(f"--group {group_id}: no such Group in this clinic (see /fhir/R4/Group).")
-    return CommandExport(
-        list(dict.fromkeys(types)) if types else possible,
-        parse_since(since) if since is not None else None,
-        patient_ids,
-        level,
-    )
+    return CommandExport(chosen, parsed_since, patient_ids, level)
 
 
 def record_command_export(
@@ -578,43 +594,76 @@ def claim(factory: sessionmaker[Session], worker_name: str) -> str | None:
     return None
 
 
+def _held(job_id: str, worker: str, attempt: int) -> Any:
+    """The job is still running as this worker's attempt ``attempt`` (not cancelled, not re-queued
+    and taken over): the condition of every write a worker makes to its job."""
+    return (
+        (FhirExportJob.id == job_id)
+        & (FhirExportJob.status == "running")
+        & (FhirExportJob.worker == worker)
+        & (FhirExportJob.attempts == attempt)
+    )
+
+
 class _Heartbeat:
-    """Progress calls become heartbeats, at most one per ``every`` seconds; each confirms the
-    job is still this worker's (else ``JobLost``) and that the worker is not stopping."""
+    """Keeps a running job's heartbeat fresh from a small thread, one beat every ``every``
+    seconds whatever the export is doing (a slow query included), with the progress text. A beat
+    that finds the job is no longer this attempt's (cancelled, or re-queued and taken over) sets
+    ``lost``; the export's next progress call then raises ``JobLost``. Progress calls also raise
+    ``WorkerStopping`` once the worker is stopping. Use as a context manager."""
 
     def __init__(
         self,
         factory: sessionmaker[Session],
         job_id: str,
         worker: str,
+        attempt: int,
         every: float,
         stop: threading.Event | None,
     ) -> None:
-        self.factory, self.job_id, self.worker, self.every, self.stop = factory, job_id, worker, every, stop
-        self.last = 0.0
+        self.factory, self.job_id, self.worker, self.attempt = factory, job_id, worker, attempt
+        self.every, self.stop = every, stop
         self.done: dict[str, int] = {}
+        self.lost = threading.Event()
+        self._quit = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"fhir-export-heartbeat-{job_id[:8]}", daemon=True
+        )
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._quit.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._quit.wait(self.every):
+            try:
+                if not self.beat():
+                    self.lost.set()
+                    return
+            except Exception:  # the database busy or away: the next tick tries again
+                log.warning("FHIR export %s: heartbeat failed; trying again", self.job_id, exc_info=True)
+
+    def beat(self) -> bool:
+        """One heartbeat; False when the job is no longer this attempt's."""
+        text = ", ".join(f"{t} {n}" for t, n in dict(self.done).items())
+        with transaction(self.factory) as db:
+            alive = db.execute(
+                update(FhirExportJob)
+                .where(_held(self.job_id, self.worker, self.attempt))
+                .values(heartbeat_at=utcnow(), progress=f"writing: {text}"[:200])
+            )
+        return bool(alive.rowcount == 1)  # type: ignore[attr-defined]
 
     def __call__(self, resource_type: str, count: int) -> None:
         if self.stop is not None and self.stop.is_set():
             raise WorkerStopping
-        self.done[resource_type] = count
-        now = time.monotonic()
-        if now - self.last < self.every:
-            return
-        self.last = now
-        text = ", ".join(f"{t} {n}" for t, n in self.done.items())
-        with transaction(self.factory) as db:
-            alive = db.execute(
-                update(FhirExportJob)
-                .where(
-                    FhirExportJob.id == self.job_id,
-                    FhirExportJob.status == "running",
-                    FhirExportJob.worker == self.worker,
-                )
-                .values(heartbeat_at=utcnow(), progress=f"writing: {text}"[:200])
-            )
-        if alive.rowcount != 1:  # type: ignore[attr-defined]
+        if self.lost.is_set():
             raise JobLost
+        self.done[resource_type] = count
 
 
 def _requester(db: Session, job: FhirExportJob) -> Principal:
@@ -635,15 +684,19 @@ def _job_patients(db: Session, job: FhirExportJob) -> list[int] | None:
     return members
 
 
-def _finish(factory: sessionmaker[Session], job_id: str, worker: str, result: ExportResult) -> None:
+def _finish(
+    factory: sessionmaker[Session], job_id: str, worker: str, attempt: int, result: ExportResult
+) -> None:
+    """Marks the job done with this attempt's files; raises ``JobLost`` if it is no longer ours.
+    The per-patient ``fhir.export`` entries are written here: the data has left the database
+    into files only the requester can fetch (each download is audited again, naming the job)."""
     with transaction(factory) as db:
         finished = db.execute(
             update(FhirExportJob)
-            .where(
-                FhirExportJob.id == job_id, FhirExportJob.status == "running", FhirExportJob.worker == worker
-            )
+            .where(_held(job_id, worker, attempt))
             .values(
                 status="done",
+                output_attempt=attempt,
                 finished_at=utcnow(),
                 heartbeat_at=utcnow(),
                 counts=result.counts,
@@ -662,7 +715,11 @@ def _finish(factory: sessionmaker[Session], job_id: str, worker: str, result: Ex
         actor = _requester(db, job)
         events = [
             audit.AuditEvent(
-                "fhir.export", "fhir.export", resource_id=job_id, patient_id=pid, detail=job.level
+                "fhir.export",
+                "fhir.export",
+                resource_id=job_id,
+                patient_id=pid,
+                detail=f"{job.level} export job {job_id}",
             )
             for pid in sorted(result.patient_ids)
         ]
@@ -678,37 +735,54 @@ def _finish(factory: sessionmaker[Session], job_id: str, worker: str, result: Ex
         )
 
 
-def _fail(factory: sessionmaker[Session], job_id: str, worker: str, message: str) -> None:
+def _fail(factory: sessionmaker[Session], job_id: str, worker: str, attempt: int, message: str) -> bool:
+    """Marks the job failed; False (nothing changed) when it is no longer this attempt's."""
     with transaction(factory) as db:
         failed = db.execute(
             update(FhirExportJob)
-            .where(
-                FhirExportJob.id == job_id, FhirExportJob.status == "running", FhirExportJob.worker == worker
-            )
+            .where(_held(job_id, worker, attempt))
             .values(status="failed", finished_at=utcnow(), progress="failed", error=message[:2000])
         )
         job = db.get(FhirExportJob, job_id)
-        if failed.rowcount == 1 and job is not None:  # type: ignore[attr-defined]
-            audit.record(
-                db,
-                _requester(db, job),
-                "fhir.export.failed",
-                "fhir.export",
-                resource_id=job_id,
-                outcome="failure",
-                detail=message[:500],
-            )
+        if failed.rowcount != 1 or job is None:  # type: ignore[attr-defined]
+            return False
+        audit.record(
+            db,
+            _requester(db, job),
+            "fhir.export.failed",
+            "fhir.export",
+            resource_id=job_id,
+            outcome="failure",
+            detail=message[:500],
+        )
+    return True
 
 
-def _requeue(factory: sessionmaker[Session], job_id: str, worker: str) -> None:
+def _requeue(factory: sessionmaker[Session], job_id: str, worker: str, attempt: int) -> None:
     with transaction(factory) as db:
         db.execute(
             update(FhirExportJob)
-            .where(
-                FhirExportJob.id == job_id, FhirExportJob.status == "running", FhirExportJob.worker == worker
-            )
+            .where(_held(job_id, worker, attempt))
             .values(status="queued", worker=None, progress="queued again: the worker stopped")
         )
+
+
+def _discard(factory: sessionmaker[Session], export_dir: Path, job_id: str, attempt: int) -> None:
+    """A worker that lost its job removes its own attempt's directory, never another's; the
+    whole job directory too when the job was deleted or expired (no attempt will write again)."""
+    remove_files(export_dir, job_id, attempt)
+    with transaction(factory) as db:
+        status = db.execute(select(FhirExportJob.status).where(FhirExportJob.id == job_id)).scalar()
+    if status in (None, "cancelled", "expired"):
+        remove_files(export_dir, job_id)
+
+
+def _remove_earlier_attempts(export_dir: Path, job_id: str, attempt: int) -> None:
+    """Once an attempt finished the job, what earlier (dead or lost) attempts left goes."""
+    root = export_dir / job_id
+    for path in root.iterdir() if root.is_dir() else ():
+        if path.is_dir() and path.name != str(attempt):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def run_job(
@@ -718,16 +792,24 @@ def run_job(
     options: RunOptions,
     stop: threading.Event | None = None,
 ) -> str:
-    """Runs one claimed job to its end; returns the status it ended in."""
+    """Runs one claimed job to its end; returns the status it ended in ("lost" when the job
+    stopped being this worker's: deleted, or re-queued and taken over by another worker)."""
     with transaction(factory) as db:
         job = db.get(FhirExportJob, job_id)
         assert job is not None
         db.expunge(job)
-    out_dir = options.export_dir / job_id
-    shutil.rmtree(out_dir, ignore_errors=True)  # what an interrupted attempt left
-    beat = _Heartbeat(factory, job_id, options.worker_name, options.heartbeat_seconds, stop)
+    if job.status != "running" or job.worker != options.worker_name:
+        return "lost"  # deleted, or taken over, between the claim and now
+    attempt = job.attempts
+    out_dir = attempt_dir(options.export_dir, job_id, attempt)
+    shutil.rmtree(out_dir, ignore_errors=True)
     try:
-        with _reading(reader) as db:
+        with (
+            _Heartbeat(
+                factory, job_id, options.worker_name, attempt, options.heartbeat_seconds, stop
+            ) as beat,
+            _reading(reader) as db,
+        ):
             result = write_ndjson(
                 db,
                 job.clinic_id,
@@ -738,20 +820,25 @@ def run_job(
                 max_lines=options.max_lines,
                 progress=beat,
             )
-        _finish(factory, job_id, options.worker_name, result)
-        return "done"
+        _finish(factory, job_id, options.worker_name, attempt, result)
     except JobLost:
-        remove_files(options.export_dir, job_id)
+        _discard(factory, options.export_dir, job_id, attempt)
         return "lost"
     except WorkerStopping:
-        remove_files(options.export_dir, job_id)
-        _requeue(factory, job_id, options.worker_name)
+        remove_files(options.export_dir, job_id, attempt)
+        _requeue(factory, job_id, options.worker_name, attempt)
         return "queued"
     except Exception as exc:
+        remove_files(options.export_dir, job_id, attempt)
+        message = f"The export failed: {type(exc).__name__}: {exc}"
+        if not _fail(factory, job_id, options.worker_name, attempt, message):
+            # Not ours any more (its directory may have gone with it): nothing to report.
+            _discard(factory, options.export_dir, job_id, attempt)
+            return "lost"
         log.exception("FHIR export %s failed", job_id)
-        remove_files(options.export_dir, job_id)
-        _fail(factory, job_id, options.worker_name, f"The export failed: {type(exc).__name__}: {exc}")
         return "failed"
+    _remove_earlier_attempts(options.export_dir, job_id, attempt)
+    return "done"
 
 
 @contextmanager

@@ -61,7 +61,8 @@ def _params(request: Request, level: str, group_id: str | None = None) -> bulk.E
             f"Parameter {', '.join(unknown)} is not supported; "
             f"supported: {', '.join(sorted(KICK_OFF_PARAMS))}."
         )
-    types = [t.strip() for value in query.getlist("_type") for t in value.split(",") if t.strip()]
+    type_values = query.getlist("_type")
+    types = [t.strip() for value in type_values for t in value.split(",") if t.strip()]
     formats = query.getlist("_outputFormat")
     sinces = query.getlist("_since")
     if len(formats) > 1 or len(sinces) > 1:
@@ -69,7 +70,7 @@ def _params(request: Request, level: str, group_id: str | None = None) -> bulk.E
     return bulk.ExportParams(
         level=level,
         group_id=group_id,
-        types=types or None,
+        types=types if type_values else None,  # _type=,, names no type: refused, not "every type"
         since=sinces[0] if sinces else None,
         output_format=formats[0] if formats else None,
         request_url=str(request.url),
@@ -125,12 +126,16 @@ def export_status(request: Request, db: DbSession, actor: Reader, job_id: JobId)
     return JSONResponse(manifest, media_type="application/json")
 
 
+def _delete(db: DbSession, settings: SettingsDep, actor: Principal, job_id: str) -> BackgroundTask:
+    """Deletes (or cancels) the requester's job; the returned task removes its files once the
+    deletion is committed (background tasks run after the response). The API and the page."""
+    job = bulk.cancel(db, actor, job_id)
+    return BackgroundTask(bulk.remove_files, settings.resolved_fhir_export_dir, job.id)
+
+
 @router.delete(BASE + "/bulk/{job_id}", tags=["FHIR Bulk Data"])
 def export_delete(db: DbSession, settings: SettingsDep, actor: Reader, job_id: JobId) -> Response:
-    job = bulk.cancel(db, actor, job_id)
-    # The files go once the deletion is committed (background tasks run after the response).
-    task = BackgroundTask(bulk.remove_files, settings.resolved_fhir_export_dir, job.id)
-    return Response(status_code=202, background=task)
+    return Response(status_code=202, background=_delete(db, settings, actor, job_id))
 
 
 @router.get(BASE + "/bulk/{job_id}/{file_name}", tags=["FHIR Bulk Data"])
@@ -175,7 +180,10 @@ def _since_from_form(value: str, time_zone: str) -> str | None:
     except ValueError as exc:
         raise InvalidInput(errors={"since": "Give the date as YYYY-MM-DD."}) from exc
     local = dt.datetime.combine(day, dt.time(), zoneinfo.ZoneInfo(time_zone))
-    return local.astimezone(dt.UTC).isoformat(timespec="seconds")
+    try:
+        return local.astimezone(dt.UTC).isoformat(timespec="seconds")
+    except OverflowError as exc:  # 9999-12-31 west of Greenwich is past the year 9999 in UTC
+        raise InvalidInput(errors={"since": "Give a date between the years 1 and 9999."}) from exc
 
 
 @router.post("/fhir-exchange/exports", include_in_schema=False)
@@ -204,6 +212,5 @@ def exports_start(
 
 @router.post("/fhir-exchange/exports/{job_id}/delete", include_in_schema=False)
 def exports_delete(db: DbSession, settings: SettingsDep, actor: Reader, job_id: JobId) -> Response:
-    job = bulk.cancel(db, actor, job_id)
-    task = BackgroundTask(bulk.remove_files, settings.resolved_fhir_export_dir, job.id)
+    task = _delete(db, settings, actor, job_id)
     return RedirectResponse("/fhir-exchange/exports", status_code=303, background=task)

@@ -20,7 +20,8 @@ JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "expired")
 
 class FhirExportJob(Base):
     """One ``$export`` request. ``status``: queued -> running -> done | failed; cancelled (the
-    requester deleted it) and expired (its files passed the retention time) keep the row."""
+    requester deleted it) and expired (its files passed the retention time) keep the row.
+    ``attempts`` counts the claims; attempt n writes under ``<id>/<n>/``."""
 
     __tablename__ = "fhir_export_jobs"
     __table_args__ = (
@@ -51,6 +52,9 @@ class FhirExportJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(80))  # who holds a running job
+    # Each attempt writes into ``<export dir>/<id>/<attempt>/``; the one that finished the job
+    # (its files are the listed ones) is recorded here, so a lost attempt touches only its own.
+    output_attempt: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column()
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column()

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("worker", sa.String(length=80), nullable=True),
+        sa.Column("output_attempt", sa.Integer(), nullable=True),
         sa.Column("created_at", ketacare.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", ketacare.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("heartbeat_at", ketacare.db.UTCDateTime(timezone=True), nullable=True),
