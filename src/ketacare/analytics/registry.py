@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
 
 from ketacare.analytics import stats
 from ketacare.analytics.extract import Columns, Extract, columnar
@@ -362,7 +365,7 @@ def _summary_row(
     _put(row, "responder2pt", stats.wilson(int(g["r2"]), n, conf))
     _put(row, "pgic_improved", stats.wilson(int(g["pgic_yes"]), int(g["pgic_n"]), conf))
     row["pgic_n"] = int(g["pgic_n"])
-    _put(row, "nrs_change", stats.mean_ci(g["changes"] or [], conf), 1.0)
+    _put(row, "nrs_change", stats.mean_ci(g["changes"], conf), 1.0)
     km = stats.kaplan_meier(g["relief_days"], g["relief_lost"], conf, weights=g["relief_weight"])
     row["relief_n"] = sum(g["relief_weight"])
     row["relief_events"] = sum(
@@ -376,9 +379,9 @@ def _summary_row(
     row["ae_per_100_sessions"], row["ae_per_100_low"] = v["value"], v["low"]
     row["ae_per_100_high"] = v["high"]
     _put(row, "needed_intervention", stats.wilson(int(g["needed"]), patients, conf))
-    before, after = g["mme_before"] or [], g["mme_after"] or []
+    before, after = g["mme_before"], g["mme_after"]
     row["mme_n"] = len(before)
-    if before:
+    if len(before):
         test = stats.paired(before, after, conf)
         _put(row, "mme_change", test.mean_change, 1.0)
         row["mme_t_p"] = None if test.t_p is None else round(test.t_p, 4)
@@ -419,6 +422,62 @@ def _suppress(row: dict[str, Any], keep: Iterable[str], n: int) -> dict[str, Any
     return out
 
 
+@dataclass
+class Aggregates:
+    """What the DuckDB stage hands to the statistics: the dimensions reported, one row of
+    GROUP_SQL per (dimension, group) (the t-test values as NumPy arrays, the rest as Python
+    values) and the AE cells (term, grade, events, patients, needed) per group."""
+
+    dimensions: tuple[str, ...]
+    groups: dict[tuple[str, str], dict[str, Any]]
+    cells: dict[tuple[str, str], list[tuple[Any, ...]]]
+
+
+# GROUP_SQL's value lists for the paired tests and the t interval: handed over as NumPy arrays
+ARRAY_COLUMNS = ("changes", "mme_before", "mme_after")
+
+
+def aggregate(con: duckdb.DuckDBPyConnection, as_of: dt.date, r: OutcomeRules | None = None) -> Aggregates:
+    """The report's DuckDB stage (joins, per-series facts, per-group aggregates) on ``con``,
+    which holds tables or views named as ``extract.SOURCES`` with its columns: the Arrow tables
+    ``build`` registers, or (the benchmark's baseline) views over Parquet files."""
+    r = r or outcome_rules()
+    _facts(con, as_of, r)
+    clinics = con.execute("SELECT count(DISTINCT clinic) FROM facts").fetchone()
+    # across clinics (the research report), also by clinic
+    dimensions = DIMENSIONS + (("clinic",) if clinics and clinics[0] > 1 else ())
+    _run(con, MEMBER_SQL.format(dims=", ".join(f'"{d}"' for d in dimensions)), {})
+    result = con.sql(
+        GROUP_SQL,
+        params={
+            "moderate_pct": r.moderate_pct,
+            "substantial_pct": r.substantial_pct,
+            "moderate_points": r.moderate_points,
+            "pgic_improved": list(r.pgic_improved),
+            "as_of": as_of,
+        },
+    ).to_arrow_table()
+    rows = result.drop_columns(list(ARRAY_COLUMNS)).to_pylist()
+    for name in ARRAY_COLUMNS:
+        for row, values in zip(rows, _arrays(result.column(name)), strict=True):
+            row[name] = values
+    groups = {(g["dim"], g["grp"]): g for g in rows}
+    cells: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for dim, grp, *term_grade_counts in con.execute(AE_SQL).fetchall():
+        cells.setdefault((dim, grp), []).append(tuple(term_grade_counts))
+    return Aggregates(dimensions, groups, cells)
+
+
+def _arrays(column: pa.ChunkedArray) -> list[npt.NDArray[np.float64]]:
+    """A column of lists of doubles (NULL: an empty list) as one NumPy array per row, views of
+    one buffer (no Python float per value)."""
+    lists = column.combine_chunks()
+    # ``values`` and ``offsets`` (not ``flatten``, which drops what NULL entries point at)
+    values = lists.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    offsets = lists.offsets.to_numpy(zero_copy_only=False)
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(lists))]
+
+
 def build(data: Columns | Extract, as_of: dt.date, *, research: bool) -> Report:
     """The report; ``research``: groups and AE cells under the small-cell threshold are suppressed."""
     r = outcome_rules()
@@ -427,30 +486,10 @@ def build(data: Columns | Extract, as_of: dt.date, *, research: bool) -> Report:
     try:
         for name, table in cols.tables().items():
             con.register(name, table)
-        _facts(con, as_of, r)
-        clinics = con.execute("SELECT count(DISTINCT clinic) FROM facts").fetchone()
-        # across clinics (the research report), also by clinic
-        dimensions = DIMENSIONS + (("clinic",) if clinics and clinics[0] > 1 else ())
-        _run(con, MEMBER_SQL.format(dims=", ".join(f'"{d}"' for d in dimensions)), {})
-        result = con.execute(
-            GROUP_SQL,
-            {
-                "moderate_pct": r.moderate_pct,
-                "substantial_pct": r.substantial_pct,
-                "moderate_points": r.moderate_points,
-                "pgic_improved": list(r.pgic_improved),
-                "as_of": as_of,
-            },
-        )
-        names = [d[0] for d in result.description]
-        groups = {
-            (g["dim"], g["grp"]): g for g in (dict(zip(names, t, strict=True)) for t in result.fetchall())
-        }
-        cells: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-        for dim, grp, *term_grade_counts in con.execute(AE_SQL).fetchall():
-            cells.setdefault((dim, grp), []).append(tuple(term_grade_counts))
+        agg = aggregate(con, as_of, r)
     finally:
         con.close()
+    dimensions, groups, cells = agg.dimensions, agg.groups, agg.cells
     summary = Table("summary", "Outcomes and safety by group", SUMMARY_COLUMNS)
     adverse = Table("adverse_events", "Adverse events by term and grade", AE_COLUMNS)
     curves: dict[str, stats.Survival] = {}

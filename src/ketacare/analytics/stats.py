@@ -10,9 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
 from scipy import stats
+
+# a list of numbers, or a NumPy array of them (the registry hands its value lists over as arrays)
+Values = Sequence[float] | npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ def wilson(k: int, n: int, confidence: float = 0.95) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+def mean_ci(values: Values, confidence: float = 0.95) -> Estimate:
     """Mean with the t interval (n - 1 degrees of freedom)."""
     n = len(values)
     if n == 0:
@@ -121,13 +125,16 @@ class Paired:
     wilcoxon_p: float | None
 
 
-def paired(before: Sequence[float], after: Sequence[float], confidence: float = 0.95) -> Paired:
+def paired(before: Values, after: Values, confidence: float = 0.95) -> Paired:
     """Change after - before: mean with t interval, paired t-test and Wilcoxon signed-rank p."""
-    diffs = [a - b for b, a in zip(before, after, strict=True)]
+    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if len(a) != len(b):
+        raise ValueError("before and after differ in length")
+    diffs = a - b
     change = mean_ci(diffs, confidence)
     t_p = w_p = None
     if len(diffs) >= 2 and np.std(diffs) > 0:
-        t_p = float(stats.ttest_rel(after, before).pvalue)
-    if sum(1 for d in diffs if d != 0) >= 1 and len(diffs) >= 2:
-        w_p = _finite(float(stats.wilcoxon(after, before).pvalue))
+        t_p = float(stats.ttest_rel(a, b).pvalue)
+    if np.count_nonzero(diffs) >= 1 and len(diffs) >= 2:
+        w_p = _finite(float(stats.wilcoxon(a, b).pvalue))
     return Paired(len(diffs), change, t_p, w_p)
