@@ -13,20 +13,18 @@ from fastapi import APIRouter, Path, Request
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.interop.fhir import bulk, service
+from ketacare.interop.fhir.http import BASE, Reader, base_url, fhir_response
 from ketacare.interop.fhir.models import FhirExportJob
 from ketacare.interop.fhir.resources import mappers
-from ketacare.web.deps import DbSession, SettingsDep, require
+from ketacare.web.deps import DbSession, SettingsDep
 from ketacare.web.forms import FormLists
-from ketacare.web.problems import FHIR_JSON, operation_outcome
+from ketacare.web.problems import operation_outcome
 from ketacare.web.templating import render
 
-BASE = "/fhir/R4"
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.fhir_read)]
 JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 FileName = Annotated[str, Path(pattern=r"^[A-Za-z0-9.]{1,80}$")]
 GroupId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
@@ -36,10 +34,6 @@ RETRY_AFTER_SECONDS = "2"
 CAPABILITY_OPERATIONS = (
     {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
 )
-
-
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + BASE
 
 
 def _params(request: Request, level: str, group_id: str | None = None) -> bulk.ExportParams:
@@ -88,8 +82,8 @@ def _accepted(request: Request, job: FhirExportJob) -> Response:
             }
         ],
     }
-    headers = {"Content-Location": f"{_base_url(request)}/bulk/{job.id}"}
-    return JSONResponse(body, status_code=202, media_type=FHIR_JSON, headers=headers)
+    headers = {"Content-Location": f"{base_url(request)}/bulk/{job.id}"}
+    return fhir_response(body, 202, headers)
 
 
 # --- kick-off ---------------------------------------------------------------------------------
@@ -121,8 +115,8 @@ def export_status(request: Request, db: DbSession, actor: Reader, job_id: JobId)
         return Response(status_code=202, headers=headers)
     if job.status == "failed":
         body = operation_outcome(500, "The export failed", job.error or "The export failed.")
-        return JSONResponse(body, status_code=500, media_type=FHIR_JSON)
-    manifest = bulk.manifest(job, bulk.files_of(db, job.id), _base_url(request))
+        return fhir_response(body, 500)
+    manifest = bulk.manifest(job, bulk.files_of(db, job.id), base_url(request))
     return JSONResponse(manifest, media_type="application/json")
 
 
@@ -153,7 +147,7 @@ def _page(request: Request, db: DbSession, actor: Principal, **extra: object) ->
     status_code = 422 if extra.get("errors") else 200
     jobs = bulk.clinic_jobs(db, actor.clinic_id)
     context = {
-        "base": _base_url(request),
+        "base": base_url(request),
         "jobs": jobs,
         "files": {job.id: bulk.files_of(db, job.id) for job in jobs if bulk.may_download(job, actor)},
         "types": [t for t, m in mappers().items() if service.may_read(actor, m)],
@@ -200,7 +194,7 @@ def exports_start(
             level="system",
             types=chosen or None,
             since=since,
-            request_url=_base_url(request) + "/$export?" + urlencode(query),
+            request_url=base_url(request) + "/$export?" + urlencode(query),
         )
         bulk.kick_off(db, actor, params)
     except (InvalidInput, bulk.ExportRefused) as exc:

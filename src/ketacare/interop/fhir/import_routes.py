@@ -10,17 +10,13 @@ from typing import IO, Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.responses import JSONResponse, Response
 
-from ketacare.auth.permissions import Permission
-from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.interop.fhir import importer
-from ketacare.web.deps import DbSession, require
-from ketacare.web.problems import FHIR_JSON
+from ketacare.interop.fhir.http import BASE, Writer, fhir_response
+from ketacare.web.deps import DbSession
 from ketacare.web.templating import render
 
-BASE = "/fhir/R4"
 router = APIRouter()
-Writer = Annotated[Principal, require(Permission.fhir_write)]
 MAX_IMPORT_BYTES = 50 * 1024 * 1024  # per request: larger migrations use `ketacare fhir import`
 NDJSON_TYPES = frozenset({"application/fhir+ndjson", "application/x-ndjson", "application/ndjson"})
 MAX_ISSUES = 1000  # rejected lines listed in the OperationOutcome; the JSON report lists all
@@ -31,7 +27,7 @@ def _outcome(status: int, code: str, text: str) -> Response:
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": code, "diagnostics": text}],
     }
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
+    return fhir_response(body, status)
 
 
 def _too_large() -> Response:
@@ -70,7 +66,7 @@ async def ndjson_body(request: Request) -> Body:
     return Body(spool)
 
 
-def operation_outcome(report: importer.ImportReport) -> dict[str, Any]:
+def report_outcome(report: importer.ImportReport) -> dict[str, Any]:
     """The summary first (information), then one issue per rejected line."""
     issues: list[dict[str, Any]] = [
         {"severity": "information", "code": "informational", "diagnostics": f"Import: {report.summary()}."}
@@ -133,7 +129,7 @@ def import_ndjson(
         report = importer.Importer(db, actor, source_system=source).run([importer.NdjsonFile("body", spool)])
     if _report == "json":
         return JSONResponse(report.as_json())
-    return JSONResponse(operation_outcome(report), media_type=FHIR_JSON)
+    return fhir_response(report_outcome(report))
 
 
 # --- the staff page ---------------------------------------------------------------------------

@@ -4,34 +4,22 @@ page that explains it. Thin: parse, call the service, answer."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
-from ketacare.auth.permissions import Permission
-from ketacare.auth.principal import Principal
 from ketacare.interop.fhir import bulk_routes, import_routes, service
+from ketacare.interop.fhir.http import BASE, Reader, base_url, fhir_response
 from ketacare.interop.fhir.resources import mappers
-from ketacare.web.deps import DbSession, public, require
-from ketacare.web.problems import FHIR_JSON
+from ketacare.web.deps import DbSession, public
 from ketacare.web.templating import render
 
-BASE = "/fhir/R4"
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.fhir_read)]
 TypeName = Annotated[str, Path(pattern=r"^[A-Z][A-Za-z]{1,40}$")]
 LogicalId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 PatientId = Annotated[int, Path(ge=1, le=2**62)]
 PUBLISHED = dt.date.today().isoformat()
-
-
-def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + BASE
-
-
-def fhir_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 
 # --- the staff page --------------------------------------------------------------------------
