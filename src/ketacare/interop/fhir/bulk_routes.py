@@ -176,7 +176,7 @@ def _since_from_form(value: str, time_zone: str) -> str | None:
     local = dt.datetime.combine(day, dt.time(), zoneinfo.ZoneInfo(time_zone))
     try:
         return local.astimezone(dt.UTC).isoformat(timespec="seconds")
-    except OverflowError as exc:  # 9999-12-31 west of Greenwich is past the year 9999 in UTC
+    except OverflowError as exc:  # midnight of 0001-01-01 east of Greenwich is before the year 1 in UTC
         raise InvalidInput(errors={"since": "Give a date between the years 1 and 9999."}) from exc
 
 
