@@ -26,17 +26,17 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     coding,
     instant,
+    latest,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
 )
 from ketacare.interop.fhir.resources.medication_request import (
-    changed_since,
-    latest,
     medication_concept,
     practitioner,
 )
@@ -110,11 +110,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(ae.c.clinic_id == scope.clinic_id)
         .order_by(ae.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(ae.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(ae.c.id.in_(ids))
+    query = narrowed(query, scope, ae.c.patient_id, ae.c.id)
     for row in db.execute(query):
         if changed_since(scope, latest(row.recorded_at, row.reviewed_at)):
             yield to_fhir(row)

@@ -31,15 +31,15 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    aware,
     coding,
     instant,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
 )
-from ketacare.interop.fhir.resources.medication_request import aware
 
 TYPE_SYSTEM = f"{KETACARE_SYSTEM}:audit-type"
 ACTION_SYSTEM = f"{KETACARE_SYSTEM}:audit-action"
@@ -149,11 +149,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(audit.c.clinic_id == scope.clinic_id)
         .order_by(audit.c.seq)
     )
-    if scope.patient_ids is not None:
-        query = query.where(audit.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(audit.c.seq.in_(ids))
+    query = narrowed(query, scope, audit.c.patient_id, audit.c.seq)
     since = aware(scope.since)
     if since is not None:
         query = query.where(audit.c.at >= since)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Select, Table
 from sqlalchemy.orm import Session
 
 from ketacare import models
@@ -150,6 +150,39 @@ def prune(resource: Resource) -> Resource:
 
     result: Resource = clean(resource)
     return result
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as UTC-aware (SQLite hands back naive UTC)."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else utc(value)
+
+
+def latest(*values: dt.datetime | None) -> dt.datetime | None:
+    found = [v for v in (aware(x) for x in values) if v is not None]
+    return max(found) if found else None
+
+
+def changed_since(scope: Scope, last_updated: dt.datetime | None) -> bool:
+    """Whether a resource last changed at ``last_updated`` is within the scope's ``since``."""
+    since = aware(scope.since)
+    return since is None or (last_updated is not None and last_updated >= since)
+
+
+def narrowed(
+    query: Select[Any], scope: Scope, patient_id: Any, row_id: Any, id_prefix: str = ""
+) -> Select[Any]:
+    """``query`` limited to the scope's patients (by the ``patient_id`` column) and logical ids
+    (``id_prefix`` + the ``row_id`` column)."""
+    if scope.patient_ids is not None:
+        query = query.where(patient_id.in_(scope.patient_ids))
+    ids = numeric_ids(scope.ids, id_prefix)
+    if ids is not None:
+        query = query.where(row_id.in_(ids))
+    return query
 
 
 def _empty(value: Any) -> bool:

@@ -31,9 +31,12 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    aware,
+    changed_since,
     coding,
     date,
     instant,
+    latest,
     meta,
     numeric_ids,
     prune,
@@ -42,9 +45,6 @@ from ketacare.interop.fhir.resources.base import (
 )
 from ketacare.interop.fhir.resources.medication_request import (
     PLAN_PREFIX,
-    aware,
-    changed_since,
-    latest,
     maps_cleanly,
     medication_concept,
     plan_drug,

@@ -26,7 +26,7 @@ from ketacare.interop.fhir.resources.base import (
     date,
     instant,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
@@ -76,11 +76,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(p.c.clinic_id == scope.clinic_id)
         .order_by(pc.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(pc.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(pc.c.id.in_(ids))
+    query = narrowed(query, scope, pc.c.patient_id, pc.c.id)
     if scope.since is not None:
         query = query.where(pc.c.recorded_at >= scope.since)
     for row in db.execute(query.execution_options(yield_per=1000)):

@@ -27,15 +27,16 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     coding,
     instant,
+    latest,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
 )
-from ketacare.interop.fhir.resources.medication_request import changed_since, latest
 
 SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 SIGNATURE_SYSTEM = f"{KETACARE_SYSTEM}:consent-signature-sha256"
@@ -92,11 +93,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(plans.c.clinic_id == scope.clinic_id)
         .order_by(consents.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(consents.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(consents.c.id.in_(ids))
+    query = narrowed(query, scope, consents.c.patient_id, consents.c.id)
     for row in db.execute(query):
         if changed_since(scope, latest(row.generated_at, row.signed_at)):
             yield to_fhir(row)

@@ -27,7 +27,7 @@ from ketacare.interop.fhir.resources.base import (
     coding,
     instant,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
@@ -166,11 +166,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(p.c.clinic_id == scope.clinic_id, s.c.clinic_id == scope.clinic_id)
         .order_by(s.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(s.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(s.c.id.in_(ids))
+    query = narrowed(query, scope, s.c.patient_id, s.c.id)
     if scope.since is not None:
         query = query.where(or_(changed.c.changed_at >= scope.since, s.c.checked_in_at >= scope.since))
     practitioners = practitioner_ids(db, scope.clinic_id)

@@ -29,8 +29,10 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     coding,
     instant,
+    latest,
     meta,
     numeric_ids,
     prune,
@@ -38,8 +40,6 @@ from ketacare.interop.fhir.resources.base import (
     table,
 )
 from ketacare.interop.fhir.resources.medication_request import (
-    changed_since,
-    latest,
     medication_concept,
     practitioner,
     quantity,

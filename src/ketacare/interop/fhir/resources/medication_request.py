@@ -16,7 +16,6 @@ form (``percent``, a topical cream) is not a MedicationRequest: its CarePlan des
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,10 +29,13 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     coding,
     date,
     instant,
+    latest,
     meta,
+    narrowed,
     numeric_ids,
     prune,
     reference,
@@ -59,23 +61,6 @@ UCUM_UNITS = {
     "mL": "mL",
 }
 RATE_UNITS = frozenset({"mg/kg/h", "mg/h", "mcg/h"})
-
-
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """A stored time as UTC-aware (SQLite hands back naive UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def latest(*values: dt.datetime | None) -> dt.datetime | None:
-    found = [v for v in (aware(x) for x in values) if v is not None]
-    return max(found) if found else None
-
-
-def changed_since(scope: Scope, last_updated: dt.datetime | None) -> bool:
-    since = aware(scope.since)
-    return since is None or (last_updated is not None and last_updated >= since)
 
 
 def medication_concept(drug: str, text: str | None = None) -> dict[str, Any]:
@@ -166,11 +151,7 @@ def _prescriptions(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(rx.c.clinic_id == scope.clinic_id)
         .order_by(rx.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(rx.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(rx.c.id.in_(ids))
+    query = narrowed(query, scope, rx.c.patient_id, rx.c.id)
     for row in db.execute(query):
         if changed_since(scope, latest(row.created_at, row.signed_at, row.cancelled_at)):
             yield prescription_to_fhir(row)

@@ -41,16 +41,20 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     coding,
     date,
     instant,
+    latest,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
 )
-from ketacare.interop.fhir.resources.medication_request import changed_since, latest, quantity
+from ketacare.interop.fhir.resources.medication_request import (
+    quantity,
+)
 
 DRUG_CLASS_SYSTEM = f"{KETACARE_SYSTEM}:drug-class"
 
@@ -113,11 +117,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(patients.c.clinic_id == scope.clinic_id)
         .order_by(meds.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(meds.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(meds.c.id.in_(ids))
+    query = narrowed(query, scope, meds.c.patient_id, meds.c.id)
     for row in db.execute(query):
         if changed_since(scope, latest(row.recorded_at)):
             yield to_fhir(row)

@@ -19,7 +19,6 @@ table's own recording time.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +36,7 @@ from ketacare.interop.fhir.resources.base import (
     prune,
     reference,
     table,
+    utc,
 )
 from ketacare.interop.fhir.resources.base import row_id as parse_row_id
 from ketacare.interop.fhir.resources.imported_observations import imported_observations
@@ -215,7 +215,7 @@ def blood_pressure(db: Session, scope: Scope) -> Iterator[Resource]:
 
 def _panel(row: Any, panel: ObservationKind) -> Resource:
     vitals = observation_kinds()["vital"]
-    recorded = max(_utc(row.received_at), _utc(row.dbp_received_at))
+    recorded = max(utc(row.received_at), utc(row.dbp_received_at))
     return observation(
         f"bp-{row.id}",
         panel,
@@ -228,10 +228,6 @@ def _panel(row: Any, panel: ObservationKind) -> Resource:
             {"code": code_of(vitals["dbp"]), **value_of(vitals["dbp"], row.dbp_value)},
         ],
     )
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def measurements(db: Session, scope: Scope) -> Iterator[Resource]:

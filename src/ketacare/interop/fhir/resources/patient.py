@@ -15,7 +15,7 @@ from ketacare.interop.fhir.resources.base import (
     SearchParam,
     date,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     record_number_system,
     reference,
@@ -79,11 +79,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(p.c.clinic_id == scope.clinic_id)
         .order_by(p.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(p.c.id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(p.c.id.in_(ids))
+    query = narrowed(query, scope, p.c.id, p.c.id)
     if scope.since is not None:
         query = query.where(p.c.updated_at >= scope.since)
     for row in db.execute(query.execution_options(yield_per=1000)):

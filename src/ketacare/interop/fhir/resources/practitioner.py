@@ -27,6 +27,7 @@ from ketacare.interop.fhir.resources.base import (
     numeric_ids,
     prune,
     table,
+    utc,
 )
 
 PROFILE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-practitioner"
@@ -129,11 +130,7 @@ def to_fhir(
 def _changed(row: Any, *credentials: Sequence[Any]) -> dt.datetime:
     stamps = [row.created_at, *(s for s in (row.npi_updated_at,) if s is not None)]
     stamps.extend(c.recorded_at for group in credentials for c in group)
-    return max(_utc(s) for s in stamps)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return max(utc(s) for s in stamps)
 
 
 def _by_user(db: Session, name: str, clinic_id: int, user_ids: Sequence[int]) -> dict[int, list[Any]]:

@@ -29,15 +29,16 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     coding,
     instant,
+    latest,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
 )
-from ketacare.interop.fhir.resources.medication_request import changed_since, latest
 
 SIGNATURE_TYPE = "urn:iso-astm:E1762-95:2013"
 AUTHOR_SIGNATURE = coding(SIGNATURE_TYPE, "1.2.840.10065.1.12.1.1", "Author's Signature")
@@ -141,11 +142,7 @@ def _sessions(db: Session, scope: Scope) -> Iterator[Resource]:
         )
         .order_by(s.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(s.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids, SESSION_PREFIX)
-    if ids is not None:
-        query = query.where(s.c.id.in_(ids))
+    query = narrowed(query, scope, s.c.patient_id, s.c.id, SESSION_PREFIX)
     for row in db.execute(query):
         if changed_since(scope, latest(row.nurse_signed_at, row.prescriber_signed_at)):
             yield session_to_fhir(row)
@@ -158,11 +155,7 @@ def _prescriptions(db: Session, scope: Scope) -> Iterator[Resource]:
         .where(rx.c.clinic_id == scope.clinic_id, rx.c.signed_at.is_not(None), rx.c.signed_by_id.is_not(None))
         .order_by(rx.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(rx.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids, PRESCRIPTION_PREFIX)
-    if ids is not None:
-        query = query.where(rx.c.id.in_(ids))
+    query = narrowed(query, scope, rx.c.patient_id, rx.c.id, PRESCRIPTION_PREFIX)
     for row in db.execute(query):
         if changed_since(scope, latest(row.signed_at)):
             yield prescription_to_fhir(row)

@@ -25,14 +25,15 @@ from ketacare.interop.fhir.resources.base import (
     Resource,
     Scope,
     SearchParam,
+    changed_since,
     instant,
+    latest,
     meta,
-    numeric_ids,
+    narrowed,
     prune,
     reference,
     table,
 )
-from ketacare.interop.fhir.resources.medication_request import changed_since, latest
 from ketacare.interop.fhir.resources.questionnaire import FOLLOW_UP, answer_coding, canonical, options
 from ketacare.knowledge.outcomes import instruments
 from ketacare.outcomes import rules
@@ -104,11 +105,7 @@ def read(db: Session, scope: Scope) -> Iterator[Resource]:
         )
         .order_by(fu.c.id)
     )
-    if scope.patient_ids is not None:
-        query = query.where(fu.c.patient_id.in_(scope.patient_ids))
-    ids = numeric_ids(scope.ids)
-    if ids is not None:
-        query = query.where(fu.c.id.in_(ids))
+    query = narrowed(query, scope, fu.c.patient_id, fu.c.id)
     rows = [r for r in db.execute(query) if changed_since(scope, latest(r.completed_at, r.draft_saved_at))]
     answers: dict[int, dict[str, int]] = defaultdict(dict)
     completed = [r.id for r in rows if r.status == "completed"]
