@@ -23,7 +23,7 @@ MARK = "@@@ketacare-doc-block-end@@@"
 ADMIN = "fhir-admin.north"  # made by this test; no other browser test uses it
 
 
-def _make_admin(server) -> None:  # type: ignore[no-untyped-def]
+def _make_admin(server, username: str = ADMIN) -> None:  # type: ignore[no-untyped-def]
     from ketacare.auth.passwords import hash_password
     from ketacare.demo import DEMO_PASSWORD
 
@@ -33,7 +33,7 @@ def _make_admin(server) -> None:  # type: ignore[no-untyped-def]
             "INSERT INTO users (clinic_id, username, full_name, role, password_hash, totp_secret, "
             "totp_enrolled, is_active, created_at) VALUES (?, ?, 'Fhir Admin', 'clinic_admin', ?, ?, 1, 1, "
             "CURRENT_TIMESTAMP)",
-            (clinic_id, ADMIN, hash_password(DEMO_PASSWORD), pyotp.random_base32()),
+            (clinic_id, username, hash_password(DEMO_PASSWORD), pyotp.random_base32()),
         )
 
 
@@ -123,3 +123,73 @@ def test_admin_makes_a_token_and_the_documented_curl_examples_work(page, server,
     assert len(outputs) == len(blocks) + 1
     for index, (code, output) in enumerate(zip(blocks, outputs, strict=False)):
         _check_output(index, code, output)
+
+
+PORTER = "fhir-porter.north"  # made by the test below; no other browser test uses it
+MOVING_IN = "\n".join(
+    json.dumps(line)
+    for line in (
+        {
+            "resourceType": "Patient",
+            "id": "old-7",
+            "name": [{"family": "Meitner", "given": ["Lise"]}],
+            "gender": "female",
+            "birthDate": "1958-11-07",
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c-7",
+            "clinicalStatus": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
+                ]
+            },
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M79.7"}]},
+            "subject": {"reference": "Patient/old-7"},
+        },
+        {"resourceType": "Condition", "id": "c-8", "subject": {"reference": "Patient/old-7"}},
+    )
+)
+
+
+def test_admin_imports_ndjson_then_exports_from_the_pages(page, server, login, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _make_admin(server, PORTER)
+    login(page, PORTER)
+
+    upload = tmp_path / "moving-in.ndjson"
+    upload.write_text(MOVING_IN + "\n")
+    page.goto("/fhir-exchange")
+    with page.expect_navigation():
+        page.get_by_role("link", name="Import from FHIR NDJSON").click()
+    page.get_by_label("NDJSON files").set_input_files(str(upload))
+    page.get_by_label("Source system").fill("old-clinic-ehr")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Import").click()
+    totals = page.locator("#import-totals").inner_text()
+    assert "3 lines: 2 accepted, 0 unchanged, 1 rejected" in totals, totals
+    rejected = page.locator("#import-report tr.outcome-rejected").inner_text()
+    assert "c-8" in rejected and "code" in rejected.lower(), rejected
+    page.screenshot(path=str(IMG / "fhir-import.png"), full_page=True)
+    with page.expect_navigation():
+        page.locator("#import-report a[href^='/patients/']").first.click()
+    assert page.get_by_role("heading", name="Meitner, Lise").is_visible()
+    assert page.get_by_text("M79.7").first.is_visible()
+
+    page.goto("/fhir-exchange/exports")
+    page.locator('input[name="types"][value="Patient"]').check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start export").click()
+    link = page.locator("a[href*='/bulk/'][href$='Patient.ndjson']")
+    for _ in range(60):
+        if link.count():
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    assert link.count() == 1, page.content()[-2000:]
+    page.screenshot(path=str(IMG / "fhir-exports.png"), full_page=True)
+    download = page.request.get(link.get_attribute("href"))
+    assert download.ok and download.headers["content-type"].startswith("application/fhir+ndjson")
+    names = [json.loads(line)["name"][0]["family"] for line in download.text().splitlines()]
+    assert "Meitner" in names and len(names) == server.scalar(
+        "SELECT count(*) FROM patients p JOIN clinics c ON c.id = p.clinic_id WHERE c.slug = 'north'"
+    )
