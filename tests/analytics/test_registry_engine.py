@@ -120,3 +120,35 @@ def test_a_session_that_has_written_reads_through_its_own_connection(scratch: En
             assert not extract._second_connection_sees_all(db)  # PostgreSQL knows it has written
             cols = extract.columns(db, None)
             assert cols.series.num_rows == len(extract.extract(db, None).series)
+
+
+def test_sqlite_columns_are_read_in_a_child_process_never_by_adbc_in_this_one(scratch: Engine) -> None:
+    """ADBC's SQLite library in the app's process broke the app's file locks (writes went
+    missing in the browser suite): on SQLite the columnar read runs in a child process."""
+    import sys
+
+    if scratch.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL reads through ADBC in process: a server, no shared file locks")
+    with scratch.begin() as conn:
+        clinics = fill(conn, 8, patients=20)
+    with make_sessionmaker(scratch)() as db:
+        tables = extract.columns(db, clinics[0]).tables()
+    assert "adbc_driver_sqlite" not in sys.modules
+    with scratch.connect() as conn, Session(bind=conn) as own:
+        assert tables == extract.columns(own, clinics[0]).tables()
+
+
+def test_a_failed_child_reader_falls_back_to_the_sessions_connection(scratch: Engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    if scratch.dialect.name != "sqlite":
+        pytest.skip("the child reader is SQLite's")
+    with scratch.begin() as conn:
+        clinics = fill(conn, 9, patients=20)
+    with scratch.connect() as conn, Session(bind=conn) as own:
+        expected = extract.columns(own, clinics[0]).tables()
+    monkeypatch.setattr(
+        extract.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "boom")
+    )
+    with make_sessionmaker(scratch)() as db:
+        assert extract.columns(db, clinics[0]).tables() == expected

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import queue
-from concurrent.futures import ThreadPoolExecutor
+import json
+import logging
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
@@ -21,7 +24,9 @@ from sqlalchemy import URL, Engine, Table, select, text
 from sqlalchemy.orm import Session
 
 from ketacare import models
+from ketacare.analytics import adbc
 
+log = logging.getLogger("ketacare")
 FRAMES = ("patients", "series", "sessions", "adverse_events", "scores", "follow_ups", "mme", "diary")
 
 
@@ -375,7 +380,8 @@ def columns(db: Session, clinic_id: int | None) -> Columns:
     dialect = bind.dialect.name
     sql = {name: src.sql(dialect, clinic_id, col) for name, (src, col) in SOURCES.items()}
     if _second_connection_sees_all(db):
-        raw = _adbc_read(bind.engine.url, sql)
+        url = bind.engine.url
+        raw = adbc.read(url, sql) if dialect == "postgresql" else _sqlite_read_in_child(db, url, sql)
     else:
         raw = {name: _session_read(db, q, SOURCES[name][0].schema()) for name, q in sql.items()}
     return Columns(**{name: _conform(t, SOURCES[name][0].schema()) for name, t in raw.items()})
@@ -391,72 +397,34 @@ def _second_connection_sees_all(db: Session) -> bool:
     return bind.dialect.name == "sqlite" and bind.url.database not in (None, "", ":memory:")
 
 
-# Tables read at once, each on an ADBC connection of its own (the drivers release the GIL while
-# they read; on PostgreSQL the server works for each connection in a process of its own). Each
-# read was already a statement of its own (autocommit), so this reads no less consistently.
-READ_THREADS = 3
-READ_ORDER = ("sessions", "scores", "follow_ups", "mme", "series", "adverse_events")  # largest first
-SQLITE_BUSY_TIMEOUT_MS = 5_000
+def _sqlite_read_in_child(db: Session, url: URL, sql: dict[str, str]) -> dict[str, pa.Table]:
+    """ADBC's SQLite driver links a SQLite library of its own. Two SQLite libraries in one process
+    break each other's POSIX file locks on the same database (sqlite.org, "How To Corrupt An
+    SQLite Database File", 2.2.1: closing a file in one releases the other's locks), and the app's
+    own writes were seen to go missing. So the fast columnar read runs in a child process, which
+    holds locks of its own like any other reader, and hands the tables back as Arrow IPC files.
+    Should the child fail, the tables are read through the session's own connection instead."""
+    with tempfile.TemporaryDirectory(prefix="ketacare-registry-") as out_dir:
+        request = json.dumps({"database": str(url.database), "queries": sql, "out_dir": out_dir})
+        child = subprocess.run(
+            [sys.executable, "-m", "ketacare.analytics.sqlite_reader"],
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+            check=False,
+        )
+        if child.returncode == 0:
+            tables = {}
+            for name in sql:
+                with pa.OSFile(str(Path(out_dir) / f"{name}.arrow")) as source:
+                    tables[name] = pa.ipc.open_file(source).read_all()
+            return tables
+    log.warning("registry: the columnar reader failed (%s); reading in process", child.stderr[-500:])
+    return {name: _session_read(db, q, SOURCES[name][0].schema()) for name, q in sql.items()}
 
 
-def _adbc_read(url: URL, sql: dict[str, str]) -> dict[str, pa.Table]:
-    """The queries through ADBC, the largest tables first, READ_THREADS at a time. The
-    connections are opened one after another before any read and closed after the last: on a
-    SQLite file in WAL mode a connection that opens while the last other one closes (and
-    checkpoints) would find the database locked."""
-    names = sorted(sql, key=READ_ORDER.index)
-    conns: list[Any] = []
-    try:
-        for _ in range(min(READ_THREADS, len(names))):
-            conns.append(_adbc_connect(url))
-        free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for conn in conns:
-            free.put(conn)
-
-        def read(name: str) -> pa.Table:
-            conn = free.get()
-            try:
-                return _adbc_query(conn, sql[name])
-            finally:
-                free.put(conn)
-
-        with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="registry-read") as pool:
-            futures = {name: pool.submit(read, name) for name in names}
-            return {name: futures[name].result() for name in sql}
-    finally:
-        for conn in conns:
-            conn.close()
-
-
-def _adbc_query(conn: Any, sql: str) -> pa.Table:
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        table: pa.Table = cur.fetch_arrow_table()
-        return table
-
-
-def _adbc_connect(url: URL) -> Any:
-    if url.get_backend_name() == "sqlite":
-        import adbc_driver_sqlite.dbapi
-
-        # read-only, as a URI (the path quoted: it may hold "?" or "#"); the first read opens
-        # the file (and its WAL index) here, before the threads start
-        conn = adbc_driver_sqlite.dbapi.connect(f"file:{quote(str(url.database))}?mode=ro")
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-                cur.execute("SELECT count(*) FROM sqlite_schema")
-                cur.fetchall()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-    import adbc_driver_postgresql.dbapi  # type: ignore[import-untyped]
-
-    uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return adbc_driver_postgresql.dbapi.connect(uri)
-
-
+CHILD_TIMEOUT_S = 600
 BATCH_ROWS = 100_000
 
 
