@@ -32,7 +32,6 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from registry import generate  # noqa: E402
-from sqlalchemy import Engine, create_engine, func, make_url, select, text  # noqa: E402
+from registry import generate, on_each_backend  # noqa: E402
+from sqlalchemy import Engine, func, select  # noqa: E402
 
 from ketacare import migrations, models  # noqa: E402
 from ketacare.auth.principal import Principal  # noqa: E402
@@ -167,22 +166,7 @@ def main() -> None:
     if args.full:
         args.patients = 100_000
     print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {args.patients:,} patients", flush=True)
-    for backend in args.backends.split(","):
-        if backend == "sqlite":
-            with tempfile.TemporaryDirectory() as tmp:
-                run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", args)
-        elif backend == "postgresql":
-            name = f"ketacare_bench_{uuid.uuid4().hex[:8]}"
-            url = make_url("postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-            admin = create_engine(url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            try:
-                run("PostgreSQL", url.set(database=name).render_as_string(hide_password=False), args)
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                admin.dispose()
+    on_each_backend(args.backends, run, args)
 
 
 if __name__ == "__main__":

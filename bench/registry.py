@@ -644,7 +644,13 @@ def main() -> None:
         f"~{args.patients * args.answers_per_patient:,} answers",
         flush=True,
     )
-    for backend in args.backends.split(","):
+    on_each_backend(args.backends, run, args)
+
+
+def on_each_backend(backends: str, run: Any, args: Any) -> None:
+    """``run(label, url, args)`` on a scratch database of each backend named: a temporary SQLite
+    file, or a new PostgreSQL database on 127.0.0.1:5432, dropped afterwards."""
+    for backend in backends.split(","):
         if backend == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", args)
