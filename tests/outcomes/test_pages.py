@@ -80,7 +80,7 @@ def test_unconverted_opioid_is_flagged_never_zero(as_role, world, db) -> None:
     reading = db.query(MmeReading).filter_by(patient_id=world.patient_a.id).one()
     assert reading.mme_per_day is None and reading.unconverted == ["Buprenorphine"]
     page = as_role("nurse").get(f"/patients/{world.patient_a.id}/outcomes/summary")
-    assert "unknown: no CDC factor or dose for Buprenorphine" in page.text
+    assert "not computed: no CDC factor or no usable dose for Buprenorphine" in page.text
 
 
 def test_staff_get_a_link_once(as_role, world, db, nurse) -> None:

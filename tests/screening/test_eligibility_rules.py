@@ -206,7 +206,7 @@ def test_interactions(drug_class: str, words: str) -> None:
 def test_mme_uses_cdc_2022_factors_and_flags() -> None:
     """CDC-2022: oxycodone x1.5, fentanyl patch mcg/h x2.4; >= 50 naloxone, >= 90 review."""
     meds = (MedicationFact("Oxycodone", "opioid", 10.0, "mg", 2.0),)
-    assert mme_per_day(meds) == (30.0, [])
+    assert mme_per_day(meds).total == 30.0 and not mme_per_day(meds).unconverted
     patch = (MedicationFact("Fentanyl patch", "opioid", 25.0, "mcg/h", 1.0),)
     d = decide(facts(medications=patch))
     assert d.mme_per_day == 60.0
@@ -214,7 +214,7 @@ def test_mme_uses_cdc_2022_factors_and_flags() -> None:
     high = decide(facts(medications=(MedicationFact("Morphine ER", "opioid", 50.0, "mg", 2.0),)))
     assert "physician review" in next(r for r in high.of_kind("interaction") if r.code == "mme").message
     unknown = mme_per_day((MedicationFact("Mystery opioid", "opioid", None, None, None),))
-    assert unknown == (0.0, ["Mystery opioid"])
+    assert unknown.total is None and unknown.known is None and unknown.unconverted == ["Mystery opioid"]
 
 
 @given(st.dictionaries(st.sampled_from([c.key for c in contraindications()]), st.sampled_from(["yes", "no"])))

@@ -47,6 +47,21 @@ class BloodPressureRule:
     caution: Sourced
     stop_sbp_mmhg: float
     stop: Sourced
+    low_sbp_mmhg: float
+    low: Sourced
+    pause_dbp_mmhg: float
+    pause: Sourced
+
+
+@dataclass(frozen=True)
+class BpFinding:
+    """One reason a blood pressure stops or slows ketamine: ``hold`` (not given) or ``decision``
+    (a prescriber documents the decision to go ahead), with its source."""
+
+    code: str  # sbp_low, sbp_high, dbp_high, above_caution
+    level: str  # hold or decision
+    message: str
+    sourced: Sourced
 
 
 @dataclass(frozen=True)
@@ -57,8 +72,20 @@ class PriorTherapyRule:
 
 
 @dataclass(frozen=True)
+class Opioid:
+    """An opioid of the MME table: its exact names and CDC factor (None: the CDC gives none)."""
+
+    key: str
+    names: tuple[str, ...]
+    factor: float | None
+    unit: str  # what the factor multiplies: "mg" (per day) or "mcg/h"; "" without a factor
+    sourced: Sourced
+
+
+@dataclass(frozen=True)
 class MmeRule:
-    factors: tuple[tuple[str, float], ...]
+    opioids: tuple[Opioid, ...]
+    ignored_words: frozenset[str]
     sourced: Sourced
     flag_mme_per_day: float
     flag_message: str
@@ -108,7 +135,60 @@ def blood_pressure_rule() -> BloodPressureRule:
         caution=Sourced(r["caution_source"], r["caution_tag"]),
         stop_sbp_mmhg=float(r["stop_sbp_mmhg"]),
         stop=Sourced(r["stop_source"], r["stop_tag"]),
+        low_sbp_mmhg=float(r["low_sbp_mmhg"]),
+        low=Sourced(r["low_source"], r["low_tag"]),
+        pause_dbp_mmhg=float(r["pause_dbp_mmhg"]),
+        pause=Sourced(r["pause_source"], r["pause_tag"]),
     )
+
+
+def blood_pressure_findings(sbp_mmhg: float, dbp_mmhg: float) -> list[BpFinding]:
+    """The one blood-pressure rule of screening and the session pre-check (pure): systolic and
+    diastolic, low and high. Holds first (SBP < 90 or > 180 mmHg, DBP >= 110 mmHg); when nothing
+    holds, above 140/90 mmHg needs a documented decision. Empty when neither applies."""
+    rule = blood_pressure_rule()
+    bp = f"{sbp_mmhg:g}/{dbp_mmhg:g} mmHg"
+    holds: list[BpFinding] = []
+    if sbp_mmhg < rule.low_sbp_mmhg:
+        holds.append(
+            BpFinding(
+                "sbp_low",
+                "hold",
+                f"Blood pressure {bp}: systolic below {rule.low_sbp_mmhg:g} mmHg.",
+                rule.low,
+            )
+        )
+    if sbp_mmhg > rule.stop_sbp_mmhg:
+        holds.append(
+            BpFinding(
+                "sbp_high",
+                "hold",
+                f"Blood pressure {bp}: systolic above {rule.stop_sbp_mmhg:g} mmHg.",
+                rule.stop,
+            )
+        )
+    if dbp_mmhg >= rule.pause_dbp_mmhg:
+        holds.append(
+            BpFinding(
+                "dbp_high",
+                "hold",
+                f"Blood pressure {bp}: diastolic at or above {rule.pause_dbp_mmhg:g} mmHg.",
+                rule.pause,
+            )
+        )
+    if holds:
+        return holds
+    if sbp_mmhg > rule.caution_sbp_mmhg or dbp_mmhg > rule.caution_dbp_mmhg:
+        return [
+            BpFinding(
+                "above_caution",
+                "decision",
+                f"Blood pressure {bp} is above {rule.caution_sbp_mmhg:g}/{rule.caution_dbp_mmhg:g} mmHg: "
+                "a documented decision is needed.",
+                rule.caution,
+            )
+        ]
+    return []
 
 
 @cache
@@ -125,7 +205,17 @@ def prior_therapy_rule() -> PriorTherapyRule:
 def mme_rule() -> MmeRule:
     r = _load("contraindications.toml")["mme"]
     return MmeRule(
-        factors=tuple((name, float(f)) for name, f in r["factors"]),
+        opioids=tuple(
+            Opioid(
+                str(o["key"]),
+                tuple(str(n) for n in o["names"]),
+                float(o["factor"]) if "factor" in o else None,
+                str(o["unit"]),
+                Sourced(o["source"], o["tag"]),
+            )
+            for o in _load("contraindications.toml")["mme_opioid"]
+        ),
+        ignored_words=frozenset(str(w) for w in r["ignored_words"]),
         sourced=Sourced(r["source"], r["tag"]),
         flag_mme_per_day=float(r["flag_mme_per_day"]),
         flag_message=r["flag_message"],
@@ -133,3 +223,20 @@ def mme_rule() -> MmeRule:
         review_message=r["review_message"],
         thresholds=Sourced(r["thresholds_source"], r["tag"]),
     )
+
+
+def normalised_drug_name(name: str, ignored: frozenset[str] = frozenset()) -> str:
+    """Lower case, whitespace collapsed, the ``ignored`` whole words dropped (never a fragment)."""
+    return " ".join(w for w in name.strip().lower().split() if w not in ignored)
+
+
+@cache
+def _opioid_names() -> dict[str, Opioid]:
+    rule = mme_rule()
+    return {normalised_drug_name(n): o for o in rule.opioids for n in o.names}
+
+
+def opioid_for(name: str) -> Opioid | None:
+    """The opioid of the MME table a medication name is, matched whole (``dihydrocodeine`` is
+    never ``codeine``); None when the name is not in the table."""
+    return _opioid_names().get(normalised_drug_name(name, mme_rule().ignored_words))

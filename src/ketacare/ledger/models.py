@@ -71,7 +71,10 @@ class Product(Base):
     ndc: Mapped[str | None] = mapped_column(String(13))
     strength_mg_per_ml: Mapped[float] = mapped_column(Float)
     container_ml: Mapped[float] = mapped_column(Float)
-    dosage_form: Mapped[str] = mapped_column(String(60))
+    dosage_form: Mapped[str] = mapped_column(String(60))  # a key of knowledge products.toml [form]
+    # ketamine or esketamine (knowledge products.toml [ingredient]); None: not coded yet (a
+    # product from before coding), never drawn for an administration until an admin codes it.
+    ingredient: Mapped[str | None] = mapped_column(String(20))
     compounded: Mapped[bool] = mapped_column(Boolean, default=False)
     schedule: Mapped[str] = mapped_column(String(4), default="III")
     active: Mapped[bool] = mapped_column(Boolean, default=True)

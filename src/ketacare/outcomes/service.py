@@ -503,13 +503,14 @@ def record_mme(db: Session, actor: Principal, patient_id: int, on: dt.date) -> M
         MedicationFact(m.name, m.drug_class, m.dose_amount, m.dose_unit, m.doses_per_day)
         for m in record.medications
     )
-    total, unconverted = mme_per_day(facts)
+    result = mme_per_day(facts)
     row = MmeReading(
         clinic_id=actor.clinic_id,
         patient_id=patient_id,
         measured_on=on,
-        mme_per_day=None if unconverted else (total or 0.0),
-        unconverted=unconverted,
+        # No opioid on the list is a true 0; an opioid not converted leaves the total unknown.
+        mme_per_day=0.0 if not result.opioids else result.total,
+        unconverted=result.unconverted,
         benzodiazepine=any(m.drug_class == "benzodiazepine" for m in record.medications),
         recorded_by_id=actor.user_id,
     )

@@ -89,7 +89,9 @@ class Allergy(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    substance: Mapped[str] = mapped_column(String(120))
+    substance: Mapped[str] = mapped_column(String(120))  # as written (free text)
+    # The coded allergen (knowledge allergens.toml); None: free text only.
+    substance_code: Mapped[str | None] = mapped_column(String(40))
     reaction: Mapped[str | None] = mapped_column(String(200))
     severity: Mapped[str] = mapped_column(String(20))
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -13,6 +13,7 @@ from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.knowledge import pain_conditions
+from ketacare.knowledge.allergens import allergens
 from ketacare.patients import service
 from ketacare.patients.schemas import (
     AllergyCreate,
@@ -58,6 +59,8 @@ def _form_choices() -> dict[str, Any]:
         "sexes": list(Sex),
         "drug_classes": list(DrugClass),
         "severities": list(AllergySeverity),
+        "allergens": list(allergens().values()),
+        "allergen_names": {a.key: a.display for a in allergens().values()},
         "pain_conditions": pain_conditions(),
         "today": dt.date.today().isoformat(),
     }

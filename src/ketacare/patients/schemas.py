@@ -10,6 +10,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from ketacare.knowledge import condition_by_code, is_icd10_cm
+from ketacare.knowledge.allergens import allergen_for, allergens
 from ketacare.validation import Email, UsState, UsZip
 
 # Plausibility limits for an adult clinic's scale and stadiometer. (design): these catch typing
@@ -244,9 +245,36 @@ class ExternalObservationCreate(BaseModel):
 
 
 class AllergyCreate(BaseModel):
-    substance: ShortText
+    """An allergy picked from the coded list (``substance_code``, knowledge allergens.toml), with
+    the free text kept beside it; free text alone is coded by an exact normalised name."""
+
+    substance_code: str | None = Field(default=None, max_length=40)
+    substance: str | None = Field(default=None, max_length=120)
     reaction: str | None = Field(default=None, max_length=200)
     severity: AllergySeverity = AllergySeverity.unknown
+
+    @field_validator("substance_code", "substance")
+    @classmethod
+    def _blank(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @field_validator("substance_code")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        if value is not None and value not in allergens():
+            raise ValueError("Pick the substance from the list, or leave it empty and write the substance.")
+        return value
+
+    @model_validator(mode="after")
+    def _code_or_text(self) -> Self:
+        if self.substance_code is None and self.substance is None:
+            raise ValueError("Pick the substance from the list or write it.")
+        if self.substance_code is None and self.substance is not None:
+            found = allergen_for(self.substance)  # exact normalised name, never a fragment
+            self.substance_code = found.key if found else None
+        if self.substance is None and self.substance_code is not None:
+            self.substance = allergens()[self.substance_code].display
+        return self
 
 
 class PatientOut(BaseModel):
@@ -302,6 +330,7 @@ class AllergyOut(BaseModel):
 
     id: int
     substance: str
+    substance_code: str | None
     reaction: str | None
     severity: str
 

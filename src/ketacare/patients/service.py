@@ -288,7 +288,7 @@ def add_allergy(db: Session, actor: Principal, patient_id: int, data: AllergyCre
         "allergy",
         resource_id=row.id,
         patient_id=patient_id,
-        detail=data.substance,
+        detail=f"{data.substance} ({data.substance_code or 'not coded'})",
     )
     return row
 

@@ -635,43 +635,28 @@ def _monthly(
 
 
 def _mme(draft: Draft, medications: Sequence[MedicationFact]) -> tuple[Check, float | None]:
+    """The MME check (screening's one ``mme_per_day``): the total only when every opioid was
+    converted; the >= 90 review needs a written justification and keeps the >= 50 advice."""
     rule, r = mme_rule(), prescribing_rules()
     src, tag = f"{rule.sourced.source}; {rule.thresholds.source}", rule.sourced.tag
-    mme, unconverted = mme_per_day(tuple(medications))
-    if mme is None:
-        return Check("mme", "Opioids (MME)", PASS, "No opioid on the medication list.", src, tag), None
-    missing = f" Not converted: {', '.join(unconverted)}." if unconverted else ""
-    if mme >= rule.review_mme_per_day:
+    result = mme_per_day(tuple(medications))
+    if not result.opioids:
+        return Check("mme", "Opioids (MME)", PASS, result.summary(), src, tag), None
+    summary = result.summary()
+    advice = "".join(f" {a}." for a in result.advice())
+    if result.level() == "review":
         justification = (draft.mme_justification or "").strip()
         if justification:
-            return (
-                Check(
-                    "mme",
-                    "Opioids (MME)",
-                    WARN,
-                    f"{mme:g} MME/day. {rule.review_message}. Justified: {justification}{missing}",
-                    f"{src}; {r.mme_justify.source}",
-                    tag,
-                ),
-                mme,
-            )
-        return (
-            Check(
-                "mme",
-                "Opioids (MME)",
-                BLOCK,
-                f"{mme:g} MME/day. {rule.review_message}: write the justification before signing.{missing}",
-                f"{src}; {r.mme_justify.source}",
-                tag,
-            ),
-            mme,
-        )
-    if mme >= rule.flag_mme_per_day:
+            message = f"{summary}{advice} Justified: {justification}"
+            return Check(
+                "mme", "Opioids (MME)", WARN, message, f"{src}; {r.mme_justify.source}", tag
+            ), result.total
+        message = f"{summary}{advice} Write the justification before signing."
         return Check(
-            "mme", "Opioids (MME)", WARN, f"{mme:g} MME/day. {rule.flag_message}.{missing}", src, tag
-        ), mme
-    status = WARN if unconverted else PASS
-    return Check("mme", "Opioids (MME)", status, f"{mme:g} MME/day.{missing}", src, tag), mme
+            "mme", "Opioids (MME)", BLOCK, message, f"{src}; {r.mme_justify.source}", tag
+        ), result.total
+    status = WARN if result.level() or result.unconverted else PASS
+    return Check("mme", "Opioids (MME)", status, f"{summary}{advice}", src, tag), result.total
 
 
 def _benzodiazepine(medications: Sequence[MedicationFact]) -> Check:

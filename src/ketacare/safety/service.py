@@ -440,8 +440,9 @@ class BoardPatient:
     holds: list[SafetyHold]
     overdue: list[monitoring.Due]
     open_tasks: list[SafetyTask]
-    mme_per_day: float | None
+    mme_per_day: float | None  # None: no opioid, or not every opioid converted
     mme_level: str  # "", flag, review
+    mme_summary: str
     benzodiazepines: list[str]
     opioids: list[str]
 
@@ -493,12 +494,8 @@ def safety_board(db: Session, actor: Principal, today: dt.date | None = None) ->
     for pid in sorted(population):
         record = patients.record(db, actor, pid)
         meds = _medications(record)
-        mme, _ = mme_per_day(meds)
-        level = ""
-        if mme is not None and mme >= rule.review_mme_per_day:
-            level = "review"
-        elif mme is not None and mme >= rule.flag_mme_per_day:
-            level = "flag"
+        result = mme_per_day(meds)
+        mme, level = result.total, result.level()
         exposures = _exposures(db, actor, pid, on, with_mg=False)
         p = record.patient
         row = BoardPatient(
@@ -510,6 +507,7 @@ def safety_board(db: Session, actor: Principal, today: dt.date | None = None) ->
             open_tasks=[t for t in _tasks(db, actor.clinic_id, pid) if t.completed_at is None],
             mme_per_day=mme,
             mme_level=level,
+            mme_summary=result.summary() if result.opioids else "",
             benzodiazepines=sorted({m.name for m in meds if m.drug_class == "benzodiazepine"}),
             opioids=sorted({m.name for m in meds if m.drug_class == "opioid"}),
         )

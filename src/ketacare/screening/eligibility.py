@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ketacare.knowledge import condition_by_code
+from ketacare.knowledge.allergens import hypersensitivity_rule, ingredient_of
 from ketacare.knowledge.contraindications import (
+    blood_pressure_findings,
     blood_pressure_rule,
     contraindications,
     interactions,
     mme_rule,
+    opioid_for,
     prior_therapy_rule,
     required_tests,
     risk_factors,
@@ -51,7 +54,8 @@ class MedicationFact:
 class ScreeningFacts:
     condition_codes: tuple[str, ...] = ()
     medications: tuple[MedicationFact, ...] = ()
-    allergy_substances: tuple[str, ...] = ()
+    allergy_substances: tuple[str, ...] = ()  # free text of allergies without a code
+    allergy_codes: tuple[str, ...] = ()  # coded allergens (knowledge allergens.toml)
     screened: bool = False
     answers: Mapping[str, str] = field(default_factory=dict)  # key -> "yes" | "no"; absent = unknown
     prior_therapies: tuple[str, ...] = ()
@@ -150,7 +154,13 @@ def _indication(codes: tuple[str, ...]) -> tuple[list[Reason], str | None, str |
 
 def _contraindications(facts: ScreeningFacts) -> list[Reason]:
     reasons: list[Reason] = []
-    allergic = any("ketamine" in s.lower() for s in facts.allergy_substances)
+    # On the ingredient, never on a fragment of a name: "Ketalar" is ketamine, "Spravato"
+    # esketamine; free text is coded by an exact normalised name (knowledge: allergens).
+    rule = hypersensitivity_rule()
+    found = [ingredient_of(code, "") for code in facts.allergy_codes] + [
+        ingredient_of(None, text) for text in facts.allergy_substances
+    ]
+    allergic = any(i in rule.ingredients for i in found if i is not None)
     for item in contraindications():
         answer = facts.answers.get(item.key)
         present = answer == "yes" or (item.key == "hypersensitivity" and allergic)
@@ -160,10 +170,15 @@ def _contraindications(facts: ScreeningFacts) -> list[Reason]:
             else:
                 kind = "overridden" if item.key in facts.overrides else "caution"
             note = f" Override: {facts.overrides[item.key]}" if kind == "overridden" else ""
-            why = " (ketamine allergy on the record)" if item.key == "hypersensitivity" and allergic else ""
-            reasons.append(
-                Reason(item.key, kind, f"{item.label}{why}.{note}", item.sourced.source, item.sourced.tag)
+            why = (
+                " (ketamine or esketamine allergy on the record)"
+                if item.key == "hypersensitivity" and allergic
+                else ""
             )
+            source, tag = item.sourced.source, item.sourced.tag
+            if item.key == "hypersensitivity" and allergic and answer != "yes":
+                source, tag = rule.sourced.source, rule.sourced.tag
+            reasons.append(Reason(item.key, kind, f"{item.label}{why}.{note}", source, tag))
         elif answer != "no":
             reasons.append(
                 Reason(
@@ -177,43 +192,42 @@ def _contraindications(facts: ScreeningFacts) -> list[Reason]:
     return reasons
 
 
+# Screening reason codes of the blood-pressure findings (knowledge: blood_pressure_findings).
+BP_REASON_CODES = {"sbp_high": "uncontrolled_bp", "sbp_low": "bp_low", "dbp_high": "bp_diastolic_high"}
+
+
 def _blood_pressure(facts: ScreeningFacts) -> list[Reason]:
+    """Screening applies the session pre-check's rule (one function): a hold is a hard stop here,
+    above 140/90 mmHg a caution that needs a prescriber's documented override."""
     rule = blood_pressure_rule()
     if facts.sbp_mmhg is None or facts.dbp_mmhg is None:
         return [
             Reason(
                 "blood_pressure",
                 "missing",
-                "No blood pressure recorded at screening.",
+                "No blood pressure recorded at screening (both systolic and diastolic are needed).",
                 rule.stop.source,
                 rule.stop.tag,
             )
         ]
-    bp = f"{facts.sbp_mmhg:g}/{facts.dbp_mmhg:g} mmHg"
-    if facts.sbp_mmhg > rule.stop_sbp_mmhg:
-        return [
-            Reason(
-                "uncontrolled_bp",
-                "hard_stop",
-                f"Blood pressure {bp} at screening: systolic above {rule.stop_sbp_mmhg:g} mmHg.",
-                rule.stop.source,
-                rule.stop.tag,
+    reasons: list[Reason] = []
+    for finding in blood_pressure_findings(facts.sbp_mmhg, facts.dbp_mmhg):
+        src, tag = finding.sourced.source, finding.sourced.tag
+        if finding.level == "hold":
+            reasons.append(
+                Reason(
+                    BP_REASON_CODES[finding.code],
+                    "hard_stop",
+                    f"{finding.message} Ketamine is not given at this pressure.",
+                    src,
+                    tag,
+                )
             )
-        ]
-    if facts.sbp_mmhg > rule.caution_sbp_mmhg or facts.dbp_mmhg > rule.caution_dbp_mmhg:
-        kind = "overridden" if BP_CAUTION in facts.overrides else "caution"
-        note = f" Override: {facts.overrides[BP_CAUTION]}" if kind == "overridden" else ""
-        return [
-            Reason(
-                BP_CAUTION,
-                kind,
-                f"Blood pressure {bp} is above {rule.caution_sbp_mmhg:g}/{rule.caution_dbp_mmhg:g} mmHg: "
-                f"a documented decision is needed.{note}",
-                rule.caution.source,
-                rule.caution.tag,
-            )
-        ]
-    return []
+        else:
+            kind = "overridden" if BP_CAUTION in facts.overrides else "caution"
+            note = f" Override: {facts.overrides[BP_CAUTION]}" if kind == "overridden" else ""
+            reasons.append(Reason(BP_CAUTION, kind, f"{finding.message}{note}", src, tag))
+    return reasons
 
 
 def _prior_therapies(facts: ScreeningFacts, minimum: int | None, note: str) -> list[Reason]:
@@ -266,28 +280,95 @@ def _tests(facts: ScreeningFacts) -> list[Reason]:
     return reasons
 
 
-def mme_per_day(medications: tuple[MedicationFact, ...]) -> tuple[float | None, list[str]]:
-    """Total morphine milligram equivalents per day (CDC 2022), and the opioids it could not convert."""
-    rule = mme_rule()
-    total, unconverted = 0.0, []
+@dataclass(frozen=True)
+class MmeResult:
+    """Morphine milligram equivalents per day (CDC), with what could not be converted.
+
+    ``total`` is None unless every opioid on the list was converted: an opioid without a CDC
+    factor (buprenorphine) or without a usable dose makes the total "not computed", never 0.
+    ``known`` is the sum of the opioids that were converted (a lower bound), None when none was."""
+
+    opioids: int
+    parts: tuple[tuple[str, float], ...]  # (medication name, MME/day)
+    no_factor: tuple[str, ...]  # opioids the CDC gives no factor for, or not in the table
+    incomplete: tuple[str, ...]  # opioids with a factor but no usable dose, unit or frequency
+
+    @property
+    def unconverted(self) -> list[str]:
+        return [*self.no_factor, *self.incomplete]
+
+    @property
+    def known(self) -> float | None:
+        return round(sum(v for _, v in self.parts), 1) if self.parts else None
+
+    @property
+    def total(self) -> float | None:
+        if not self.opioids or self.unconverted:
+            return None
+        return self.known
+
+    def level(self) -> str:
+        """ "review" at >= 90 MME/day, "flag" at >= 50, else "" (on the known part: a lower bound)."""
+        rule = mme_rule()
+        known = self.known
+        if known is None:
+            return ""
+        if known >= rule.review_mme_per_day:
+            return "review"
+        if known >= rule.flag_mme_per_day:
+            return "flag"
+        return ""
+
+    def advice(self) -> list[str]:
+        """What the level asks for: at >= 90 both the review and the >= 50 advice (naloxone,
+        sedation monitoring), never the one instead of the other."""
+        rule = mme_rule()
+        level = self.level()
+        if level == "review":
+            return [rule.review_message, rule.flag_message]
+        if level == "flag":
+            return [rule.flag_message]
+        return []
+
+    def summary(self) -> str:
+        """``Opioids total 60 MME/day`` or, when something was not converted, what was and what not."""
+        if not self.opioids:
+            return "No opioid on the medication list."
+        if self.total is not None:
+            return f"Opioids total {self.total:g} MME/day."
+        skipped = "; ".join(
+            [f"{n}: no CDC conversion factor" for n in self.no_factor]
+            + [f"{n}: dose, unit or doses per day missing" for n in self.incomplete]
+        )
+        if self.known is None:
+            return f"MME not computed ({skipped})."
+        return (
+            f"Total MME not computed ({skipped}); the opioids with a factor come to {self.known:g} MME/day."
+        )
+
+
+def mme_per_day(medications: tuple[MedicationFact, ...] | list[MedicationFact]) -> MmeResult:
+    """The one MME computation of screening, prescribing, outcomes and the safety board (CDC
+    factors, knowledge: contraindications [mme]). Opioids are matched by exact name, never by a
+    fragment of one."""
+    parts: list[tuple[str, float]] = []
+    no_factor: list[str] = []
+    incomplete: list[str] = []
     opioids = [m for m in medications if m.drug_class == "opioid"]
-    if not opioids:
-        return None, []
     for med in opioids:
-        factor = next((f for name, f in rule.factors if name in med.name.lower()), None)
-        unit = (med.dose_unit or "").lower()
-        if factor is None or med.dose_amount is None:
-            unconverted.append(med.name)
-        elif "fentanyl" in med.name.lower():
-            if unit != "mcg/h":
-                unconverted.append(med.name)
-            else:
-                total += med.dose_amount * factor
-        elif unit != "mg" or med.doses_per_day is None:
-            unconverted.append(med.name)
+        opioid = opioid_for(med.name)
+        unit = (med.dose_unit or "").strip().lower()
+        if opioid is None or opioid.factor is None:
+            no_factor.append(med.name)
+        elif med.dose_amount is None or unit != opioid.unit:
+            incomplete.append(med.name)
+        elif opioid.unit == "mcg/h":
+            parts.append((med.name, med.dose_amount * opioid.factor))
+        elif med.doses_per_day is None:
+            incomplete.append(med.name)
         else:
-            total += med.dose_amount * med.doses_per_day * factor
-    return round(total, 1), unconverted
+            parts.append((med.name, med.dose_amount * med.doses_per_day * opioid.factor))
+    return MmeResult(len(opioids), tuple(parts), tuple(no_factor), tuple(incomplete))
 
 
 def _interactions(facts: ScreeningFacts) -> tuple[list[Reason], float | None]:
@@ -305,34 +386,20 @@ def _interactions(facts: ScreeningFacts) -> tuple[list[Reason], float | None]:
                 item.sourced.tag,
             )
         )
-    mme, unconverted = mme_per_day(facts.medications)
+    result = mme_per_day(facts.medications)
     rule = mme_rule()
-    if mme is not None:
-        level = ""
-        if mme >= rule.review_mme_per_day:
-            level = f" {rule.review_message}"
-        elif mme >= rule.flag_mme_per_day:
-            level = f" {rule.flag_message}"
+    if result.opioids:
+        advice = "".join(f" {a}." for a in result.advice())
         reasons.append(
             Reason(
                 "mme",
                 "interaction",
-                f"Opioids total {mme:g} MME/day.{level}",
+                f"{result.summary()}{advice}",
                 f"{rule.sourced.source}; {rule.thresholds.source}",
                 rule.sourced.tag,
             )
         )
-    for name in unconverted:
-        reasons.append(
-            Reason(
-                "mme_dose",
-                "interaction",
-                f"{name}: MME not computed (no CDC factor, or dose, unit or doses per day missing).",
-                rule.sourced.source,
-                rule.sourced.tag,
-            )
-        )
-    return reasons, mme
+    return reasons, result.total
 
 
 def decide(

@@ -70,7 +70,8 @@ def facts_for(
             MedicationFact(m.name, m.drug_class, m.dose_amount, m.dose_unit, m.doses_per_day)
             for m in record.medications
         ),
-        allergy_substances=tuple(a.substance for a in record.allergies),
+        allergy_substances=tuple(a.substance for a in record.allergies if a.substance_code is None),
+        allergy_codes=tuple(a.substance_code for a in record.allergies if a.substance_code is not None),
         screened=screening is not None,
         answers=dict(screening.answers) if screening else {},
         prior_therapies=tuple(screening.prior_therapies) if screening else (),

@@ -8,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ketacare.knowledge.contraindications import BpFinding, blood_pressure_findings
 from ketacare.knowledge.sessions import AlarmRule, Scale, SessionRules
 from ketacare.pharmacology import Dose
 from ketacare.planning.costing import session_codes
@@ -105,7 +106,14 @@ class PrecheckContext:
 
 
 def predose_bp_high(sbp: float, dbp: float, rules: SessionRules) -> bool:
-    return sbp > float(rules.precheck["predose_sbp_max"]) or dbp > float(rules.precheck["predose_dbp_max"])
+    """Above the decision line (or a hold): the one blood-pressure rule screening uses too."""
+    return bool(blood_pressure_findings(sbp, dbp))
+
+
+def predose_bp_holds(sbp: float, dbp: float) -> list[BpFinding]:
+    """The holds (SBP < 90 or > 180 mmHg, DBP >= 110 mmHg): ketamine is not given, whatever
+    decision was documented (knowledge: blood_pressure_findings, the rule screening uses)."""
+    return [f for f in blood_pressure_findings(sbp, dbp) if f.level == "hold"]
 
 
 def precheck_problems(data: PrecheckInput, ctx: PrecheckContext, rules: SessionRules) -> dict[str, str]:
@@ -136,7 +144,14 @@ def precheck_problems(data: PrecheckInput, ctx: PrecheckContext, rules: SessionR
         errors["oximeter_connected"] = "Connect the pulse oximeter before starting."
     if data.prescriber_on_site_id is None or data.prescriber_on_site_id not in ctx.prescribers_on_duty:
         errors["prescriber_on_site_id"] = "Name the prescriber on site (on the duty roster today)."
-    if (
+    holds = predose_bp_holds(data.sbp, data.dbp) if "sbp" not in errors and "dbp" not in errors else []
+    if holds:
+        field = "dbp" if all(f.code == "dbp_high" for f in holds) else "sbp"
+        errors[field] = (
+            " ".join(f"{f.message} ({f.sourced.source})" for f in holds)
+            + " Hold: ketamine is not given at this pressure; re-measure after rest."
+        )
+    elif (
         "sbp" not in errors
         and "dbp" not in errors
         and predose_bp_high(data.sbp, data.dbp, rules)

@@ -36,10 +36,11 @@ What is understood (codes from clinical-facts.md section 7.1 and ``hl7v2.codes``
   only (clinicalStatus active, recurrence or relapse; not refuted or entered in error).
 - MedicationStatement: current (status active) medications named by
   ``medicationCodeableConcept``. The drug class comes from a ``urn:ketacare:drug-class`` coding
-  (what KetaCare's own export writes) or, for opioids, from the CDC MME factor names; a medication
-  whose class cannot be told is refused (calling it "other" could hide a benzodiazepine or an
-  MAOI from the interaction checks). An opioid needs what its MME needs: a dose in mg and doses
-  per day (fentanyl: mcg/h), so an opioid is never silently counted as zero.
+  (what KetaCare's own export writes) or, for opioids, from the exact names of the MME table
+  (never a fragment: dihydrocodeine is not codeine); a medication whose class cannot be told is
+  refused (calling it "other" could hide a benzodiazepine or an MAOI from the interaction checks).
+  An opioid with a CDC factor needs what its MME needs: a dose in mg and doses per day (fentanyl:
+  mcg/h); one without a factor (buprenorphine) is kept and its MME shown as not computed.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ from ketacare.interop.fhir.resources.base import (
 )
 from ketacare.interop.fhir.resources.observation_parts import display_of
 from ketacare.interop.hl7v2 import codes as hl7_codes
-from ketacare.knowledge.contraindications import mme_rule
+from ketacare.knowledge.contraindications import opioid_for
 from ketacare.knowledge.sessions import session_rules
 from ketacare.patients import service as patients
 from ketacare.patients.schemas import (
@@ -963,8 +964,8 @@ def _nrs(resource: Resource) -> float:
 
 
 def _drug_class(name: str, concept: Resource) -> DrugClass:
-    lowered = name.lower()
-    opioid = next((fragment for fragment, _ in mme_rule().factors if fragment in lowered), None)
+    found = opioid_for(name)  # the exact name table of the MME rule, never a fragment
+    opioid = found.key if found else None
     coded = _codings(concept, DRUG_CLASS_SYSTEM)
     if coded:
         try:
@@ -1020,13 +1021,19 @@ def _doses_per_day(dosage: Resource) -> float | None:
 
 
 def _check_opioid(name: str, amount: float | None, unit: str | None, per_day: float | None) -> None:
-    """An opioid needs what the MME arithmetic needs (screening.eligibility.mme_per_day)."""
+    """An opioid with a CDC factor needs what the MME arithmetic needs (screening.eligibility.
+    mme_per_day): its dose in the factor's unit and, per mg, the doses per day. One the CDC gives
+    no factor (buprenorphine) or that is not in the table is kept as it is: its MME is shown as
+    not computed, never as 0."""
     where = "MedicationStatement.dosage.doseAndRate"
+    opioid = opioid_for(name)
+    if opioid is None or opioid.factor is None:
+        return
     if amount is None:
         raise Rejected(f"{where}.doseQuantity is missing: {name!r} is an opioid and its MME needs the dose")
-    if "fentanyl" in name.lower():
+    if opioid.unit == "mcg/h":
         if unit != "mcg/h":
-            raise Rejected(f"{where}: fentanyl's MME needs its dose in mcg/h (ug/h), not {unit!r}")
+            raise Rejected(f"{where}: {name}'s MME needs its dose in mcg/h (ug/h), not {unit!r}")
         return
     if unit is None:
         raise Rejected(
