@@ -123,6 +123,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             ndc="0409-2051-05",
             strength_mg_per_ml=50,
             container_ml=10,
+            ingredient="ketamine",
             dosage_form="injection, solution",
         ),
     )
@@ -134,6 +135,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             ndc="42023-113-10",
             strength_mg_per_ml=10,
             container_ml=20,
+            ingredient="ketamine",
             dosage_form="injection, solution",
         ),
     )
@@ -144,6 +146,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             name="Ketamine troche (compounded)",
             strength_mg_per_ml=100,
             container_ml=1,
+            ingredient="ketamine",
             dosage_form="sublingual troche",
             compounded=True,
         ),

@@ -24,6 +24,8 @@ def _entries(db, stock: Stock, world, n: int = 4) -> list[LedgerEntry]:  # type:
             patient_id=world.patient_a.id,
             session_id=stock.session_id,
             given_at=dt.datetime.now(dt.UTC),
+            drug="ketamine",
+            route="iv_infusion",
         )
         for k in range(n)
     ]

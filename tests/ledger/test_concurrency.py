@@ -71,6 +71,7 @@ def _clinic_with_one_vial(engine: Engine) -> dict[str, int]:
                 ndc="0409-2051-05",
                 strength_mg_per_ml=50,
                 container_ml=10,
+                ingredient="ketamine",
                 dosage_form="injection, solution",
             ),
         )
@@ -150,6 +151,8 @@ def test_nurses_drawing_the_last_vial_at_once_one_gets_it(scratch_engine: Engine
             patient_id=ids["patient_id"],
             session_id=ids["session_id"],
             given_at=dt.datetime.now(dt.UTC),
+            drug="ketamine",
+            route="iv_infusion",
         )
 
     outcomes = _race(scratch_engine, ids, draw_all)
@@ -170,6 +173,8 @@ def test_concurrent_partial_draws_stop_exactly_at_zero(scratch_engine: Engine) -
             patient_id=ids["patient_id"],
             session_id=ids["session_id"],
             given_at=dt.datetime.now(dt.UTC),
+            drug="ketamine",
+            route="iv_infusion",
         )
 
     outcomes = _race(scratch_engine, ids, draw)

@@ -62,6 +62,8 @@ def administer(db, stock: Stock, world, **changes: Any) -> LedgerEntry:  # type:
         "patient_id": world.patient_a.id,
         "session_id": stock.session_id,
         "given_at": NOW,
+        "drug": "ketamine",
+        "route": "iv_infusion",
     }
     args.update(changes)
     return service.record_administration(db, actor, **args)
@@ -146,7 +148,7 @@ def test_an_administration_takes_the_dose_out_of_the_lot(db, world, stock) -> No
     assert entry.balance_after_ug == 1_000_000 - 28_300
     assert entry.patient_id == world.patient_a.id and entry.session_id == stock.session_id
     assert entry.actor_name == "Nurse (nurse.t)"
-    assert chain.detail_of(entry) == {"record_number": "TST-900001"}
+    assert chain.detail_of(entry) == {"record_number": "TST-900001", "route": "iv_infusion"}
     assert chain.verify_clinic(db, world.clinic.id).ok
 
 

@@ -27,6 +27,8 @@ def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
             patient_id=patient.id,
             session_id=stock.session_id,
             given_at=now,
+            drug="ketamine",
+            route="iv_infusion",
         )
     service.record_waste(
         db,

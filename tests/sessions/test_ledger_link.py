@@ -27,6 +27,7 @@ def _lot(db, world) -> int:  # type: ignore[no-untyped-def]
             ndc="0409-2051-05",
             strength_mg_per_ml=50,
             container_ml=10,
+            ingredient="ketamine",
             dosage_form="injection, solution",
         ),
     )

@@ -75,6 +75,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             ndc="99999-050-10",
             strength_mg_per_ml=50,
             container_ml=10,
+            ingredient="ketamine",
             dosage_form="injection, solution",
         ),
     )
@@ -86,6 +87,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             ndc="99999-010-20",
             strength_mg_per_ml=10,
             container_ml=20,
+            ingredient="ketamine",
             dosage_form="injection, solution",
         ),
     )
@@ -96,6 +98,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             name="Ketamine nasal spray (compounded)",
             strength_mg_per_ml=100,
             container_ml=5,
+            ingredient="ketamine",
             dosage_form="nasal spray",
             compounded=True,
         ),

@@ -30,9 +30,11 @@ from ketacare.ledger.schemas import (
     DestructionIn,
     DosageForm,
     Form106In,
+    Ingredient,
     InitialInventoryIn,
     NoteIn,
     NoticeIn,
+    ProductCodingIn,
     ProductIn,
     ReceiptIn,
     RegistrationIn,
@@ -125,7 +127,9 @@ def product_out(p: Any) -> dict[str, Any]:
         "ndc": p.ndc,
         "strength_mg_per_ml": p.strength_mg_per_ml,
         "container_ml": p.container_ml,
+        "ingredient": p.ingredient,
         "dosage_form": p.dosage_form,
+        "coding_problem": service.product_coding_problem(p),
         "compounded": p.compounded,
         "schedule": p.schedule,
         "warning": service.compounded_warning().text if p.compounded else None,
@@ -243,6 +247,12 @@ def api_products(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
 @router.post("/api/v1/ledger/products", status_code=201, tags=["ledger"])
 def api_create_product(db: DbSession, actor: Admin, body: ProductIn) -> dict[str, Any]:
     return product_out(service.create_product(db, actor, body))
+
+
+@router.post("/api/v1/ledger/products/{product_id}/coding", tags=["ledger"])
+def api_code_product(db: DbSession, actor: Admin, product_id: RowId, body: ProductCodingIn) -> dict[str, Any]:
+    """Code a product created before products were coded (its drug and dosage form)."""
+    return product_out(service.code_product(db, actor, product_id, body))
 
 
 @router.get("/api/v1/ledger/settings", tags=["ledger"])
@@ -494,6 +504,7 @@ def _setup(
             "settings": service.settings(db, actor.clinic_id),
             "retention": service.retention(db, actor),
             "dosage_forms": [(f.value, f.value) for f in DosageForm],
+            "ingredients": [(i.value, i.value) for i in Ingredient],
             "section": section,
             "errors": errors or {},
             "values": values or {},
@@ -546,8 +557,15 @@ def settings_page(request: Request, db: DbSession, actor: AdminSensitive, form: 
     )
 
 
-@router.get("/ledger/products/{product_id}", include_in_schema=False)
-def product_page(request: Request, db: DbSession, actor: Reader, product_id: RowId) -> Response:
+def _product(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    product_id: int,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
     prod = service.product(db, actor, product_id)
     return render(
         request,
@@ -558,7 +576,33 @@ def product_page(request: Request, db: DbSession, actor: Reader, product_id: Row
             "p": prod,
             "lots": [r for r in service.lots(db, actor) if r.product.id == prod.id],
             "home_ack": service.requires_home_acknowledgement(prod),
+            "coding_problem": service.product_coding_problem(prod),
+            "form_routes": service.form_routes(prod),
+            "dosage_forms": [(f.value, f.value) for f in DosageForm],
+            "ingredients": [(i.value, i.value) for i in Ingredient],
+            "errors": errors or {},
+            "values": values or {},
+            "saved": request.query_params.get("saved"),
         },
+        status,
+    )
+
+
+@router.get("/ledger/products/{product_id}", include_in_schema=False)
+def product_page(request: Request, db: DbSession, actor: Reader, product_id: RowId) -> Response:
+    return _product(request, db, actor, product_id)
+
+
+@router.post("/ledger/products/{product_id}/coding", include_in_schema=False)
+def product_coding_page(
+    request: Request, db: DbSession, actor: Admin, product_id: RowId, form: FormData
+) -> Response:
+    return _try(
+        lambda: service.code_product(db, actor, product_id, parse(ProductCodingIn, form)),
+        lambda exc: _product(request, db, actor, product_id, errors=exc.errors, values=form, status=422),
+        f"/ledger/products/{product_id}?saved=coding",
+        db,
+        actor,
     )
 
 

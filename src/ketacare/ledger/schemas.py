@@ -26,9 +26,19 @@ class Unit(enum.StrEnum):
     ml = "ml"
 
 
+class Ingredient(enum.StrEnum):
+    """The coded ingredient of a product (knowledge products.toml [ingredient])."""
+
+    ketamine = "ketamine"
+    esketamine = "esketamine"
+
+
 class DosageForm(enum.StrEnum):
+    """The fixed list of dosage forms (knowledge products.toml [form], each with its routes)."""
+
     injection = "injection, solution"
     nasal_spray = "nasal spray"
+    nasal_spray_device = "nasal spray device"
     oral_solution = "oral solution"
     sublingual_troche = "sublingual troche"
     sublingual_tablet = "sublingual tablet"
@@ -58,6 +68,7 @@ class ProductIn(Strict):
     ndc: str | None = Field(default=None, max_length=13)
     strength_mg_per_ml: float = Field(gt=0, le=1000)
     container_ml: float = Field(gt=0, le=1000)
+    ingredient: Ingredient
     dosage_form: DosageForm
     compounded: bool = False
 
@@ -73,6 +84,13 @@ class ProductIn(Strict):
         if not self.ndc and not self.compounded:
             raise ValueError("An approved (not compounded) product needs its NDC.")
         return self
+
+
+class ProductCodingIn(Strict):
+    """An admin codes a product created before products were coded: its drug and dosage form."""
+
+    ingredient: Ingredient
+    dosage_form: DosageForm
 
 
 class SettingsIn(Strict):

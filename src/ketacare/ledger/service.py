@@ -31,6 +31,7 @@ from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
+from ketacare.knowledge import products as products_knowledge
 from ketacare.knowledge.ledger import Fact, LedgerRules, ledger_rules
 from ketacare.ledger import chain, rules
 from ketacare.ledger.models import (
@@ -56,6 +57,7 @@ from ketacare.ledger.schemas import (
     NoteIn,
     NoticeIn,
     PackageState,
+    ProductCodingIn,
     ProductIn,
     ReceiptIn,
     RegistrationIn,
@@ -265,6 +267,7 @@ def create_product(db: Session, actor: Principal, data: ProductIn) -> Product:
         ndc=data.ndc,
         strength_mg_per_ml=data.strength_mg_per_ml,
         container_ml=data.container_ml,
+        ingredient=data.ingredient.value,
         dosage_form=data.dosage_form.value,
         compounded=data.compounded,
         schedule=ledger_rules().schedule,
@@ -279,8 +282,50 @@ def create_product(db: Session, actor: Principal, data: ProductIn) -> Product:
         "ledger.product.create",
         "ledger_product",
         resource_id=row.id,
-        detail=f"{row.name} {row.strength_mg_per_ml:g} mg/mL x {row.container_ml:g} mL"
-        + (" compounded" if row.compounded else f" NDC {row.ndc}"),
+        detail=f"{row.name} {row.strength_mg_per_ml:g} mg/mL x {row.container_ml:g} mL "
+        f"{row.ingredient} {row.dosage_form}" + (" compounded" if row.compounded else f" NDC {row.ndc}"),
+    )
+    return row
+
+
+def product_coding_problem(p: Product) -> str | None:
+    """Why a product cannot be drawn for any administration until an admin codes it, or None."""
+    return products_knowledge.coding_problem(p.ingredient, p.dosage_form)
+
+
+def form_routes(p: Product) -> str:
+    """The routes a product's dosage form may be given by, with the source (knowledge: products)."""
+    form = products_knowledge.dosage_forms().get(p.dosage_form)
+    if form is None:
+        return "unknown: the dosage form is not coded"
+    routes = ", ".join(products_knowledge.route_label(r) for r in form.routes)
+    return f"{routes} ({form.sourced.source} [{form.sourced.tag}])"
+
+
+def code_product(db: Session, actor: Principal, product_id: int, data: ProductCodingIn) -> Product:
+    """An admin codes a product created before products were coded (its drug unknown, or its
+    dosage form not one of the coded forms). A coded product is never re-coded: a nasal spray
+    does not become an injection by an edit; a wrong product is retired and a new one created."""
+    check_permission(actor, Permission.ledger_admin)
+    row = product(db, actor, product_id)
+    if product_coding_problem(row) is None:
+        raise InvalidInput(
+            errors={
+                "ingredient": f"This product is already coded ({row.ingredient}, {row.dosage_form}); "
+                "a coded product is not changed."
+            }
+        )
+    before = f"{row.ingredient or 'not coded'}, {row.dosage_form}"
+    row.ingredient = data.ingredient.value
+    row.dosage_form = data.dosage_form.value
+    db.flush()
+    audit.record(
+        db,
+        actor,
+        "ledger.product.code",
+        "ledger_product",
+        resource_id=row.id,
+        detail=f"{row.name}: {before} -> {row.ingredient}, {row.dosage_form}",
     )
     return row
 
@@ -304,6 +349,7 @@ class LotChoice:
     product_name: str
     strength_mg_per_ml: float
     container_ml: float
+    ingredient: str | None
     dosage_form: str
     compounded: bool
     balance_mg: float
@@ -312,10 +358,16 @@ class LotChoice:
     registration: str
     warning: str | None  # the FDA warning for a compounded product
 
+    def fit_problem(self, drug: str, route: str) -> str | None:
+        """Why this lot cannot be given as ``drug`` by ``route`` (knowledge: products), or None."""
+        problem = products_knowledge.fit_problem(self.ingredient, self.dosage_form, drug, route)
+        return f"Lot {self.lot_number} ({self.product_name}): {problem}" if problem else None
+
     @property
     def label(self) -> str:
         return (
-            f"{self.product_name} {self.strength_mg_per_ml:g} mg/mL · lot {self.lot_number} · "
+            f"{self.product_name} ({self.ingredient or 'drug not coded'}, {self.dosage_form}) "
+            f"{self.strength_mg_per_ml:g} mg/mL · lot {self.lot_number} · "
             f"exp {self.expires_on.isoformat()} · {self.balance_mg:g} mg left"
             + (" · COMPOUNDED" if self.compounded else "")
         )
@@ -365,9 +417,12 @@ def lots(db: Session, actor: Principal, *, in_stock: bool = False) -> list[LotRo
     return lot_rows(db, actor, clinic_today(db, actor.clinic_id), in_stock=in_stock)
 
 
-def available_lots(db: Session, actor: Principal) -> list[LotChoice]:
+def available_lots(
+    db: Session, actor: Principal, *, drug: str | None = None, route: str | None = None
+) -> list[LotChoice]:
     """Lots of the actor's clinic with stock left and not expired today (clinic time), soonest
-    expiry first. Compounded products carry the FDA warning."""
+    expiry first. Compounded products carry the FDA warning. With ``drug`` and ``route``, only
+    the lots whose product fits them (knowledge: products): what a lot picker offers."""
     check_permission(actor, Permission.ledger_read)
     warning = compounded_warning().text
     return [
@@ -378,6 +433,7 @@ def available_lots(db: Session, actor: Principal) -> list[LotChoice]:
             product_name=r.product.name,
             strength_mg_per_ml=r.product.strength_mg_per_ml,
             container_ml=r.product.container_ml,
+            ingredient=r.product.ingredient,
             dosage_form=r.product.dosage_form,
             compounded=r.product.compounded,
             balance_mg=rules.ug_to_mg(r.lot.balance_ug),
@@ -388,7 +444,21 @@ def available_lots(db: Session, actor: Principal) -> list[LotChoice]:
         )
         for r in lots(db, actor, in_stock=True)
         if not r.expired
+        and (
+            drug is None
+            or route is None
+            or products_knowledge.fit_problem(r.product.ingredient, r.product.dosage_form, drug, route)
+            is None
+        )
     ]
+
+
+def lot_fit_problem(db: Session, actor: Principal, lot_id: int, drug: str, route: str) -> str | None:
+    """Why a lot of the clinic cannot be used for ``drug`` by ``route`` (knowledge: products)."""
+    check_permission(actor, Permission.ledger_read)
+    lot, prod, _reg = _lot(db, actor, lot_id)
+    problem = products_knowledge.fit_problem(prod.ingredient, prod.dosage_form, drug, route)
+    return f"Lot {lot.lot_number} ({prod.name}): {problem}" if problem else None
 
 
 @dataclass(frozen=True)
@@ -572,10 +642,13 @@ def record_administration(
     patient_id: int,
     session_id: int,
     given_at: dt.datetime,
+    drug: str,
+    route: str,
 ) -> LedgerEntry:
     """Take what a session gave out of a lot. Refuses (InvalidInput, nothing written) an unknown
-    or expired lot, an amount above the balance, a patient of another clinic, a time in the
-    future or an unknown session. Never commits."""
+    or expired lot, a product whose drug or dosage form does not fit ``drug`` by ``route`` (or is
+    not coded), an amount above the balance, a patient of another clinic, a time in the future or
+    an unknown session. Never commits."""
     check_permission(actor, Permission.ledger_write)
     now = utcnow()
     name = _person(db, actor)
@@ -583,6 +656,8 @@ def record_administration(
         raise InvalidInput(errors={"given_at": "Give the time with its time zone."})
     given = _when(given_at, "given_at", now)
     lot, prod, reg = _lot(db, actor, lot_id)
+    if problem := products_knowledge.fit_problem(prod.ingredient, prod.dosage_form, drug, route):
+        raise InvalidInput(errors={"lot_id": f"Lot {lot.lot_number} ({prod.name}): {problem}"})
     given_on = given.astimezone(clinic_zone(db, actor.clinic_id)).date()
     if rules.is_expired(lot.expires_on, given_on):
         raise InvalidInput(
@@ -605,7 +680,8 @@ def record_administration(
                 "ledger_lot",
                 resource_id=lot.id,
                 patient_id=patient_id,
-                detail=f"session {session_id}: {rules.fmt_mg(amount)} from lot {lot.lot_number}",
+                detail=f"session {session_id}: {rules.fmt_mg(amount)} from lot {lot.lot_number} "
+                f"({prod.ingredient}, {prod.dosage_form}) by {route}",
             )
             head = chain.reserve(db, actor.clinic_id, 1)
             balance = chain.move(db, lot, prod, -amount, "amount_mg")
@@ -620,7 +696,7 @@ def record_administration(
                 balance_after_ug=balance,
                 patient_id=patient_id,
                 session_id=session_id,
-                detail={"record_number": record_number},
+                detail={"record_number": record_number, "route": route},
             )
             chain.append(db, head, [entry])
     except IntegrityError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ketacare.knowledge.contraindications import mme_rule
+from ketacare.knowledge.products import fit_problem
 from ketacare.knowledge.prescribing import Product, ScopeDefault, npi_rule, prescribing_rules
 from ketacare.prescribing.settings import RxSettings
 from ketacare.screening.eligibility import MedicationFact, mme_per_day
@@ -209,6 +210,9 @@ def input_errors(
         errors["product_key"] = f"{r.never_home.text} ({r.never_home.sourced.source})"
     elif product.route not in r.take_home_routes:
         errors["product_key"] = f"Only take-home routes: {', '.join(r.take_home_routes)}."
+    elif problem := fit_problem(product.drug, product.dosage_form, product.drug, product.route):
+        # The right product for the route: the catalogue's form must fit its own route.
+        errors["product_key"] = f"{product.name}: {problem}"
     if quantity <= 0:
         errors["quantity"] = "The quantity must be more than zero."
     if days_supply < 1 or days_supply > r.max_days_supply.value:

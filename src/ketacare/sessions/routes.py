@@ -504,6 +504,7 @@ def _detail(
 ) -> Response:
     v = service.view(db, actor, session_id)
     form = service.precheck_form(db, actor, session_id) if v.session.status == rules.CHECKED_IN else None
+    lots = service.lot_choices(db, actor, session_id)
     return render(
         request,
         "session_detail.html",
@@ -518,7 +519,8 @@ def _detail(
             "saved": request.query_params.get("saved"),
             "is_prescriber": actor.role is not None and actor.role.value == "prescriber",
             "prescriber_options": [(str(pid), name) for pid, name in form.prescribers] if form else [],
-            "lots": service.lot_choices(db, actor),
+            "lots": lots.fitting,
+            "lots_left_out": lots.left_out,
             "witnesses": service.waste_witnesses(db, actor),
         },
         status,

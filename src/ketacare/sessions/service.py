@@ -508,14 +508,27 @@ def record_administration(
     if kind == "rate_change" and not data.reason:
         errors["reason"] = "Say why the rate changed."
     lot_choice: ledger.LotChoice | None = None
+    route = data.route or (row.route if ketamine else "iv")
+    if ketamine and route != row.route:
+        errors["route"] = f"This session's plan gives {row.drug} by {row.route}."
     if kind in ("start", "bolus", "dose") and ketamine:
+        # The right product for the route: only a lot whose drug and dosage form fit the
+        # session is offered or accepted (knowledge: products).
         in_stock = {c.lot_id: c for c in ledger.available_lots(db, actor)}
         if data.lot_id is not None:
             lot_choice = in_stock.get(data.lot_id)
             if lot_choice is None:
                 errors["lot_id"] = "Choose a lot of the clinic's ledger that is in stock and not expired."
-        elif in_stock:
+            elif problem := lot_choice.fit_problem(row.drug, row.route):
+                errors["lot_id"] = problem
+                lot_choice = None
+        elif any(c.fit_problem(row.drug, row.route) is None for c in in_stock.values()):
             errors["lot_id"] = "Choose the lot from the controlled-substance ledger."
+        elif in_stock:
+            errors["lot_id"] = (
+                f"No lot in stock fits {row.drug} by {row.route}: receive a fitting product into the "
+                "ledger (or have an admin code the product) first."
+            )
         elif not data.lot:
             errors["lot"] = "Record the lot of the product used."
     existing = _given(db, row.id)
@@ -550,6 +563,8 @@ def record_administration(
             patient_id=row.patient_id,
             session_id=row.id,
             given_at=given_at,
+            drug=row.drug,
+            route=row.route,
         )
     if kind == "stop":
         _draw_infusion(db, actor, row, existing, given_at)
@@ -557,7 +572,7 @@ def record_administration(
         session_id=row.id,
         kind=kind,
         drug=drug,
-        route=data.route or (row.route if ketamine else "iv"),
+        route=route,
         product=lot_choice.product_name if lot_choice is not None else data.product,
         lot=lot_choice.lot_number if lot_choice is not None else data.lot,
         lot_id=lot_choice.lot_id if lot_choice is not None else None,
@@ -628,6 +643,8 @@ def _draw_infusion(
             patient_id=row.patient_id,
             session_id=row.id,
             given_at=stop_at,
+            drug=start.drug,
+            route=start.route,
         )
     except InvalidInput as exc:
         why = "; ".join(exc.errors.values()) or str(exc)
@@ -657,6 +674,8 @@ def waste(db: Session, actor: Principal, session_id: int, data: SessionWasteIn) 
     row = _session(db, actor, session_id, "session.waste")
     if row.status in (rules.SCHEDULED, rules.CHECKED_IN):
         raise Conflict("Nothing has been drawn up for this session yet.")
+    if problem := ledger.lot_fit_problem(db, actor, data.lot_id, row.drug, row.route):
+        raise InvalidInput(errors={"lot_id": problem})
     ledger.record_waste(
         db,
         actor,
@@ -673,8 +692,20 @@ def record_refusal(db: Session, actor: Principal, exc: InvalidInput) -> None:
     ledger.record_refusal(db, actor, exc)
 
 
-def lot_choices(db: Session, actor: Principal) -> list[ledger.LotChoice]:
-    return ledger.available_lots(db, actor)
+@dataclass(frozen=True)
+class LotChoices:
+    """What the session's lot picker offers: only the lots that fit its drug and route, and how
+    many lots in stock were left out because they do not."""
+
+    fitting: list[ledger.LotChoice]
+    left_out: int
+
+
+def lot_choices(db: Session, actor: Principal, session_id: int) -> LotChoices:
+    row = _session(db, actor, session_id, "session.view")
+    every = ledger.available_lots(db, actor)
+    fitting = [c for c in every if c.fit_problem(row.drug, row.route) is None]
+    return LotChoices(fitting, len(every) - len(fitting))
 
 
 def waste_witnesses(db: Session, actor: Principal) -> list[tuple[str, str]]:
