@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ketacare.knowledge.contraindications import mme_rule
-from ketacare.knowledge.products import fit_problem
 from ketacare.knowledge.prescribing import Product, ScopeDefault, npi_rule, prescribing_rules
+from ketacare.knowledge.products import fit_problem
 from ketacare.prescribing.settings import RxSettings
 from ketacare.screening.eligibility import MedicationFact, mme_per_day
 
