@@ -77,7 +77,8 @@ def age_group(date_of_birth: dt.date, on: dt.date) -> str:
 
 
 def _as_date(value: Any) -> dt.date | None:
-    if value is None or (not isinstance(value, dt.date) and pd.isna(value)):
+    # NaT (a missing timestamp in a pandas column) is an instance of datetime: test it first
+    if value is None or value is pd.NaT or (not isinstance(value, dt.date) and pd.isna(value)):
         return None
     if isinstance(value, dt.datetime):
         return value.date()
