@@ -742,7 +742,9 @@ def ledger_verify(
 # --- outcomes and the registry -----------------------------------------------------------
 
 report_app = typer.Typer(help="Reports: the outcomes registry.", no_args_is_help=True)
-export_app = typer.Typer(help="Exports: the de-identified research dataset.", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Exports: the research dataset (Safe Harbor, or a limited data set).", no_args_is_help=True
+)
 outcomes_app = typer.Typer(
     help="Follow-up questionnaires: send due links and reminders.", no_args_is_help=True
 )
@@ -786,24 +788,105 @@ def report_registry(
     )
 
 
-@export_app.command("deidentified")
-def export_deidentified(
-    out: Annotated[Path, typer.Option(help="Directory for the Parquet files and data_dictionary.csv.")],
-) -> None:
-    """Write the de-identified dataset (HIPAA Safe Harbor rules; keyed pseudonyms and date shifts)."""
+def _export(out: Path, method: str, agreement: int | None, clinic: str | None) -> None:
     from rich.progress import Progress
 
     from ketacare.analytics import service as analytics
 
-    settings = settings_or_fail()
     factory = make_sessionmaker(_migrated_engine())
     with Progress(console=console) as progress, transaction(factory) as db:
         task = progress.add_task("De-identified export", total=2)
-        data = analytics.deidentified(db, None, settings.secret_key)
+        try:
+            clinic_id = auth.clinic_by_slug(db, clinic).id if clinic else None
+            data = analytics.deidentified(db, None, method, agreement, clinic_id=clinic_id)
+        except KetaCareError as exc:
+            fail(_describe(exc))
         progress.advance(task)
         written = data.write(out)
         progress.advance(task)
-    console.print(f"De-identified dataset: {data.rows()} rows in {len(written)} files written to {out}.")
+    console.print(f"{method} dataset: {data.rows()} rows in {len(written)} files written to {out}.")
+
+
+ClinicOption = Annotated[str | None, typer.Option(help="Clinic slug; every clinic when omitted.")]
+
+
+@export_app.command("safe-harbor")
+def export_safe_harbor(
+    out: Annotated[
+        Path, typer.Option(help="Directory for the Parquet files, data_dictionary.csv, README.txt.")
+    ],
+    clinic: ClinicOption = None,
+) -> None:
+    """De-identified by HIPAA Safe Harbor (45 CFR 164.514(b)(2)): years only, ages 90+ grouped,
+    3-digit ZIPs, no free text; pseudonyms from a random key made for this export and discarded."""
+    _export(out, "safe_harbor", None, clinic)
+
+
+@export_app.command("limited")
+def export_limited(
+    out: Annotated[
+        Path, typer.Option(help="Directory for the Parquet files, data_dictionary.csv, README.txt.")
+    ],
+    agreement: Annotated[
+        int, typer.Option(help="The active data use agreement's number (ketacare agreement list).")
+    ],
+    clinic: Annotated[str, typer.Option(help="The clinic whose agreement it is.")],
+) -> None:
+    """A limited data set (HIPAA 45 CFR 164.514(e)): dates to the day, shifted per patient, under
+    an active data use agreement of the clinic (refused without one)."""
+    _export(out, "limited", agreement, clinic)
+
+
+agreement_app = typer.Typer(help="Data use agreements for limited data sets.", no_args_is_help=True)
+app.add_typer(agreement_app, name="agreement")
+
+
+@agreement_app.command("add")
+def agreement_add(
+    clinic: Annotated[str, typer.Option(help="Clinic slug.")],
+    recipient: Annotated[str, typer.Option(help="Who receives the data.")],
+    purpose: Annotated[str, typer.Option(help="The research it is for.")],
+    starts_on: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")],
+    ends_on: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD.")],
+    approved_by: Annotated[str, typer.Option(help="Who approved it for the clinic.")],
+) -> None:
+    """Record a data use agreement."""
+    from ketacare.analytics import service as analytics
+    from ketacare.analytics.schemas import AgreementIn
+    from ketacare.validation import parse
+
+    factory = make_sessionmaker(_migrated_engine())
+    with transaction(factory) as db:
+        try:
+            clinic_id = auth.clinic_by_slug(db, clinic).id
+            data = parse(
+                AgreementIn,
+                {"recipient": recipient, "purpose": purpose, "starts_on": starts_on, "ends_on": ends_on,
+                 "approved_by": approved_by},
+            )  # fmt: skip
+            dua = analytics.record_agreement(db, None, clinic_id, data)
+        except KetaCareError as exc:
+            fail(_describe(exc))
+        console.print(f"Data use agreement #{dua.id} recorded for {clinic}.", highlight=False)
+
+
+@agreement_app.command("list")
+def agreement_list(clinic: ClinicOption = None) -> None:
+    """The data use agreements (of one clinic, or every clinic)."""
+    from ketacare.analytics import service as analytics
+
+    factory = make_sessionmaker(_migrated_engine())
+    with transaction(factory) as db:
+        try:
+            clinic_id = auth.clinic_by_slug(db, clinic).id if clinic else None
+        except KetaCareError as exc:
+            fail(_describe(exc))
+        for d in analytics.agreements(db, clinic_id):
+            state = "revoked" if d.revoked_at else "recorded"
+            console.print(
+                f"#{d.id} {d.recipient}: {d.starts_on} to {d.ends_on}, approved by {d.approved_by} ({state})",
+                highlight=False,
+            )
 
 
 @outcomes_app.command("send-due")

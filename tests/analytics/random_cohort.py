@@ -16,6 +16,7 @@ BASE_ID = 900_000
 CONDITIONS = ("CRPS", "Fibromyalgia", "", None)
 ROUTES = ("iv_infusion", "intranasal")
 PROTOCOLS = ("five_day", "booster")
+AE_TERMS = (("nausea", "Nausea"), ("dizziness", "Dizziness"))
 
 
 def _at(day: dt.date, hour: int = 10) -> dt.datetime:
@@ -100,7 +101,7 @@ def fill(conn: Connection, seed: int, patients: int = 40) -> list[int]:
                     rows["adverse_events"].append(
                         {"id": nid("ae"), "clinic_id": clinic, "patient_id": p,
                          "session_id": None if rng.random() < 0.1 else sid,
-                         "term_key": "nausea", "term": rng.choice(("Nausea", "Dizziness")),
+                         **dict(zip(("term_key", "term"), rng.choice(AE_TERMS), strict=True)),
                          "onset_at": _at(day),
                          "grade": rng.choice((1, 2, 3)), "serious": False,
                          "needed_intervention": rng.random() < 0.3, "actions": [], "outcome": "resolved",

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from ketacare.analytics import stats
+from ketacare.analytics import disclosure, stats
 from ketacare.analytics.extract import Extract
 from ketacare.knowledge.outcomes import outcome_rules
 from ketacare.outcomes import rules
@@ -366,6 +366,8 @@ def _ae_rows(
     rows: list[dict[str, Any]] = []
     if not len(events):
         return rows
+    # by catalogue key (an uncoded "other" term's free text is never a row of its own)
+    events = events.assign(term=[disclosure.ae_label(k) for k in events["term_key"]])
     for (term, grade), g in events.groupby(["term", "grade"], sort=True):
         n_pat = len(set(g["patient_id"]))
         row: dict[str, Any] = {

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from ketacare.analytics import deid
 from ketacare.knowledge.outcomes import outcome_rules
@@ -42,8 +43,24 @@ def test_date_shift_is_per_patient_keyed_and_bounded() -> None:
     assert deid.shift_days(KEY, 7) == deid.shift_days(KEY, 7) != deid.shift_days("x" * 40, 7)
 
 
+def test_safe_harbor_keeps_years_only_and_a_fresh_key_each_export() -> None:
+    # HIPAA 45 CFR 164.514(b)(2)(i)(C): all elements of dates except the year
+    data = deid.deidentify(cohort())
+    scores = data.frames["scores"]
+    assert "answered_on" not in scores.columns and set(scores["answered_year"]) <= {2025, 2026}
+    assert set(data.dictionary[data.dictionary["column"] == "answered_year"]["rule"]) == {deid.YEAR}
+    again = deid.deidentify(cohort())
+    # pseudonyms from a random key per export: two exports do not link
+    assert not set(data.frames["patients"]["patient"]) & set(again.frames["patients"]["patient"])
+
+
+def test_a_limited_data_set_names_its_agreement() -> None:
+    with pytest.raises(ValueError, match="agreement"):
+        deid.deidentify(cohort(), None, "limited")
+
+
 def test_dataset_drops_identifiers_and_free_text_and_keeps_intervals(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    data = deid.deidentify(cohort(), KEY)
+    data = deid.deidentify(cohort(), KEY, "limited", "#1 test")
     pats = data.frames["patients"]
     assert list(pats.columns) == ["patient", "clinic", "sex", "state", "zip3", "age_at_index"]
     assert set(pats["zip3"]) == {"021"} and set(pats["age_at_index"]) == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats as sps
 
-from ketacare.analytics import registry, stats
+from ketacare.analytics import disclosure, registry, stats
 from tests.analytics.cohort import AS_OF, cohort
 
 
@@ -93,8 +93,9 @@ def test_dropout(report) -> None:  # type: ignore[no-untyped-def]
 def test_research_report_suppresses_small_cells() -> None:
     research = registry.build(cohort(), AS_OF, research=True)
     rows = research.table("summary").rows
-    assert rows and all(r["suppressed"] and r["patients"] is None for r in rows)
-    assert research.table("adverse_events").rows == [] and research.relief_curves == {}
+    assert rows and all(r["suppressed"] and r["patients"] == disclosure.HIDDEN for r in rows)
+    ae = research.table("adverse_events").rows
+    assert all(r["events"] == r["patients"] == disclosure.HIDDEN for r in ae) and research.relief_curves == {}
 
 
 def test_a_cohort_too_small_to_report_is_said_so() -> None:

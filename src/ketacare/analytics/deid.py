@@ -1,12 +1,19 @@
-"""De-identification for research (HIPAA Safe Harbor rules, 45 CFR 164.514(b)(2), as the
-knowledge file sources them): names, contact details, record numbers and free text are never
-extracted or are dropped; every identifier becomes a stable keyed pseudonym; dates are shifted
-per patient by a keyed offset (intervals within a patient are kept); ages over 89 are grouped;
-ZIP codes keep 3 digits, or 000 where the 3-digit area is small. Written as Parquet with a data
-dictionary.
+"""De-identified research datasets, by one of two methods of HIPAA 45 CFR 164.514 (each named
+for what it is):
 
-The keys derive from ``settings.secret_key``: without it neither a pseudonym nor a shift can be
-recomputed, and the same key gives the same pseudonyms in every export (stable across releases).
+- ``safe_harbor`` (164.514(b)(2)): none of the 18 identifiers. Names, contact details, record
+  numbers and free text are never extracted or are dropped; dates keep the year only; ages over
+  89 are grouped as "90+"; ZIP codes keep 3 digits, 000 where the 3-digit area is restricted.
+- ``limited`` (a limited data set, 164.514(e)): the same, except that dates are kept to the day,
+  shifted per patient by a random offset (intervals within a patient survive). It may be
+  released only under a data use agreement recorded in the app (``models.DataUseAgreement``);
+  the export names it.
+
+Pseudonyms and date offsets come from a random key made for each export (``new_export_key``)
+and never stored: nothing the server holds for any other purpose (its secret key, its ids)
+re-derives them, and two exports do not link (the same patient has different pseudonyms in
+each). Within one export they are consistent across tables. Written as Parquet with a data
+dictionary.
 """
 
 from __future__ import annotations
@@ -14,14 +21,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from ketacare.analytics import disclosure
 from ketacare.analytics.extract import Extract
 from ketacare.knowledge.outcomes import outcome_rules
+from ketacare.knowledge.protocols import ROUTES
+
+METHODS = ("safe_harbor", "limited")
+
+
+def new_export_key() -> str:
+    """A key for one export (256 random bits): used, then discarded."""
+    return secrets.token_hex(32)
 
 
 def _key(secret_key: str, purpose: str) -> bytes:
@@ -59,7 +77,8 @@ def age_group(date_of_birth: dt.date, on: dt.date) -> str:
 
 
 def _as_date(value: Any) -> dt.date | None:
-    if value is None or (not isinstance(value, dt.date) and pd.isna(value)):
+    # NaT (a missing timestamp in a pandas column) is an instance of datetime: test it first
+    if value is None or value is pd.NaT or (not isinstance(value, dt.date) and pd.isna(value)):
         return None
     if isinstance(value, dt.datetime):
         return value.date()
@@ -74,6 +93,9 @@ class Dataset:
     frames: dict[str, pd.DataFrame]
     dictionary: pd.DataFrame
 
+    method: str = "safe_harbor"
+    agreement: str | None = None  # the data use agreement a limited data set is released under
+
     def rows(self) -> int:
         return sum(len(f) for f in self.frames.values())
 
@@ -87,12 +109,16 @@ class Dataset:
         path = out / "data_dictionary.csv"
         self.dictionary.to_csv(path, index=False)
         written.append(path)
+        path = out / "README.txt"
+        path.write_text(method_statement(self.method, self.agreement), encoding="utf-8")
+        written.append(path)
         return written
 
 
 # table -> (column, source column or None, rule, description)
-ID = "keyed pseudonym (HMAC-SHA256 of the record id)"
-SHIFT = "date shifted by the patient's keyed offset"
+ID = "pseudonym (HMAC-SHA256 of the record id under a random key made for this export and discarded)"
+SHIFT = "date shifted by the patient's offset"
+YEAR = "year only (Safe Harbor)"
 SPEC: dict[str, list[tuple[str, str, str, str]]] = {
     "patients": [
         ("patient", "patient_id", ID, "the patient"),
@@ -177,7 +203,36 @@ KINDS = {"patient_id": "patient", "clinic_id": "clinic", "plan_id": "series", "s
          "ae_id": "adverse", "follow_up_id": "follow"}  # fmt: skip
 
 
-def deidentify(ex: Extract, secret_key: str) -> Dataset:
+def method_statement(method: str, agreement: str | None) -> str:
+    """What the dataset is, in words, for its README."""
+    if method == "limited":
+        return (
+            "KetaCare research dataset: a LIMITED DATA SET (HIPAA 45 CFR 164.514(e)).\n"
+            f"Released under the data use agreement: {agreement}.\n"
+            "Dates are kept to the day, shifted per patient by a random offset of up to "
+            f"{outcome_rules().shift_max_days} days either way (intervals within a patient kept).\n"
+            "Pseudonyms come from a random key made for this export and discarded: they do not "
+            "link to any other export.\n"
+        )
+    return (
+        "KetaCare research dataset: de-identified by the SAFE HARBOR method (HIPAA 45 CFR "
+        "164.514(b)(2)).\nDates keep the year only; ages over 89 are grouped as 90+; ZIP codes "
+        "keep 3 digits (000 where the area is restricted); no free text.\n"
+        "Pseudonyms come from a random key made for this export and discarded: they do not "
+        "link to any other export.\n"
+    )
+
+
+def deidentify(
+    ex: Extract, secret_key: str | None = None, method: str = "safe_harbor", agreement: str | None = None
+) -> Dataset:
+    """``secret_key``: the export's own key (``new_export_key`` when omitted; pass one only to
+    reproduce an export in a test). ``method``: ``safe_harbor`` or ``limited``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown de-identification method {method!r}")
+    if method == "limited" and not agreement:
+        raise ValueError("a limited data set needs its data use agreement")
+    secret_key = secret_key or new_export_key()
     shifts: dict[int, int] = {}
 
     def shift_of(pid: int) -> int:
@@ -201,7 +256,9 @@ def deidentify(ex: Extract, secret_key: str) -> Dataset:
             )
         if rule.startswith(SHIFT):
             day = _as_date(value)
-            return None if day is None else day + dt.timedelta(days=shift_of(pid))
+            if day is None:
+                return None
+            return day.year if method == "safe_harbor" else day + dt.timedelta(days=shift_of(pid))
         if source == "postal_code":
             return zip3(value)
         if source == "date_of_birth":
@@ -209,6 +266,8 @@ def deidentify(ex: Extract, secret_key: str) -> Dataset:
             return None if born is None else age_group(born, first_session.get(pid, today))
         if value is not None and not isinstance(value, str) and pd.isna(value):
             return None
+        if isinstance(value, str):
+            return _code(source, value)
         return value
 
     for table, spec in SPEC.items():
@@ -219,8 +278,46 @@ def deidentify(ex: Extract, secret_key: str) -> Dataset:
             for column, source, rule, _ in spec
         }
         frames[table] = pd.DataFrame(columns, columns=[c for c, *_ in spec])
+        if method == "safe_harbor":
+            frames[table] = frames[table].rename(columns=_year_columns(spec))
+
+    def rule_of(rule: str) -> str:
+        return YEAR if method == "safe_harbor" and rule.startswith(SHIFT) else rule
+
     dictionary = pd.DataFrame(
-        [(t, c, rule, desc) for t, spec in SPEC.items() for c, _, rule, desc in spec],
+        [
+            (t, _year_columns(spec).get(c, c) if method == "safe_harbor" else c, rule_of(rule), desc)
+            for t, spec in SPEC.items()
+            for c, _, rule, desc in spec
+        ],
         columns=["table", "column", "rule", "description"],
     )
-    return Dataset(frames, dictionary)
+    return Dataset(frames, dictionary, method, agreement)
+
+
+STATE = re.compile(r"^[A-Z]{2}$")
+
+
+def _code(source: str, value: str) -> str:
+    """A kept text column only as a code: anything else (free text typed where a code belongs)
+    becomes "other (not coded)"."""
+    if value == "":
+        return value
+    if source == "condition":
+        return disclosure.coded(value, disclosure.conditions())
+    if source == "route":
+        return disclosure.coded(value, ROUTES)
+    if source == "term_key":
+        return disclosure.coded(value, disclosure.ae_terms() | {"other"})
+    if source == "state":
+        return value if STATE.match(value) else disclosure.OTHER
+    return disclosure.coded(value)
+
+
+def _year_columns(spec: list[tuple[str, str, str, str]]) -> dict[str, str]:
+    """Safe Harbor: a date column holds a year, and says so (``started_on`` -> ``started_year``)."""
+    return {
+        c: c.removesuffix("_on").removesuffix("_start") + "_year"
+        for c, _, rule, _ in spec
+        if rule.startswith(SHIFT)
+    }

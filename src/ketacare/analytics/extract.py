@@ -284,7 +284,7 @@ SOURCES: dict[str, tuple[Source, str]] = {
             (
                 ("session_id", I64, "session_id"),
                 ("patient_id", I64, "patient_id"),
-                ("term", STR, "term"),
+                ("term_key", STR, "term_key"),  # the catalogue key, never the free text
                 ("grade", I64, "grade"),
                 ("needed_intervention", BOOL, "needed_intervention"),
             ),
@@ -487,7 +487,7 @@ def columnar(ex: Extract) -> Columns:
         "sessions": (ex.sessions, ["session_id", "plan_id", "status", "started_at"]),
         "adverse_events": (
             ae[ae["session_id"].notna()],
-            ["session_id", "patient_id", "term", "grade", "needed_intervention"],
+            ["session_id", "patient_id", "term_key", "grade", "needed_intervention"],
         ),
         "scores": (sc, ["patient_id", "instrument", "answered_at", "score"]),
         "follow_ups": (

@@ -23,8 +23,8 @@ those facts (Wilson, t, Poisson, lifelines Kaplan-Meier, SciPy paired tests).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,14 +34,13 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-from ketacare.analytics import stats
+from ketacare.analytics import disclosure, stats
 from ketacare.analytics.extract import Columns, Extract, columnar
 from ketacare.knowledge.outcomes import OutcomeRules, outcome_rules
 
 DIMENSIONS = ("all", "condition", "route", "protocol", "period")
 PRIMARY_DAY, PRIMARY_WINDOW = 28, (14, 56)
 DROPOUT_DUE_DAY, DROPOUT_FROM_DAY = 84, 56
-SUPPRESSED = "suppressed (< {n} patients)"
 
 
 @dataclass
@@ -173,7 +172,7 @@ UNPIVOT (grp FOR dim IN ({dims}));
 CREATE TEMP TABLE group_patients AS SELECT DISTINCT dim, grp, patient_id FROM member;
 
 CREATE TEMP TABLE ev AS
-SELECT a.patient_id, a.term, a.grade, a.needed_intervention, s.plan_id
+SELECT a.patient_id, a.term_key AS term, a.grade, a.needed_intervention, s.plan_id
 FROM adverse_events a JOIN sessions s USING (session_id);
 """
 # Per group: counts over series (responders as outcomes.rules.response says), over distinct
@@ -416,10 +415,12 @@ def _ae_row(
     return row
 
 
-def _suppress(row: dict[str, Any], keep: Iterable[str], n: int) -> dict[str, Any]:
-    out = {k: (v if k in keep else None) for k, v in row.items()}
-    out["suppressed"] = SUPPRESSED.format(n=n)
-    return out
+# the counts of GROUP_SQL that disclosure control protects beside those the summary shows
+COUNT_KEYS = (
+    "patients", "series", "sessions", "aborted", "evaluable", "r30", "r50", "r2", "pgic_n",
+    "pgic_yes", "with_ae", "events", "needed", "follow_ups_due", "follow_ups_answered",
+    "dropout_n", "dropouts",
+)  # fmt: skip
 
 
 @dataclass
@@ -479,9 +480,12 @@ def _arrays(column: pa.ChunkedArray) -> list[npt.NDArray[np.float64]]:
 
 
 def build(data: Columns | Extract, as_of: dt.date, *, research: bool) -> Report:
-    """The report; ``research``: groups and AE cells under the small-cell threshold are suppressed."""
+    """The report; ``research``: labels that are not catalogue codes grouped as "other", and
+    disclosure control (``disclosure``: no count of 1 to 10 shown or derivable)."""
     r = outcome_rules()
     cols = columnar(data) if isinstance(data, Extract) else data
+    if research:
+        cols = disclosure.coded_columns(cols)
     con = duckdb.connect()
     try:
         for name, table in cols.tables().items():
@@ -493,22 +497,55 @@ def build(data: Columns | Extract, as_of: dt.date, *, research: bool) -> Report:
     summary = Table("summary", "Outcomes and safety by group", SUMMARY_COLUMNS)
     adverse = Table("adverse_events", "Adverse events by term and grade", AE_COLUMNS)
     curves: dict[str, stats.Survival] = {}
-    suppressed = 0
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    kms: dict[tuple[str, str], stats.Survival] = {}
+    at_risk: dict[tuple[str, str], list[int]] = {}
     for dim in dimensions:
         for group in sorted(grp for d, grp in groups if d == dim):
-            row, km = _summary_row(dim, groups[(dim, group)], r)
-            if research and row["patients"] < r.small_cell:
-                suppressed += 1
-                summary.rows.append(_suppress(row, ("dimension", "group"), r.small_cell))
-                continue
+            g = groups[(dim, group)]
+            row, km = _summary_row(dim, g, r)
+            counts[(dim, group)] = {name: int(g[name]) for name in COUNT_KEYS} | {
+                "relief_n": int(row["relief_n"]),
+                "relief_events": int(row["relief_events"]),
+                "mme_n": int(row["mme_n"]),
+            }
             summary.rows.append(row)
             if km is not None and dim in ("all", "condition"):
-                curves[f"{dim}: {group}"] = km
+                kms[(dim, group)] = km
+                at_risk[(dim, group)] = [
+                    sum(w for d, w in zip(g["relief_days"], g["relief_weight"], strict=True) if d >= t)
+                    for t in km.timeline
+                ]
             for cell in sorted(cells.get((dim, group), []), key=lambda c: (c[0], c[1])):
                 ae_row = _ae_row(dim, group, cell, row["patients"], row["sessions"], r.confidence)
-                if research and 0 < ae_row["patients"] < r.small_cell:
-                    ae_row = _suppress(ae_row, ("dimension", "group", "term", "grade"), r.small_cell)
+                ae_row["term"] = disclosure.ae_label(str(ae_row["term"]))
                 adverse.rows.append(ae_row)
+    cuts = {key: len(km.timeline) for key, km in kms.items()}
+    suppressed = 0
+    if research:
+        safe = disclosure.protect(
+            summary.rows,
+            counts,
+            adverse.rows,
+            {key: (km.timeline, at_risk[key], km.median) for key, km in kms.items()},
+            r.small_cell,
+        )
+        summary.rows, adverse.rows, cuts, suppressed = (
+            safe.summary,
+            safe.adverse,
+            safe.curve_points,
+            safe.small_groups,
+        )
+    for (dim, group), km in kms.items():
+        cut = cuts.get((dim, group), 0)
+        if cut:
+            curves[f"{dim}: {group}"] = dataclasses.replace(
+                km,
+                timeline=km.timeline[:cut],
+                survival=km.survival[:cut],
+                low=km.low[:cut],
+                high=km.high[:cut],
+            )
     relief = Table(
         "relief",
         "Kaplan-Meier duration of relief (days from series end)",

@@ -24,7 +24,12 @@ LABELS = {
 def _bars(rows: list[dict[str, Any]], keys: list[str], title: str) -> dict[str, Any]:
     traces = []
     for key in keys:
-        shown = [r for r in rows if r.get(f"{key}_pct") is not None]
+        # a figure withheld by disclosure control (``disclosure.HIDDEN``) is not drawn
+        shown = [
+            r
+            for r in rows
+            if all(isinstance(r.get(f"{key}_{p}"), int | float) for p in ("pct", "low", "high"))
+        ]
         traces.append(
             {
                 "type": "bar",

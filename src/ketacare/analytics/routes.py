@@ -10,23 +10,29 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from ketacare.analytics import report as rendering
 from ketacare.analytics import service
+from ketacare.analytics.models import DataUseAgreement
 from ketacare.analytics.registry import Report
+from ketacare.analytics.schemas import AgreementIn, AgreementOut
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
-from ketacare.errors import NotFound
+from ketacare.errors import InvalidInput, NotFound
+from ketacare.validation import parse
 from ketacare.web.deps import DbSession, require
+from ketacare.web.forms import FormData
 from ketacare.web.templating import render
 
 router = APIRouter()
 Director = Annotated[Principal, require(Permission.registry_read)]
 Researcher = Annotated[Principal, require(Permission.research_read)]
+# the clinic admin, who grants researchers their accounts, records the clinic's agreements
+AgreementAdmin = Annotated[Principal, require(Permission.user_manage)]
 
 
 def _today() -> dt.date:
@@ -85,12 +91,86 @@ def research_registry_csv(db: DbSession, actor: Researcher, table: str) -> Respo
     return _csv(service.research_report(db, actor, _today()), table)
 
 
-@router.get("/research/export.zip", include_in_schema=False)
-def research_export(request: Request, db: DbSession, actor: Researcher) -> Response:
-    data = service.deidentified(db, actor, request.app.state.settings.secret_key)
+def _zip(db: DbSession, actor: Principal, method: str, agreement: int | None) -> Response:
+    data = service.deidentified(db, actor, method, agreement, _today())
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in data.write(Path(tmp)):
             archive.write(path, path.name)
-    headers = {"Content-Disposition": 'attachment; filename="ketacare-deidentified.zip"'}
+    name = "ketacare-safe-harbor" if method == "safe_harbor" else "ketacare-limited-data-set"
+    headers = {"Content-Disposition": f'attachment; filename="{name}.zip"'}
     return Response(buffer.getvalue(), media_type="application/zip", headers=headers)
+
+
+@router.get("/research/export.zip", include_in_schema=False)
+def research_export(
+    db: DbSession, actor: Researcher, method: str = "safe_harbor", agreement: int | None = None
+) -> Response:
+    """The Safe Harbor dataset; ``method=limited&agreement=ID`` a limited data set under an
+    active data use agreement (refused, 422, without one)."""
+    return _zip(db, actor, method, agreement)
+
+
+@router.get("/api/v1/research/export", tags=["registry"])
+def api_research_export(
+    db: DbSession, actor: Researcher, method: str = "safe_harbor", agreement: int | None = None
+) -> Response:
+    """The de-identified dataset as a ZIP (Parquet per table, data dictionary, README naming the
+    method): ``safe_harbor`` (45 CFR 164.514(b)(2)) or ``limited`` (164.514(e), with ``agreement``)."""
+    return _zip(db, actor, method, agreement)
+
+
+# --- data use agreements (the clinic admin records them) --------------------------------------
+
+
+def _out(dua: DataUseAgreement) -> dict[str, Any]:
+    return AgreementOut(
+        id=dua.id, recipient=dua.recipient, purpose=dua.purpose, starts_on=dua.starts_on,
+        ends_on=dua.ends_on, approved_by=dua.approved_by, revoked=dua.revoked_at is not None,
+    ).model_dump(mode="json")  # fmt: skip
+
+
+@router.get("/api/v1/research/agreements", tags=["registry"])
+def api_agreements(db: DbSession, actor: AgreementAdmin) -> list[dict[str, Any]]:
+    return [_out(d) for d in service.agreements(db, actor.clinic_id)]
+
+
+@router.post("/api/v1/research/agreements", status_code=201, tags=["registry"])
+def api_record_agreement(db: DbSession, actor: AgreementAdmin, body: AgreementIn) -> dict[str, Any]:
+    return _out(service.record_agreement(db, actor, actor.clinic_id, body))
+
+
+@router.post("/api/v1/research/agreements/{agreement_id}/revoke", tags=["registry"])
+def api_revoke_agreement(db: DbSession, actor: AgreementAdmin, agreement_id: int) -> dict[str, Any]:
+    return _out(service.revoke_agreement(db, actor, agreement_id))
+
+
+def _agreements_page(
+    request: Request, db: DbSession, actor: Principal, form: dict[str, str], errors: dict[str, str]
+) -> Response:
+    return render(
+        request,
+        "agreements.html",
+        {"agreements": service.agreements(db, actor.clinic_id), "form": form, "errors": errors},
+        status_code=422 if errors else 200,
+    )
+
+
+@router.get("/research/agreements", include_in_schema=False)
+def agreements_page(request: Request, db: DbSession, actor: AgreementAdmin) -> Response:
+    return _agreements_page(request, db, actor, {}, {})
+
+
+@router.post("/research/agreements", include_in_schema=False)
+def agreements_record(request: Request, db: DbSession, actor: AgreementAdmin, form: FormData) -> Response:
+    try:
+        service.record_agreement(db, actor, actor.clinic_id, parse(AgreementIn, form))
+    except InvalidInput as exc:
+        return _agreements_page(request, db, actor, dict(form), exc.errors)
+    return RedirectResponse("/research/agreements", status_code=303)
+
+
+@router.post("/research/agreements/{agreement_id}/revoke", include_in_schema=False)
+def agreements_revoke(db: DbSession, actor: AgreementAdmin, agreement_id: int) -> Response:
+    service.revoke_agreement(db, actor, agreement_id)
+    return RedirectResponse("/research/agreements", status_code=303)

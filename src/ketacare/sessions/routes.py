@@ -23,6 +23,7 @@ from ketacare.sessions.schemas import (
     AbortIn,
     AdministrationIn,
     AdverseEventIn,
+    AeCodeIn,
     AlarmSettingsIn,
     BpDecisionIn,
     DeviceBatchIn,
@@ -849,6 +850,48 @@ def notices_page(request: Request, db: DbSession, actor: Reader) -> Response:
 def notices_read_page(db: DbSession, actor: Reader) -> Response:
     service.mark_notices_read(db, actor)
     return RedirectResponse("/notices", status_code=303)
+
+
+# --- coding "other" adverse events (their free text never reaches the registry) --------------
+
+
+@router.get("/api/v1/adverse-events/uncoded", tags=["sessions"])
+def api_uncoded_aes(db: DbSession, actor: Prescriber) -> list[dict[str, Any]]:
+    return [_ae_out(a) for a in service.uncoded_adverse_events(db, actor)]
+
+
+@router.post("/api/v1/adverse-events/{ae_id}/code", tags=["sessions"])
+def api_code_ae(db: DbSession, actor: Prescriber, ae_id: RowId, body: AeCodeIn) -> dict[str, Any]:
+    return _ae_out(service.code_adverse_event(db, actor, ae_id, body))
+
+
+def _uncoded_page(request: Request, db: DbSession, actor: Principal, errors: dict[int, str]) -> Response:
+    return render(
+        request,
+        "ae_coding.html",
+        {
+            "items": service.uncoded_adverse_events(db, actor),
+            "terms": [t for t in session_rules().ae_terms if t.key != "other"],
+            "errors": errors,
+        },
+        status_code=422 if errors else 200,
+    )
+
+
+@router.get("/adverse-events/uncoded", include_in_schema=False)
+def uncoded_aes_page(request: Request, db: DbSession, actor: Prescriber) -> Response:
+    return _uncoded_page(request, db, actor, {})
+
+
+@router.post("/adverse-events/{ae_id}/code", include_in_schema=False)
+def code_ae_page(
+    request: Request, db: DbSession, actor: Prescriber, ae_id: RowId, form: FormData
+) -> Response:
+    try:
+        service.code_adverse_event(db, actor, ae_id, parse(AeCodeIn, form))
+    except InvalidInput as exc:
+        return _uncoded_page(request, db, actor, {ae_id: "; ".join(exc.errors.values())})
+    return RedirectResponse("/adverse-events/uncoded", status_code=303)
 
 
 # The report, REMS form and alarm-settings pages live in their own module.

@@ -130,6 +130,14 @@ class NoteIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
+class AeCodeIn(BaseModel):
+    """The catalogue term an "other" adverse event is coded as."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
+
+    term_key: str = Field(min_length=1, max_length=40)
+
+
 class ReasonIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 

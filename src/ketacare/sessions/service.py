@@ -54,6 +54,7 @@ from ketacare.sessions.schemas import (
     AbortIn,
     AdministrationIn,
     AdverseEventIn,
+    AeCodeIn,
     AlarmSettingsIn,
     BpDecisionIn,
     DeviceBatchIn,
@@ -1342,6 +1343,41 @@ def review_queue(db: Session, actor: Principal) -> list[AdverseEvent]:
             .order_by(AdverseEvent.onset_at)
         ).scalars()
     )
+
+
+def uncoded_adverse_events(db: Session, actor: Principal) -> list[AdverseEvent]:
+    """The clinic's adverse events recorded as "other" (their name typed as free text): staff
+    map each to a catalogue term where one fits, so that it counts under that term in the
+    registry (an uncoded one counts only as "other (not coded)", its text never shown there)."""
+    return list(
+        db.execute(
+            select(AdverseEvent)
+            .where(AdverseEvent.clinic_id == actor.clinic_id, AdverseEvent.term_key == "other")
+            .order_by(AdverseEvent.onset_at)
+        ).scalars()
+    )
+
+
+def code_adverse_event(db: Session, actor: Principal, ae_id: int, data: AeCodeIn) -> AdverseEvent:
+    """Map an "other" adverse event to a catalogue term. The text as recorded is kept."""
+    ae = db.get(AdverseEvent, ae_id)
+    if ae is None or ae.clinic_id != actor.clinic_id:
+        raise NotFound(
+            "No such adverse event in your clinic.",
+            audit=[PendingAudit("session.ae.code", "adverse_event", str(ae_id), None, "denied")],
+        )
+    patients.visible_patient(db, actor, ae.patient_id, "session.ae.code")
+    if ae.term_key != "other":
+        raise Conflict("This adverse event already has a catalogue term.")
+    term = session_rules().ae_term(data.term_key)
+    if term is None or data.term_key == "other":
+        raise InvalidInput(errors={"term_key": "Choose a term from the catalogue."})
+    ae.term_key = data.term_key
+    audit.record(
+        db, actor, "session.ae.code", "adverse_event", resource_id=ae.id, patient_id=ae.patient_id,
+        detail=f"other -> {data.term_key}",
+    )  # fmt: skip
+    return ae
 
 
 # --- discharge --------------------------------------------------------------------------------
