@@ -3,6 +3,7 @@ required tests, interactions, the blood-pressure rule, prior therapies and MME f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -225,9 +226,14 @@ def mme_rule() -> MmeRule:
     )
 
 
+_STRENGTH = re.compile(r"\d+(?:\.\d+)?(?:mg|mcg|mcg/h|ug|ug/h|ml)?")
+
+
 def normalised_drug_name(name: str, ignored: frozenset[str] = frozenset()) -> str:
-    """Lower case, whitespace collapsed, the ``ignored`` whole words dropped (never a fragment)."""
-    return " ".join(w for w in name.strip().lower().split() if w not in ignored)
+    """Lower case, whitespace collapsed, the ``ignored`` whole words and (with ``ignored``) whole
+    words that are a strength (``5``, ``10mg``) dropped; never a fragment of a word."""
+    words = name.strip().lower().split()
+    return " ".join(w for w in words if w not in ignored and not (ignored and _STRENGTH.fullmatch(w)))
 
 
 @cache

@@ -1033,7 +1033,7 @@ def _check_opioid(name: str, amount: float | None, unit: str | None, per_day: fl
         raise Rejected(f"{where}.doseQuantity is missing: {name!r} is an opioid and its MME needs the dose")
     if opioid.unit == "mcg/h":
         if unit != "mcg/h":
-            raise Rejected(f"{where}: {name}'s MME needs its dose in mcg/h (ug/h), not {unit!r}")
+            raise Rejected(f"{where}: fentanyl's MME needs its dose in mcg/h (ug/h), not {unit!r}")
         return
     if unit is None:
         raise Rejected(
