@@ -71,6 +71,15 @@ def measure(url: str) -> None:
     print(f"former rule: {len(before)} cells of 1-10 shown or derivable")
     print(f"disclosure control: {len(after)} cells of 1-10 shown or derivable")
     print(f"groups wholly suppressed: {research.suppressed_groups}")
+    stars = sum(v == disclosure.HIDDEN for t in ("summary", "adverse_events") for r in research.table(t).rows
+                for v in r.values())  # fmt: skip
+    shown = sum(
+        v not in (None, disclosure.HIDDEN) and k not in LABELS
+        for t in ("summary", "adverse_events")
+        for r in research.table(t).rows
+        for k, v in r.items()
+    )
+    print(f"research report values: {shown} shown, {stars} withheld (*)")
 
 
 def main() -> None:

@@ -121,8 +121,14 @@ def notes(report: Report) -> list[str]:
     ]
     if report.scope == "research":
         result.append(
-            f"De-identified: {report.suppressed_groups} groups suppressed; "
-            f"{r.small_cell_sourced.source} [{r.small_cell_sourced.tag}]."
+            f"Small cells: {r.small_cell_sourced.source} [{r.small_cell_sourced.tag}]. "
+            f"* = a count of 1 to {r.small_cell - 1}, or a figure hidden so that such a count cannot be "
+            f"worked out; {report.suppressed_groups} groups of under {r.small_cell} patients hidden whole; "
+            f"Kaplan-Meier curves stop before fewer than {r.small_cell} remain at risk."
+        )
+        result.append(
+            'Free text: none. Adverse events named in free text count as "other (not coded)"; group '
+            "labels are catalogue codes."
         )
     return result
 
