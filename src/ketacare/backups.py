@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import URL, Engine, create_engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from ketacare import integrity, migrations
 from ketacare.audit import service as audit
@@ -285,13 +286,17 @@ def _restore_sqlite(settings: Settings, source: Path, live: Path) -> Restored:
                 conn.execute("PRAGMA journal_mode=DELETE")
             kept = ""
             if live.exists():
-                with contextlib.closing(sqlite3.connect(live)) as conn:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    conn.execute("PRAGMA journal_mode=DELETE")  # folds and removes the -wal file
                 old = live.with_name(f"{live.name}.old-{stamp}")
-                os.link(live, old)  # the old database stays whole under a new name
+                with (
+                    contextlib.closing(sqlite3.connect(live)) as current,
+                    contextlib.closing(sqlite3.connect(old)) as keep,
+                ):
+                    current.backup(keep)  # the old database, whole (with what its WAL held)
+                    current.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 kept = str(old)
-            os.replace(staging, live)  # atomic: readers see the old file or the new, never half
+            os.replace(staging, live)  # atomic: the old file or the new, never half of one
+            for suffix in ("-wal", "-shm"):  # the old file's log must never be replayed on the new
+                Path(f"{live}{suffix}").unlink(missing_ok=True)
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{staging}{suffix}").unlink(missing_ok=True)
@@ -348,9 +353,15 @@ def _restore_postgresql(settings: Settings, source: Path, url: URL) -> Restored:
                     raise BackupError(
                         f"{others} connection(s) are open to {live}; stop the app before restoring"
                     )
-                with conn.begin():  # both renames or neither
+            switcher = create_engine(url.set(database="postgres"))
+            try:
+                with switcher.begin() as conn:  # both renames or neither
                     conn.execute(text(f'ALTER DATABASE "{live}" RENAME TO "{old}"'))
                     conn.execute(text(f'ALTER DATABASE "{staging}" RENAME TO "{live}"'))
+            except DBAPIError as exc:
+                raise BackupError(f"could not switch databases: {exc.orig}") from exc
+            finally:
+                switcher.dispose()
             switched = True
         finally:
             if not switched:
