@@ -48,7 +48,7 @@ from ketacare.auth.roles import Role  # noqa: E402
 from ketacare.db import make_engine, make_sessionmaker, transaction  # noqa: E402
 from ketacare.interop.fhir import bulk  # noqa: E402
 
-SKIP_TABLES = {"alembic_version", "audit_entries", "audit_head", "fhir_export_jobs", "fhir_export_files"}
+SKIP_TABLES = {"alembic_version", "audit_entries", "audit_heads", "fhir_export_jobs", "fhir_export_files"}
 
 
 def _rss_mib() -> float:

@@ -164,7 +164,7 @@ def pick_patient(data_dir: Path, query: str) -> tuple[int, int, int]:
 
 def audit_seq(data_dir: Path) -> int:
     with contextlib.closing(read_only(data_dir)) as conn:
-        row = conn.execute("SELECT seq FROM audit_head WHERE id = 1").fetchone()
+        row = conn.execute("SELECT COALESCE(SUM(seq), 0) FROM audit_heads").fetchone()
     return int(row[0]) if row else 0
 
 

@@ -9,6 +9,7 @@ import pyotp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ketacare.audit import service as audit_service
 from ketacare.audit.models import AuditEntry
 
 PASSWORD = "correct horse battery staple"
@@ -19,6 +20,7 @@ def count(db: Session, model: Any, *where: Any) -> int:
 
 
 def audit_entries(db: Session, action: str | None = None, **equal: Any) -> list[AuditEntry]:
+    audit_service.append_pending(db)  # entries recorded in this open transaction join at commit
     db.expire_all()
     query = select(AuditEntry).order_by(AuditEntry.seq)
     if action:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 from pathlib import Path
@@ -148,6 +149,7 @@ def test_postgresql_backup_and_restore(
 ) -> None:
     url = scratch_engine.url.render_as_string(hide_password=False)
     monkeypatch.setenv("KETACARE_ENVIRONMENT", "test")
+    monkeypatch.setenv("KETACARE_DATA_DIR", str(tmp_path))  # where the chain anchors go
     monkeypatch.setenv("KETACARE_DATABASE_URL", url)
     assert run("db", "upgrade").exit_code == 0
     assert (
@@ -159,9 +161,10 @@ def test_postgresql_backup_and_restore(
     assert (
         run("clinic", "create", "--name", "Later", "--slug", "later", "--record-prefix", "LTR").exit_code == 0
     )
-    restored = run("restore", str(dump), "--yes")
-    assert restored.exit_code == 0, restored.output
     scratch_engine.dispose()
+    gc.collect()  # the commands above ran in this process: close their pooled connections
+    restored = run("restore", str(dump), "--yes")  # refuses while connections are open
+    assert restored.exit_code == 0, restored.output
     with scratch_engine.connect() as conn:
         slugs = {row[0] for row in conn.exec_driver_sql("SELECT slug FROM clinics")}
     assert slugs == {"kept"}

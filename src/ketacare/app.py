@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from ketacare import __version__
+from ketacare import __version__, integrity
 from ketacare.config import Settings
 from ketacare.db import make_engine, make_sessionmaker
 from ketacare.features import FEATURES
@@ -30,6 +30,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
     engine = engine or make_engine(
         settings.resolved_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+    integrity.configure_from(settings)  # the chain key: required in production
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -10,9 +10,6 @@ import enum
 import getpass
 import os
 import secrets
-import shutil
-import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,9 +20,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import URL, Engine, make_url
+from sqlalchemy import Engine, make_url
 
-from ketacare import migrations
+from ketacare import backups, integrity, migrations
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.roles import PrescriberKind, Role
@@ -56,9 +53,14 @@ def fail(message: str) -> NoReturn:
 
 def settings_or_fail(**overrides: object) -> Settings:
     try:
-        return load_settings(**overrides)
+        settings = load_settings(**overrides)
     except ValidationError as exc:
         fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+    try:
+        integrity.configure_from(settings)  # the audit and ledger chains' key
+    except integrity.ChainKeyMissing as exc:
+        fail(str(exc))
+    return settings
 
 
 def engine_for(settings: Settings) -> Engine:
@@ -86,9 +88,18 @@ def _serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
         f"KetaCare on [bold]http://{host}:{port}[/] ({settings.environment.value}, "
         f"{make_url(settings.resolved_database_url).get_backend_name()})"
     )
-    uvicorn.run(
-        create_app(settings, engine=engine), host=host, port=port, log_level="warning", proxy_headers=False
-    )
+    try:
+        # Held (shared) while serving: `ketacare restore` refuses to replace the database meanwhile.
+        with integrity.held_lock(settings.server_lock_file, exclusive=False):
+            uvicorn.run(
+                create_app(settings, engine=engine),
+                host=host,
+                port=port,
+                log_level="warning",
+                proxy_headers=False,
+            )
+    except integrity.LockHeld:
+        fail("a restore is replacing the database; start the app when it has finished")
 
 
 @app.command()
@@ -104,9 +115,10 @@ def serve(
 def _demo_settings(data_dir: Path) -> Settings:
     data_dir.mkdir(parents=True, exist_ok=True)
     key_file = data_dir / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(48))
-        key_file.chmod(0o600)
+    for secret_file in (key_file, data_dir / "chain_key"):
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_urlsafe(48))
+            secret_file.chmod(0o600)
     overrides: dict[str, object] = {
         "environment": Environment.demo,
         "data_dir": data_dir,
@@ -147,6 +159,7 @@ def demo(
     if refresh:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+        settings.resolved_anchor_file.unlink(missing_ok=True)  # checkpoints of the discarded chains
     engine = engine_for(settings)
     migrations.upgrade(engine)
     factory = make_sessionmaker(engine)
@@ -462,82 +475,100 @@ def purge_form_hits(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Re-compute the hash chain; exit 1 and name the first bad entry if anything was altered."""
+def audit_verify(
+    anchor: Annotated[
+        bool, typer.Option(help="Anchor each chain's head afterwards when everything verified.")
+    ] = True,
+) -> None:
+    """Re-compute every audit chain (the system's and each clinic's) and check it against the
+    signed checkpoints in the anchor file; exit 1 naming the first bad entry of each bad chain."""
+    settings = settings_or_fail()
+    anchors = integrity.read_anchors(settings.resolved_anchor_file)
     factory = make_sessionmaker(_migrated_engine())
     with transaction(factory) as db:
-        result = audit.verify_database(db)
-    if result.ok:
-        console.print(f"[green]Audit trail intact:[/] {result.checked} entries verified.")
-        return
-    err.print(
-        f"[bold red]Audit trail altered:[/] {result.problem} (first bad entry: {result.first_bad_seq}).",
-        highlight=False,
+        results = audit.verify_chains(db, anchors)
+        heads = audit.heads(db)
+    bad = len(anchors.problems)
+    for problem in anchors.problems:
+        err.print(f"[bold red]Anchor file {settings.resolved_anchor_file}:[/] {problem}.", highlight=False)
+    for result in results:
+        if result.ok:
+            continue
+        bad += 1
+        where = f" (first bad entry: {result.first_bad_seq})" if result.first_bad_seq else ""
+        err.print(
+            f"[bold red]Audit trail altered:[/] {result.chain}: {result.problem}{where}.", highlight=False
+        )
+    if bad:
+        raise typer.Exit(1)
+    if anchor:
+        integrity.write_anchors(settings.resolved_anchor_file, heads)
+    total = sum(r.checked for r in results)
+    console.print(
+        f"[green]Audit trail intact:[/] {total} entries verified in {len(results)} chains"
+        f"{' and anchored' if anchor else ''}."
     )
-    raise typer.Exit(1)
 
 
 # --- backup and restore -------------------------------------------------------------------
 
 
 @app.command()
-def backup(target: Annotated[Path, typer.Argument(help="File to write the backup to.")]) -> None:
-    """Back up the database: SQLite's online backup API, or pg_dump (custom format) for PostgreSQL."""
+def backup(
+    target: Annotated[Path, typer.Argument(help="File to write the backup to; or `verify`.")],
+    checked_file: Annotated[
+        Path | None, typer.Argument(help="With `verify`: the backup file to check.", show_default=False)
+    ] = None,
+) -> None:
+    """Back up the database (SQLite's online backup API, or pg_dump in custom format) and write
+    FILE.sha256 beside it. `ketacare backup verify FILE` checks a backup without restoring it:
+    exit 0 intact, 1 damaged (checksum or contents), 2 no such file or no checksum."""
+    if checked_file is not None:
+        if target != Path("verify"):
+            fail("one file to back up to, or `verify FILE`")
+        _backup_verify(checked_file)
+        return
     settings = settings_or_fail()
-    if target.exists():
-        fail(f"{target} exists; choose a new file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    url = make_url(settings.resolved_database_url)
-    if url.get_backend_name() == "sqlite":
-        source_path = url.database or ""
-        if not Path(source_path).exists():
-            fail(f"no database at {source_path}")
-        with sqlite3.connect(source_path) as source, sqlite3.connect(target) as dest:
-            source.backup(dest)
-    else:
-        _run_pg(["pg_dump", "--format=custom", "--no-owner", f"--file={target}", _pg_dsn(url)])
-    console.print(f"Backup written to {target}.")
+    try:
+        digest = backups.backup(settings, engine_for(settings), target)
+    except backups.BackupError as exc:
+        fail(str(exc))
+    console.print(f"Backup written to {target} (sha256 {digest[:16]}..., in {target.name}.sha256).")
+
+
+def _backup_verify(path: Path) -> None:
+    try:
+        found = backups.check(path)
+    except backups.BackupInvalid as exc:
+        err.print(f"[bold red]Backup damaged:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except backups.BackupError as exc:
+        fail(str(exc))
+    console.print(f"[green]Backup intact:[/] {path} ({found.kind}, {found.detail}, sha256 matches).")
 
 
 @app.command()
 def restore(
     source: Annotated[Path, typer.Argument(help="A file written by `ketacare backup`.")],
     yes: Annotated[bool, typer.Option("--yes", help="Confirm replacing the current database.")] = False,
+    without_checksum: Annotated[
+        bool, typer.Option(help="Accept a backup that has no FILE.sha256 (taken before checksums).")
+    ] = False,
 ) -> None:
-    """Replace the current database with a backup. Stop the app first."""
+    """Replace the database with a backup: validated first, restored beside the live database,
+    verified, and only then switched in; the old database is kept. Stop the app first."""
     if not source.exists():
         fail(f"no backup at {source}")
     if not yes:
         fail("restore replaces the whole database; add --yes to confirm")
     settings = settings_or_fail()
-    url = make_url(settings.resolved_database_url)
-    if url.get_backend_name() == "sqlite":
-        with sqlite3.connect(source) as check:
-            if check.execute("PRAGMA integrity_check").fetchone() != ("ok",):
-                fail(f"{source} is not an intact SQLite database")
-        target_path = Path(url.database or "")
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(source) as src, sqlite3.connect(target_path) as dest:
-            src.backup(dest)
-    else:
-        _run_pg(
-            ["pg_restore", "--clean", "--if-exists", "--no-owner", f"--dbname={_pg_dsn(url)}", str(source)]
-        )
-    console.print(f"Database restored from {source}.")
-
-
-def _pg_dsn(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _run_pg(command: list[str]) -> None:
-    if shutil.which(command[0]) is None:
-        fail(f"{command[0]} is not installed (Debian package postgresql-client)")
-    # The command is one of ours (pg_dump / pg_restore) with arguments we built, never a shell string.
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    if completed.returncode != 0:
-        last_line = completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "no message"
-        fail(f"{command[0]} failed (exit {completed.returncode}): {last_line}")
+    try:
+        done = backups.restore(settings, source, require_checksum=not without_checksum)
+    except backups.BackupError as exc:
+        fail(f"{exc}. Nothing was changed.")
+    console.print(f"Database restored from {source}. The database it replaced is kept as {done.kept}.")
+    if done.drop_hint:
+        console.print(f"When the restored data is confirmed, remove the old one: {done.drop_hint}")
 
 
 # --- hl7 ----------------------------------------------------------------------------------
@@ -712,31 +743,52 @@ app.add_typer(ledger_app, name="ledger")
 @ledger_app.command("verify")
 def ledger_verify(
     clinic: Annotated[str | None, typer.Option(help="Clinic slug; every clinic when omitted.")] = None,
+    anchor: Annotated[
+        bool, typer.Option(help="Anchor each chain's head afterwards when everything verified.")
+    ] = True,
 ) -> None:
-    """Re-compute each clinic's ledger chain and lot balances; exit 1 naming the first bad entry."""
+    """Re-compute each clinic's ledger chain, lots, inventories and balances and check them
+    against the signed checkpoints in the anchor file; exit 1 naming the first bad entry."""
     from ketacare.ledger import chain as ledger_chain
 
+    settings = settings_or_fail()
+    anchors = integrity.read_anchors(settings.resolved_anchor_file)
     factory = make_sessionmaker(_migrated_engine())
-    bad = 0
+    bad = len(anchors.problems)
+    for problem in anchors.problems:
+        err.print(f"[bold red]Anchor file {settings.resolved_anchor_file}:[/] {problem}.", highlight=False)
     with transaction(factory) as db:
         try:
-            targets = [auth.clinic_by_slug(db, clinic)] if clinic else None
+            target_ids = [auth.clinic_by_slug(db, clinic).id] if clinic else None
         except KetaCareError as exc:
             fail(_describe(exc))
-        if targets is None:
-            targets = [auth.clinic(db, clinic_id) for clinic_id in ledger_chain.clinics_with_ledgers(db)]
-        for found in targets:
-            result = ledger_chain.verify_clinic(db, found.id)
+        if target_ids is None:
+            target_ids = sorted(
+                set(ledger_chain.clinics_with_ledgers(db, anchors)) | set(auth.clinic_ids(db))
+            )
+        for clinic_id in target_ids:
+            label = _clinic_label(db, clinic_id)
+            result = ledger_chain.verify_clinic(db, clinic_id, anchors)
             if result.ok:
-                console.print(f"[green]{found.slug}: ledger intact[/], {result.checked} entries verified.")
+                console.print(f"[green]{label}: ledger intact[/], {result.checked} entries verified.")
                 continue
             bad += 1
             where = f" (first bad entry: {result.first_bad_seq})" if result.first_bad_seq else ""
-            err.print(f"[bold red]{found.slug}: ledger altered:[/] {result.problem}{where}.", highlight=False)
-        if not targets:
+            err.print(f"[bold red]{label}: ledger altered:[/] {result.problem}{where}.", highlight=False)
+        if not target_ids:
             console.print("No clinic has ledger entries yet.")
+        heads = ledger_chain.heads(db)
     if bad:
         raise typer.Exit(1)
+    if anchor and not clinic:
+        integrity.write_anchors(settings.resolved_anchor_file, heads)
+
+
+def _clinic_label(db: Any, clinic_id: int) -> str:
+    try:
+        return auth.clinic(db, clinic_id).slug
+    except KetaCareError:
+        return f"clinic {clinic_id} (no longer in the clinics table)"
 
 
 # --- outcomes and the registry -----------------------------------------------------------

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     fhir_export_retention_hours: int = Field(default=24, ge=1, le=24 * 90)
     fhir_export_file_max_lines: int = Field(default=100_000, ge=1)
     fhir_export_stale_after_seconds: int = Field(default=120, ge=5)
+    # The audit and ledger chains: the HMAC key (else the file <data dir>/chain_key; required in
+    # production and demo, a public development key otherwise), the append-only file of signed
+    # checkpoints (empty = <data dir>/chain-anchors.jsonl), and how often a commit anchors the
+    # chains it extended (0 = only at verify and backup; unset = 300 s, off in tests).
+    chain_key: str = ""
+    anchor_file: Path | None = None
+    anchor_interval_seconds: int | None = Field(default=None, ge=0)
 
     @field_validator("clinic_time_zone")
     @classmethod
@@ -90,6 +97,45 @@ class Settings(BaseSettings):
         if self.fhir_export_worker is not None:
             return self.fhir_export_worker
         return self.environment != Environment.test
+
+    @property
+    def resolved_anchor_file(self) -> Path:
+        return (self.anchor_file or self.data_dir / "chain-anchors.jsonl").resolve()
+
+    @property
+    def resolved_anchor_interval_seconds(self) -> int:
+        if self.anchor_interval_seconds is not None:
+            return self.anchor_interval_seconds
+        return 0 if self.environment == Environment.test else 300
+
+    @property
+    def chain_key_file(self) -> Path:
+        return (self.data_dir / "chain_key").resolve()
+
+    @property
+    def server_lock_file(self) -> Path:
+        """Held by a running server; restore on SQLite refuses while it is."""
+        return (self.data_dir / "ketacare-server.lock").resolve()
+
+    def resolved_chain_key(self) -> bytes:
+        """The chain key; raises ChainKeyMissing where one is required but absent or too short."""
+        from ketacare.integrity import DEVELOPMENT_KEY, MIN_KEY_LENGTH, ChainKeyMissing
+
+        value = self.chain_key.strip()
+        if not value and self.chain_key_file.exists():
+            value = self.chain_key_file.read_text().strip()
+        if value:
+            if len(value) < MIN_KEY_LENGTH:
+                raise ChainKeyMissing(f"the chain key is shorter than {MIN_KEY_LENGTH} characters")
+            return value.encode()
+        if self.environment in (Environment.test, Environment.development):
+            return DEVELOPMENT_KEY
+        raise ChainKeyMissing(
+            "KETACARE_CHAIN_KEY is not set and there is no key file at "
+            f"{self.chain_key_file}; create one (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(48))' > chain_key; chmod 600 chain_key) and keep a copy "
+            "away from the database and its backups"
+        )
 
     @property
     def is_sqlite(self) -> bool:

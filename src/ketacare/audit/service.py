@@ -1,23 +1,24 @@
-"""Append to the audit chain, read it back, and verify that nobody altered it."""
+"""Append to the audit chains, read them back, and verify that nobody altered them."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import io
-import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, event, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, SessionTransaction
 
-from ketacare.audit.models import GENESIS_HASH, AuditEntry, AuditHead
+from ketacare import integrity
+from ketacare.audit.models import GENESIS_HASH, SYSTEM_CHAIN, AuditEntry, AuditHead
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 
-HEAD_ID = 1
+# Scheme 1 (the unkeyed entries written before chains were per clinic): these fields, with
+# ``seq`` the entry's place in the one chain there was. Scheme 2 adds the chain and the scheme.
 HASHED_FIELDS = (
     "seq",
     "at",
@@ -33,20 +34,21 @@ HASHED_FIELDS = (
     "client_addr",
     "detail",
 )
+KEYED_FIELDS = (*HASHED_FIELDS[1:], "chain_id", "chain_seq", "scheme")
 
 
-def entry_hash(entry: AuditEntry, prev_hash: str) -> str:
-    """SHA-256 over the previous hash and a canonical JSON of every recorded field."""
-    payload = {name: getattr(entry, name) for name in HASHED_FIELDS}
+def chain_name(chain_id: int) -> str:
+    return f"audit:{chain_id}"
+
+
+def entry_hash(entry: AuditEntry, prev_hash: str, key: bytes | None = None) -> str:
+    """The entry's link: SHA-256 (scheme 1) or HMAC-SHA256 under the chain key (scheme 2) over
+    the previous hash and a canonical JSON of every recorded field."""
+    scheme = entry.scheme or integrity.SCHEME_KEYED
+    names = HASHED_FIELDS if scheme == integrity.SCHEME_LEGACY else KEYED_FIELDS
+    payload = {name: getattr(entry, name) for name in names}
     payload["at"] = entry.at.astimezone(dt.UTC).isoformat(timespec="microseconds")
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
-
-
-def ensure_head(db: Session) -> None:
-    if db.get(AuditHead, HEAD_ID) is None:
-        db.add(AuditHead(id=HEAD_ID, seq=0, last_hash=GENESIS_HASH))
-        db.flush()
+    return integrity.link_hash(prev_hash, integrity.canonical_json(payload), scheme, key)
 
 
 def _fit(value: str | None, length: int) -> str | None:
@@ -80,9 +82,19 @@ def record(
     username: str | None = None,
     clinic_id: int | None = None,
 ) -> AuditEntry:
-    """Append one entry. Runs inside the caller's transaction: it commits with the change it records."""
+    """Record one entry in the caller's transaction: it is appended when that transaction commits,
+    with the change it records, and disappears with it if it rolls back."""
     event = AuditEvent(action, resource_type, resource_id, patient_id, outcome, detail)
     return record_many(db, actor, [event], client_addr=client_addr, username=username, clinic_id=clinic_id)[0]
+
+
+@dataclass
+class _Pending:
+    transaction: SessionTransaction | None
+    entries: list[AuditEntry] = field(default_factory=list)
+
+
+_PENDING = "ketacare.audit.pending"
 
 
 def record_many(
@@ -94,29 +106,22 @@ def record_many(
     username: str | None = None,
     clinic_id: int | None = None,
 ) -> list[AuditEntry]:
-    """Append several entries in order with four statements, however many there are."""
+    """Record several entries in order; they join their clinic's chain at commit."""
     if not events:
         return []
-    # The UPDATE takes the lock before we read the head, so appends never interleave.
-    db.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq + len(events)))
-    head = db.execute(
-        select(AuditHead).where(AuditHead.id == HEAD_ID).execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if head is None:
-        raise RuntimeError("audit chain head missing: run `ketacare db upgrade`")
     at = utcnow()
-    prev_hash = head.last_hash
     username = _fit(actor.username if actor else username, 80)
     client_addr = _fit(actor.client_addr if actor else client_addr, 64)
-    entries = []
-    for offset, event in enumerate(events):
-        entry = AuditEntry(
-            seq=head.seq - len(events) + 1 + offset,
+    entry_clinic = actor.clinic_id if actor else clinic_id
+    entries = [
+        AuditEntry(
+            chain_id=entry_clinic if entry_clinic is not None else SYSTEM_CHAIN,
+            scheme=integrity.SCHEME_KEYED,
             at=at,
             user_id=actor.user_id if actor else None,
             username=username,
             role=(actor.role.value if actor.role else "api_token") if actor else None,
-            clinic_id=actor.clinic_id if actor else clinic_id,
+            clinic_id=entry_clinic,
             action=_fit(event.action, 60) or "",
             resource_type=_fit(event.resource_type, 40) or "",
             resource_id=_fit(None if event.resource_id is None else str(event.resource_id), 64),
@@ -124,14 +129,99 @@ def record_many(
             outcome=event.outcome,
             client_addr=client_addr,
             detail=event.detail.replace("\x00", "\ufffd"),
-            prev_hash=prev_hash,
         )
-        entry.entry_hash = prev_hash = entry_hash(entry, prev_hash)
-        entries.append(entry)
-    head.last_hash = prev_hash
-    db.add_all(entries)
-    db.flush()
+        for event in events
+    ]
+    transaction = db.get_nested_transaction() or db.get_transaction()
+    db.info.setdefault(_PENDING, []).append(_Pending(transaction, entries))
     return entries
+
+
+def _reserve(db: Session, chain_id: int, count: int) -> tuple[int, str]:
+    """Take the chain's head row lock and move it on by ``count``: (new length, previous hash)."""
+    stmt = (
+        update(AuditHead)
+        .where(AuditHead.chain_id == chain_id)
+        .values(seq=AuditHead.seq + count)
+        .returning(AuditHead.seq, AuditHead.last_hash)
+        .execution_options(synchronize_session=False)
+    )
+    row = db.execute(stmt).first()
+    if row is None:
+        if db.execute(select(func.count()).where(AuditEntry.chain_id == chain_id)).scalar_one():
+            raise RuntimeError(f"the head of audit chain {chain_id} is missing: run `ketacare audit verify`")
+        try:
+            with db.begin_nested():
+                db.add(AuditHead(chain_id=chain_id, seq=0, last_hash=GENESIS_HASH))
+        except IntegrityError:
+            pass  # another writer created it first; its lock orders us after it
+        row = db.execute(stmt).first()
+        assert row is not None
+    return int(row[0]), str(row[1])
+
+
+def append_pending(db: Session) -> list[AuditEntry]:
+    """Append the entries recorded in this transaction to their chains (called at commit).
+
+    Chains are taken in order of id, so two transactions never wait on each other's heads in
+    opposite orders."""
+    batches: list[_Pending] = db.info.pop(_PENDING, [])
+    by_chain: dict[int, list[AuditEntry]] = {}
+    for batch in batches:
+        for entry in batch.entries:
+            by_chain.setdefault(entry.chain_id, []).append(entry)
+    appended: list[AuditEntry] = []
+    for chain_id in sorted(by_chain):
+        entries = by_chain[chain_id]
+        last, prev_hash = _reserve(db, chain_id, len(entries))
+        first = last - len(entries) + 1
+        for offset, entry in enumerate(entries):
+            entry.chain_seq = first + offset
+            entry.prev_hash = prev_hash
+            entry.entry_hash = prev_hash = entry_hash(entry, prev_hash)
+        db.execute(
+            update(AuditHead)
+            .where(AuditHead.chain_id == chain_id)
+            .values(last_hash=prev_hash)
+            .execution_options(synchronize_session=False)
+        )
+        db.add_all(entries)
+        integrity.note_head(db, chain_name(chain_id), last, prev_hash)
+        appended.extend(entries)
+    if appended:
+        db.flush()
+    return appended
+
+
+@event.listens_for(Session, "before_commit")
+def _append_at_commit(session: Session) -> None:
+    if session.get_nested_transaction() is None and session.info.get(_PENDING):
+        append_pending(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    batches: list[_Pending] = session.info.get(_PENDING, [])
+    if not batches:
+        return
+
+    def rolled_back(batch: _Pending) -> bool:
+        if batch.transaction is None:
+            return previous_transaction.parent is None
+        tx: SessionTransaction | None = batch.transaction
+        while tx is not None:
+            if tx is previous_transaction:
+                return True
+            tx = tx.parent
+        return False
+
+    session.info[_PENDING] = [b for b in batches if not rolled_back(b)]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_at_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)
@@ -207,38 +297,65 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+    chain: str = ""
 
 
-def verify(entries: Iterable[AuditEntry], head: AuditHead | None) -> VerifyResult:
-    """Walk the chain in order; name the first entry that was edited, inserted or removed."""
+def verify(
+    entries: Iterable[AuditEntry],
+    head: AuditHead | None,
+    anchors: list[integrity.Anchor] | None = None,
+    *,
+    key: bytes | None = None,
+    head_required: bool = True,
+) -> VerifyResult:
+    """Walk one chain in order; name the first entry that was edited, inserted or removed."""
+    anchors = anchors or []
+    wanted = integrity.anchored_positions(anchors)
+    hash_at: dict[int, str] = {}
     prev_hash = GENESIS_HASH
     expected_seq = 1
     checked = 0
+    keyed_seen = False
     for entry in entries:
-        if entry.seq != expected_seq:
+        if entry.chain_seq != expected_seq:
             return VerifyResult(
                 False,
                 checked,
                 expected_seq,
-                f"entry {expected_seq} is missing (next stored entry is {entry.seq})",
+                f"entry {expected_seq} is missing (next stored entry is {entry.chain_seq})",
             )
         if entry.prev_hash != prev_hash:
             return VerifyResult(
                 False,
                 checked,
-                entry.seq,
-                f"entry {entry.seq} does not follow entry {entry.seq - 1} (inserted or reordered)",
+                entry.chain_seq,
+                f"entry {entry.chain_seq} does not follow the one before it (inserted or reordered)",
             )
-        if entry_hash(entry, prev_hash) != entry.entry_hash:
+        legacy_allowed = entry.chain_id == SYSTEM_CHAIN and not keyed_seen and entry.seq == entry.chain_seq
+        if entry.scheme not in (integrity.SCHEME_LEGACY, integrity.SCHEME_KEYED) or (
+            entry.scheme == integrity.SCHEME_LEGACY and not legacy_allowed
+        ):
             return VerifyResult(
                 False,
                 checked,
-                entry.seq,
-                f"entry {entry.seq} was altered after it was written",
+                entry.chain_seq,
+                f"entry {entry.chain_seq} claims an unkeyed hash where none can be",
+            )
+        keyed_seen = keyed_seen or entry.scheme == integrity.SCHEME_KEYED
+        if entry_hash(entry, prev_hash, key) != entry.entry_hash:
+            return VerifyResult(
+                False,
+                checked,
+                entry.chain_seq,
+                f"entry {entry.chain_seq} was altered after it was written",
             )
         prev_hash = entry.entry_hash
+        if entry.chain_seq in wanted:
+            hash_at[entry.chain_seq] = prev_hash
         expected_seq += 1
         checked += 1
+    if head is None and checked and head_required:
+        return VerifyResult(False, checked, None, "the chain's head record is missing (deleted)")
     if head is not None and (head.seq != checked or head.last_hash != prev_hash):
         return VerifyResult(
             False,
@@ -246,11 +363,60 @@ def verify(entries: Iterable[AuditEntry], head: AuditHead | None) -> VerifyResul
             checked + 1,
             f"the chain ends at entry {checked} but {head.seq} were written (entries removed from the end)",
         )
+    if problem := integrity.check_anchors(anchors, checked, hash_at):
+        return VerifyResult(False, checked, None, problem)
     return VerifyResult(True, checked)
 
 
-def verify_database(db: Session) -> VerifyResult:
+def chain_ids(db: Session, anchors: integrity.AnchorLog | None = None) -> list[int]:
+    """Every audit chain there is or was: heads, entries, clinics, and anchored chains."""
+    found = set(db.execute(select(AuditHead.chain_id)).scalars())
+    found |= set(db.execute(select(AuditEntry.chain_id).distinct()).scalars())
+    found |= set(db.execute(text("SELECT id FROM clinics")).scalars())
+    found.add(SYSTEM_CHAIN)
+    if anchors is not None:
+        found |= {int(name.split(":", 1)[1]) for name in anchors.chains("audit:")}
+    return sorted(found)
+
+
+def verify_chain(
+    db: Session, chain_id: int, anchors: integrity.AnchorLog | None = None, *, key: bytes | None = None
+) -> VerifyResult:
     entries = db.execute(
-        select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=2000)
+        select(AuditEntry)
+        .where(AuditEntry.chain_id == chain_id)
+        .order_by(AuditEntry.chain_seq)
+        .execution_options(yield_per=2000)
     ).scalars()
-    return verify(entries, db.get(AuditHead, HEAD_ID))
+    checkpoints = anchors.for_chain(chain_name(chain_id)) if anchors else []
+    result = verify(entries, db.get(AuditHead, chain_id), checkpoints, key=key)
+    return VerifyResult(result.ok, result.checked, result.first_bad_seq, result.problem, chain_name(chain_id))
+
+
+def verify_chains(
+    db: Session, anchors: integrity.AnchorLog | None = None, *, key: bytes | None = None
+) -> list[VerifyResult]:
+    """One result per chain (the system chain and every clinic's)."""
+    if db.info.get(_PENDING):
+        append_pending(db)
+    return [verify_chain(db, chain_id, anchors, key=key) for chain_id in chain_ids(db, anchors)]
+
+
+def verify_database(
+    db: Session, anchors: integrity.AnchorLog | None = None, *, key: bytes | None = None
+) -> VerifyResult:
+    """Every chain; the first one that fails, or the total checked."""
+    results = verify_chains(db, anchors, key=key)
+    if anchors is not None and anchors.problems:
+        return VerifyResult(False, sum(r.checked for r in results), None, anchors.problems[0], "anchors")
+    for result in results:
+        if not result.ok:
+            return result
+    return VerifyResult(True, sum(r.checked for r in results))
+
+
+def heads(db: Session) -> list[integrity.Anchor]:
+    """Checkpoints of every chain's current head (to anchor at verify and backup)."""
+    at = integrity.now_iso()
+    stored = {h.chain_id: h for h in db.execute(select(AuditHead)).scalars()}
+    return [integrity.Anchor(chain_name(cid), h.seq, h.last_hash, at) for cid, h in sorted(stored.items())]

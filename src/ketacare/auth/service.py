@@ -571,6 +571,10 @@ def clinic(db: Session, clinic_id: int) -> Clinic:
     return found
 
 
+def clinic_ids(db: Session) -> list[int]:
+    return list(db.execute(select(Clinic.id).order_by(Clinic.id)).scalars())
+
+
 def permissions_of(principal: Principal) -> frozenset[Permission]:
     if principal.role is None:
         held = {Permission(s) for s in principal.scopes if s in TOKEN_SCOPES}

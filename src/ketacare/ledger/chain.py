@@ -6,12 +6,17 @@ writers append one after another and never fork the chain. ``move`` changes a lo
 conditional UPDATE: a decrease happens only if that much is left, and the CHECK constraint on
 ``ledger_lots.balance_ug`` refuses a negative balance whatever the code does. ``verify_clinic``
 recomputes the chain and the balances and names the first thing that does not add up.
+
+Keyed entries (``scheme`` 2, see ``ketacare.integrity``) are HMACs under the chain key and also
+cover the lot they move (its number, product, registration, expiry and supplier) and the
+inventory they belong to, so editing a lot's identity or an inventory row breaks the chain.
+Verification also checks each chain against the signed checkpoints in the anchor file, so
+deleting entries (or a clinic's whole ledger) and rewinding the head is found.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,10 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ketacare import integrity
 from ketacare.db import utcnow
 from ketacare.errors import InvalidInput
 from ketacare.ledger import rules
-from ketacare.ledger.models import GENESIS_HASH, LedgerEntry, LedgerHead, Lot, Product
+from ketacare.ledger.models import GENESIS_HASH, Inventory, LedgerEntry, LedgerHead, Lot, Product
 
 HASHED_FIELDS = (
     "clinic_id",
@@ -56,13 +62,56 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def entry_hash(entry: LedgerEntry, prev_hash: str) -> str:
-    """SHA-256 over the previous hash and a canonical JSON of every recorded field."""
+def chain_name(clinic_id: int) -> str:
+    return f"ledger:{clinic_id}"
+
+
+def _lot_facts(lot: Lot | None) -> dict[str, Any] | None:
+    if lot is None:
+        return None
+    return {
+        "clinic_id": lot.clinic_id,
+        "registration_id": lot.registration_id,
+        "product_id": lot.product_id,
+        "lot_number": lot.lot_number,
+        "expires_on": lot.expires_on.isoformat(),
+        "supplier": lot.supplier,
+    }
+
+
+def _inventory_facts(inventory: Inventory | None) -> dict[str, Any] | None:
+    if inventory is None:
+        return None
+    return {
+        "clinic_id": inventory.clinic_id,
+        "registration_id": inventory.registration_id,
+        "kind": inventory.kind,
+        "taken_at": _iso(inventory.taken_at),
+        "taken_by_id": inventory.taken_by_id,
+        "note": inventory.note,
+    }
+
+
+def entry_hash(
+    entry: LedgerEntry,
+    prev_hash: str,
+    *,
+    lot: Lot | None = None,
+    inventory: Inventory | None = None,
+    key: bytes | None = None,
+) -> str:
+    """The entry's link over the previous hash and a canonical JSON of every recorded field:
+    SHA-256 for unkeyed entries (scheme 1), else an HMAC under the chain key that also covers
+    the entry's lot and inventory."""
     payload: dict[str, Any] = {name: getattr(entry, name) for name in HASHED_FIELDS}
     payload["recorded_at"] = _iso(entry.recorded_at)
     payload["occurred_at"] = _iso(entry.occurred_at)
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+    scheme = entry.scheme or integrity.SCHEME_KEYED
+    if scheme != integrity.SCHEME_LEGACY:
+        payload["scheme"] = scheme
+        payload["lot"] = _lot_facts(lot)
+        payload["inventory"] = _inventory_facts(inventory)
+    return integrity.link_hash(prev_hash, integrity.canonical_json(payload), scheme, key)
 
 
 def dump_detail(values: dict[str, Any]) -> str:
@@ -116,8 +165,11 @@ def append(db: Session, head: Head, entries: Sequence[LedgerEntry]) -> None:
         entry.clinic_id = head.clinic_id
         entry.seq = first + offset
         entry.recorded_at = now
+        entry.scheme = integrity.SCHEME_KEYED
         entry.prev_hash = prev
-        entry.entry_hash = prev = entry_hash(entry, prev)
+        lot = db.get(Lot, entry.lot_id) if entry.lot_id is not None else None
+        inventory = db.get(Inventory, entry.inventory_id) if entry.inventory_id is not None else None
+        entry.entry_hash = prev = entry_hash(entry, prev, lot=lot, inventory=inventory)
     db.execute(
         update(LedgerHead)
         .where(LedgerHead.clinic_id == head.clinic_id)
@@ -126,6 +178,7 @@ def append(db: Session, head: Head, entries: Sequence[LedgerEntry]) -> None:
     )
     db.add_all(entries)
     db.flush()
+    integrity.note_head(db, chain_name(head.clinic_id), head.seq, prev)
 
 
 def move(db: Session, lot: Lot, prod: Product, change_ug: int, field_name: str = "amount") -> int:
@@ -158,11 +211,23 @@ class VerifyResult:
     problem: str = ""
 
 
-def verify_chain(entries: Iterable[LedgerEntry], head: LedgerHead | None) -> VerifyResult:
+def verify_chain(
+    entries: Iterable[LedgerEntry],
+    head: LedgerHead | None,
+    *,
+    lots: dict[int, Lot] | None = None,
+    inventories: dict[int, Inventory] | None = None,
+    anchors: list[integrity.Anchor] | None = None,
+    key: bytes | None = None,
+) -> VerifyResult:
     """Walk one clinic's chain in order; name the first entry that was edited, inserted or removed."""
+    lots, inventories, anchors = lots or {}, inventories or {}, anchors or []
+    wanted = integrity.anchored_positions(anchors)
+    hash_at: dict[int, str] = {}
     prev_hash = GENESIS_HASH
     expected = 1
     checked = 0
+    keyed_seen = False
     for entry in entries:
         if entry.seq != expected:
             return VerifyResult(
@@ -175,13 +240,29 @@ def verify_chain(entries: Iterable[LedgerEntry], head: LedgerHead | None) -> Ver
                 entry.seq,
                 f"entry {entry.seq} does not follow entry {entry.seq - 1} (inserted or reordered)",
             )
-        if entry_hash(entry, prev_hash) != entry.entry_hash:
+        if entry.scheme not in (integrity.SCHEME_LEGACY, integrity.SCHEME_KEYED) or (
+            entry.scheme == integrity.SCHEME_LEGACY and keyed_seen
+        ):
             return VerifyResult(
-                False, checked, entry.seq, f"entry {entry.seq} was altered after it was written"
+                False, checked, entry.seq, f"entry {entry.seq} claims an unkeyed hash after keyed entries"
+            )
+        keyed_seen = keyed_seen or entry.scheme == integrity.SCHEME_KEYED
+        lot = lots.get(entry.lot_id) if entry.lot_id is not None else None
+        inventory = inventories.get(entry.inventory_id) if entry.inventory_id is not None else None
+        if entry_hash(entry, prev_hash, lot=lot, inventory=inventory, key=key) != entry.entry_hash:
+            return VerifyResult(
+                False,
+                checked,
+                entry.seq,
+                f"entry {entry.seq} (or its lot or inventory) was altered after it was written",
             )
         prev_hash = entry.entry_hash
+        if entry.seq in wanted:
+            hash_at[entry.seq] = prev_hash
         expected += 1
         checked += 1
+    if head is None and checked:
+        return VerifyResult(False, checked, None, "the chain's head record is missing (deleted)")
     head_seq, head_hash = (head.seq, head.last_hash) if head else (0, GENESIS_HASH)
     if head_seq != checked or head_hash != prev_hash:
         return VerifyResult(
@@ -190,6 +271,8 @@ def verify_chain(entries: Iterable[LedgerEntry], head: LedgerHead | None) -> Ver
             checked + 1,
             f"the chain ends at entry {checked} but {head_seq} were written (entries removed from the end)",
         )
+    if problem := integrity.check_anchors(anchors, checked, hash_at):
+        return VerifyResult(False, checked, None, problem)
     return VerifyResult(True, checked)
 
 
@@ -211,23 +294,62 @@ def verify_balances(entries: Iterable[LedgerEntry], balances: dict[int, int]) ->
     return ""
 
 
-def verify_clinic(db: Session, clinic_id: int) -> VerifyResult:
+def verify_clinic(
+    db: Session, clinic_id: int, anchors: integrity.AnchorLog | None = None, *, key: bytes | None = None
+) -> VerifyResult:
+    """The clinic's chain, its lots' balances, lots and inventories, against the checkpoints."""
+    fresh = {"populate_existing": True}  # what the database holds now, not what this session saw
     entries = list(
         db.execute(
-            select(LedgerEntry).where(LedgerEntry.clinic_id == clinic_id).order_by(LedgerEntry.seq)
+            select(LedgerEntry)
+            .where(LedgerEntry.clinic_id == clinic_id)
+            .order_by(LedgerEntry.seq)
+            .execution_options(**fresh)
         ).scalars()
     )
-    result = verify_chain(entries, db.get(LedgerHead, clinic_id))
+    lots = {
+        lot.id: lot
+        for lot in db.execute(
+            select(Lot).where(Lot.clinic_id == clinic_id).execution_options(**fresh)
+        ).scalars()
+    }
+    inventories = {
+        inv.id: inv
+        for inv in db.execute(
+            select(Inventory).where(Inventory.clinic_id == clinic_id).execution_options(**fresh)
+        ).scalars()
+    }
+    result = verify_chain(
+        entries,
+        db.get(LedgerHead, clinic_id),
+        lots=lots,
+        inventories=inventories,
+        anchors=anchors.for_chain(chain_name(clinic_id)) if anchors else None,
+        key=key,
+    )
     if not result.ok:
         return result
-    balances = dict(db.execute(select(Lot.id, Lot.balance_ug).where(Lot.clinic_id == clinic_id)).all())
+    balances = {lot_id: lot.balance_ug for lot_id, lot in lots.items()}
     if problem := verify_balances(entries, balances):
         return VerifyResult(False, result.checked, None, problem)
     return result
 
 
-def clinics_with_ledgers(db: Session) -> list[int]:
-    found = db.execute(
-        select(LedgerHead.clinic_id).union(select(LedgerEntry.clinic_id)).order_by(LedgerHead.clinic_id)
-    ).scalars()
-    return sorted(set(found))
+def clinics_with_ledgers(db: Session, anchors: integrity.AnchorLog | None = None) -> list[int]:
+    """Every clinic with a ledger now or ever: heads, entries, lots, inventories, anchored chains."""
+    found = set(db.execute(select(LedgerHead.clinic_id)).scalars())
+    found |= set(db.execute(select(LedgerEntry.clinic_id).distinct()).scalars())
+    found |= set(db.execute(select(Lot.clinic_id).distinct()).scalars())
+    found |= set(db.execute(select(Inventory.clinic_id).distinct()).scalars())
+    if anchors is not None:
+        found |= {int(name.split(":", 1)[1]) for name in anchors.chains("ledger:")}
+    return sorted(found)
+
+
+def heads(db: Session) -> list[integrity.Anchor]:
+    """Checkpoints of every clinic's ledger head (to anchor at verify and backup)."""
+    at = integrity.now_iso()
+    return [
+        integrity.Anchor(chain_name(h.clinic_id), h.seq, h.last_hash, at)
+        for h in db.execute(select(LedgerHead).order_by(LedgerHead.clinic_id)).scalars()
+    ]

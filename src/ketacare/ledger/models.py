@@ -161,6 +161,7 @@ class LedgerEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")  # canonical JSON of the kind's fields
     corrects_seq: Mapped[int | None] = mapped_column(Integer)
     inventory_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_inventories.id"), index=True)
+    scheme: Mapped[int] = mapped_column(Integer, server_default="1")  # 1 unkeyed (old), 2 keyed
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
 
