@@ -57,6 +57,8 @@ def anchored(db, world, tmp_path: Path) -> tuple[integrity.AnchorLog, int]:  # t
             patient_id=world.patient_a.id,
             session_id=stock.session_id,
             given_at=dt.datetime.now(dt.UTC),
+            drug="ketamine",
+            route="iv_infusion",
         )
     audit.append_pending(db)
     anchor_file = tmp_path / "chain-anchors.jsonl"
