@@ -150,3 +150,14 @@ def test_the_api_shows_a_products_coding(as_role, stock) -> None:  # type: ignor
         },
     )
     assert missing.status_code == 422 and "ingredient" in missing.text
+
+
+def test_the_api_lists_only_lots_that_fit_a_drug_and_route(as_role, db, stock) -> None:  # type: ignore[no-untyped-def]
+    _spray_lot(db, stock)
+    nurse = as_role("nurse")
+    url = "/api/v1/ledger/lots?available=true"
+    iv = nurse.api("GET", f"{url}&drug=ketamine&route=iv_infusion").json()
+    nasal = nurse.api("GET", f"{url}&drug=ketamine&route=intranasal").json()
+    assert {r["lot_number"] for r in iv} == {"L50-A", "OPEN-10"}
+    assert {r["lot_number"] for r in nasal} == {"SPRAY-9"} and nasal[0]["product"]["routes"] == ["intranasal"]
+    assert nurse.api("GET", f"{url}&drug=ketamine").status_code == 422

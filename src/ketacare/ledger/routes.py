@@ -130,6 +130,7 @@ def product_out(p: Any) -> dict[str, Any]:
         "ingredient": p.ingredient,
         "dosage_form": p.dosage_form,
         "coding_problem": service.product_coding_problem(p),
+        "routes": service.product_routes(p),
         "compounded": p.compounded,
         "schedule": p.schedule,
         "warning": service.compounded_warning().text if p.compounded else None,
@@ -267,11 +268,25 @@ def api_save_settings(db: DbSession, actor: AdminSensitive, body: SettingsIn) ->
 
 @router.get("/api/v1/ledger/lots", tags=["ledger"])
 def api_lots(
-    db: DbSession, actor: Reader, available: Annotated[bool, Query()] = False
+    db: DbSession,
+    actor: Reader,
+    available: Annotated[bool, Query()] = False,
+    drug: Annotated[Ingredient | None, Query()] = None,
+    route: Annotated[str | None, Query(min_length=1, max_length=30)] = None,
 ) -> list[dict[str, Any]]:
-    """All lots, or with ``available=true`` those with stock that are not expired."""
+    """All lots, or with ``available=true`` those with stock that are not expired; with ``drug``
+    and ``route`` (both), only the lots whose product fits them (what a lot picker offers)."""
+    if (drug is None) != (route is None):
+        raise InvalidInput(errors={"route": "Give both drug and route, or neither."})
     rows = service.lots(db, actor, in_stock=available)
-    return [lot_out(r) for r in rows if not (available and r.expired)]
+    return [
+        lot_out(r)
+        for r in rows
+        if not (available and r.expired)
+        and (
+            drug is None or route is None or service.product_fit_problem(r.product, drug.value, route) is None
+        )
+    ]
 
 
 @router.get("/api/v1/ledger/lots/{lot_id}", tags=["ledger"])

@@ -293,6 +293,17 @@ def product_coding_problem(p: Product) -> str | None:
     return products_knowledge.coding_problem(p.ingredient, p.dosage_form)
 
 
+def product_fit_problem(p: Product, drug: str, route: str) -> str | None:
+    """Why a product cannot be given as ``drug`` by ``route`` (knowledge: products), or None."""
+    return products_knowledge.fit_problem(p.ingredient, p.dosage_form, drug, route)
+
+
+def product_routes(p: Product) -> list[str]:
+    """The routes a product's coded dosage form may be given by (empty when not coded)."""
+    form = products_knowledge.dosage_forms().get(p.dosage_form)
+    return list(form.routes) if form is not None and product_coding_problem(p) is None else []
+
+
 def form_routes(p: Product) -> str:
     """The routes a product's dosage form may be given by, with the source (knowledge: products)."""
     form = products_knowledge.dosage_forms().get(p.dosage_form)
