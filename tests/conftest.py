@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from ketacare import migrations
+from ketacare import integrity, migrations
 from ketacare.app import create_app
 from ketacare.auth.models import Clinic, Role, User
 from ketacare.auth.passwords import hash_password
@@ -36,6 +36,15 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 def database_url(tmp_dir: Path) -> str:
     return os.environ.get("KETACARE_TEST_DATABASE_URL") or f"sqlite:///{tmp_dir / 'test.sqlite3'}"
+
+
+@pytest.fixture(autouse=True)
+def _chain_defaults() -> Iterator[None]:
+    """Each test starts with the development chain key and no anchor file (an app or a command
+    a test runs configures its own, which must not leak into the next test)."""
+    integrity.configure(integrity.DEVELOPMENT_KEY)
+    yield
+    integrity.configure(integrity.DEVELOPMENT_KEY)
 
 
 @pytest.fixture(scope="session")

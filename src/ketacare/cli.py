@@ -73,6 +73,17 @@ def engine_for(settings: Settings) -> Engine:
 
 
 def _serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
+    # Held (shared) from before the first query until the server stops: `ketacare restore`
+    # refuses to replace the database meanwhile, and no server starts while a restore runs.
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(integrity.held_lock(settings.server_lock_file, exclusive=False))
+        except integrity.LockHeld:
+            fail("a restore is replacing the database; start the app when it has finished")
+        _serve_locked(settings, host, port, migrate)
+
+
+def _serve_locked(settings: Settings, host: str, port: int, migrate: bool) -> None:
     import uvicorn
 
     from ketacare.app import create_app
@@ -88,18 +99,9 @@ def _serve(settings: Settings, host: str, port: int, migrate: bool) -> None:
         f"KetaCare on [bold]http://{host}:{port}[/] ({settings.environment.value}, "
         f"{make_url(settings.resolved_database_url).get_backend_name()})"
     )
-    try:
-        # Held (shared) while serving: `ketacare restore` refuses to replace the database meanwhile.
-        with integrity.held_lock(settings.server_lock_file, exclusive=False):
-            uvicorn.run(
-                create_app(settings, engine=engine),
-                host=host,
-                port=port,
-                log_level="warning",
-                proxy_headers=False,
-            )
-    except integrity.LockHeld:
-        fail("a restore is replacing the database; start the app when it has finished")
+    uvicorn.run(
+        create_app(settings, engine=engine), host=host, port=port, log_level="warning", proxy_headers=False
+    )
 
 
 @app.command()

@@ -75,6 +75,11 @@ def configure_from(settings: Settings) -> None:
     )
 
 
+def configured_anchors() -> AnchorLog:
+    """The checkpoints in this process's anchor file (none when it has none configured)."""
+    return read_anchors(_config.anchor_file)
+
+
 def chain_key() -> bytes:
     return _config.key
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 from starlette.responses import Response, StreamingResponse
 
+from ketacare import integrity
 from ketacare.audit import service
 from ketacare.audit.models import AuditEntry
 from ketacare.auth.permissions import Permission
@@ -111,7 +112,7 @@ def audit_csv(request: Request, db: DbSession, actor: Exporter) -> Response:
 
 @router.post("/audit/verify", include_in_schema=False)
 def audit_verify(request: Request, db: DbSession, actor: Auditor) -> Response:
-    result = service.verify_database(db)
+    result = service.verify_database(db, integrity.configured_anchors())
     service.record(
         db,
         actor,

@@ -164,8 +164,12 @@ def append_pending(db: Session) -> list[AuditEntry]:
     """Append the entries recorded in this transaction to their chains (called at commit).
 
     Chains are taken in order of id, so two transactions never wait on each other's heads in
-    opposite orders."""
+    opposite orders, and after every other change of the transaction is written."""
     batches: list[_Pending] = db.info.pop(_PENDING, [])
+    if batches:
+        # Everything else first: the head is the last lock a transaction takes, so holding it
+        # never waits on another row (no deadlock), and it is held only until the commit.
+        db.flush()
     by_chain: dict[int, list[AuditEntry]] = {}
     for batch in batches:
         for entry in batch.entries:

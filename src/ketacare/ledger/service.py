@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ketacare import integrity
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.passwords import verify_password
@@ -1593,7 +1594,7 @@ def dashboard(db: Session, actor: Principal) -> Dashboard:
 
 def verify(db: Session, actor: Principal) -> chain.VerifyResult:
     check_permission(actor, Permission.ledger_read)
-    result = chain.verify_clinic(db, actor.clinic_id)
+    result = chain.verify_clinic(db, actor.clinic_id, integrity.configured_anchors())
     audit.record(
         db,
         actor,
