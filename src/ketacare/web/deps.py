@@ -29,7 +29,7 @@ from ketacare.errors import (
     PendingAudit,
     ReauthenticationRequired,
 )
-from ketacare.web import csrf
+from ketacare.web import csrf, forwarded
 
 SESSION_COOKIE = "ketacare_session"
 PERMISSION_MARKER = "__ketacare_permission__"
@@ -41,7 +41,13 @@ class MfaPending(NotAuthenticated):
 
 
 def client_addr(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address; ``X-Forwarded-For`` counts only from a trusted proxy."""
+    settings: Settings = request.app.state.settings
+    return forwarded.client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxy_networks,
+    )
 
 
 def get_settings(request: Request) -> Settings:
@@ -61,7 +67,10 @@ def get_db(request: Request) -> Iterator[Session]:
         yield db
         db.commit()
     except KetaCareError as exc:
-        db.rollback()
+        if exc.keep_writes:
+            db.commit()
+        else:
+            db.rollback()
         if exc.audit or exc.after_rollback:
             _write_pending(db, request, exc)
         raise

@@ -18,6 +18,7 @@ from ketacare.errors import (
     KetaCareError,
     NotAuthenticated,
     ReauthenticationRequired,
+    Throttled,
 )
 from ketacare.web.deps import MfaPending
 from ketacare.web.templating import render
@@ -112,6 +113,13 @@ def _redirect(request: Request, target: str) -> Response:
 
 async def handle_ketacare_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KetaCareError)
+    response = await _ketacare_error_response(request, exc)
+    if isinstance(exc, Throttled) and exc.retry_after_seconds:
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
+async def _ketacare_error_response(request: Request, exc: KetaCareError) -> Response:
     if wants_json(request):
         return problem(request, exc.status_code, exc.title, str(exc), exc.slug, **exc.extra())
     next_url = quote(_return_path(request))
