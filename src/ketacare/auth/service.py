@@ -151,6 +151,9 @@ def check_throttle(db: Session, settings: Settings, username: str, client_addr: 
         raise _throttled(found, username)
 
 
+PASSWORD_SET_MARK = "(password set)"  # noqa: S105 (not a password) the client_addr of the success a new password records
+
+
 def record_attempt(db: Session, username: str, client_addr: str, succeeded: bool) -> None:
     db.add(
         LoginAttempt(username=username, client_addr=client_addr, succeeded=succeeded, attempted_at=utcnow())
@@ -245,8 +248,9 @@ class ActiveSession:
     user: User
 
 
-def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSession:
-    """The live session behind a cookie token; ends it if idle too long. Touches last_seen_at."""
+def resolve_session(db: Session, settings: Settings, token: str, *, touch: bool = True) -> ActiveSession:
+    """The live session behind a cookie token; ends it if idle too long. Touches last_seen_at
+    unless ``touch`` is False (a page's own background poll is not a person's activity)."""
     login_session = db.execute(
         select(LoginSession).where(LoginSession.token_sha256 == sha256_hex(token))
     ).scalar_one_or_none()
@@ -284,9 +288,17 @@ def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSessio
             after_rollback=[close],
         )
     # Touching the row at most every 30 seconds is enough to track idleness and keeps reads cheap.
-    if now - login_session.last_seen_at > dt.timedelta(seconds=30):
+    if touch and now - login_session.last_seen_at > dt.timedelta(seconds=30):
         login_session.last_seen_at = now
     return ActiveSession(login_session, user)
+
+
+def rotate_session_token(login_session: LoginSession) -> str:
+    """A new cookie token for the session (when two-factor completes): a token observed before
+    the account was fully authenticated is worthless after."""
+    token = secrets.token_urlsafe(32)
+    login_session.token_sha256 = sha256_hex(token)
+    return token
 
 
 def principal_for(user: User, active: LoginSession | None, client_addr: str | None) -> Principal:
@@ -458,7 +470,7 @@ def validate_new_user(data: NewUser) -> dict[str, str]:
         errors["username"] = "3 to 80 characters: lower-case letters, digits, dot, dash or underscore."
     if not data.full_name.strip():
         errors["full_name"] = "Enter the person's full name."
-    if problem := password_problem(data.password):
+    if problem := password_problem(data.password, [data.username, data.full_name, data.email]):
         errors["password"] = problem
     if data.role == Role.prescriber and data.prescriber_kind is None:
         errors["prescriber_kind"] = "Say whether the prescriber is a physician or a nurse practitioner."
@@ -563,9 +575,11 @@ def set_active(db: Session, actor: Principal, user: User, active: bool) -> None:
 
 
 def set_password(db: Session, actor: Principal | None, user: User, password: str) -> None:
-    if problem := password_problem(password):
+    if problem := password_problem(password, [user.username, user.full_name, user.email]):
         raise InvalidInput(errors={"password": problem})
     user.password_hash = hash_password(password)
+    # A new password ends the run of failures of the old one (the attempt limits restart).
+    record_attempt(db, user.username, PASSWORD_SET_MARK, True)
     for login_session in _open_sessions(db, user.id):
         if actor is None or login_session.id != actor.login_session_id:
             end_session(db, login_session, "password_changed")

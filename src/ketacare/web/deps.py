@@ -31,7 +31,8 @@ from ketacare.errors import (
 )
 from ketacare.web import csrf, forwarded
 
-SESSION_COOKIE = "ketacare_session"
+SESSION_COOKIE = csrf.SESSION_COOKIE
+BACKGROUND_HEADER = "x-ketacare-background"
 PERMISSION_MARKER = "__ketacare_permission__"
 
 
@@ -48,6 +49,12 @@ def client_addr(request: Request) -> str:
         request.headers.get("x-forwarded-for"),
         settings.trusted_proxy_networks,
     )
+
+
+def is_background(request: Request) -> bool:
+    """A request the page makes by itself (the live board's poll), not a person's action: it
+    is answered but does not count as activity for the idle timeout."""
+    return request.headers.get(BACKGROUND_HEADER) == "poll"
 
 
 def get_settings(request: Request) -> Settings:
@@ -133,7 +140,7 @@ def _authenticate(request: Request, db: Session, settings: Settings) -> Principa
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise NotAuthenticated("Please log in.")
-    active = auth.resolve_session(db, settings, token)
+    active = auth.resolve_session(db, settings, token, touch=not is_background(request))
     principal = auth.principal_for(active.user, active.login_session, client_addr(request))
     request.state.principal = principal
     request.state.login_session = active.login_session
