@@ -190,6 +190,7 @@ class Browser:
             code = next_code(user)
             done = self.post("/login/mfa", data={"code": code, "next": "/"}, follow_redirects=False)
             assert done.status_code == 303, done.text
+            self.refresh_csrf_from_cookie()  # two-factor rotated the session, so the token too
 
     def refresh_csrf_from_cookie(self) -> None:
         """After log-in the CSRF cookie is new; read the matching token from any page."""

@@ -25,6 +25,8 @@ CONTENT_SECURITY_POLICY = (
     "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
 )
 
+HSTS = "max-age=31536000; includeSubDomains"
+
 
 def create_app(settings: Settings, *, engine: Engine | None = None, check_migrations: bool = True) -> FastAPI:
     engine = engine or make_engine(
@@ -88,9 +90,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/api/docs"):
-            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-            response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if settings.secure_cookies:
+            # Secure cookies mean the site is served over HTTPS: browsers keep to HTTPS for a year.
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         if not request.url.path.startswith("/static"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response

@@ -7,6 +7,7 @@ and commands can build their own.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import zoneinfo
 from pathlib import Path
 
@@ -34,9 +35,24 @@ class Settings(BaseSettings):
     idle_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
     reauth_window_minutes: int = Field(default=5, ge=1, le=60)
     clinic_time_zone: str = "America/New_York"
+    # Password attempts (NIST SP 800-63B section 5.2.2): after login_max_failures_per_user
+    # consecutive failures an account's next attempt waits login_first_delay_seconds, doubling
+    # after each further failure up to login_max_delay_seconds (a delay, never a lock);
+    # an address that logged in to the account in the last login_known_address_days days
+    # only counts its own failures, so an attacker elsewhere cannot keep the user out. After
+    # login_max_consecutive_failures (NIST: at most 100) only known addresses are checked until a
+    # success or a password reset. An address gets login_max_failures_per_address failures (any
+    # account) per login_throttle_window_minutes.
     login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_first_delay_seconds: int = Field(default=30, ge=1, le=3600)
+    login_max_delay_seconds: int = Field(default=900, ge=1, le=24 * 3600)
+    login_max_consecutive_failures: int = Field(default=100, ge=1, le=100)
+    login_known_address_days: int = Field(default=30, ge=0, le=3650)
     login_max_failures_per_address: int = Field(default=20, ge=1)
     login_throttle_window_minutes: int = Field(default=15, ge=1)
+    # Proxies (IP addresses or networks, comma-separated) whose X-Forwarded-For is believed; a
+    # request from any other peer is known by the peer's own address.
+    trusted_proxies: str = ""
     secure_cookies: bool = False
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
     # Outgoing email (consultation confirmations); empty host = email off.
@@ -68,6 +84,25 @@ class Settings(BaseSettings):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"not an IP address or network: {item.strip()!r}") from exc
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.trusted_proxies.split(",")
+            if item.strip()
+        )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

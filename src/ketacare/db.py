@@ -9,6 +9,7 @@ half-way with SQLITE_BUSY_SNAPSHOT. PostgreSQL (psycopg 3) needs nothing special
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -111,6 +112,26 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def lock_keys(db: Session, *keys: str) -> None:
+    """Serialise the rest of this transaction with every other transaction that locks one of
+    ``keys`` (a limit's counter: "login-user:ann"), until commit or rollback.
+
+    PostgreSQL: a transaction-scoped advisory lock per key, taken in sorted order so two
+    transactions locking the same keys never deadlock. SQLite: nothing to do, as every
+    transaction already holds the database's write lock from its first statement
+    (``BEGIN IMMEDIATE``, see ``make_engine``). Take these locks before the first audit entry
+    of the transaction, so the audit chain's lock always comes after them.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        digest = hashlib.sha256(key.encode()).digest()
+        db.execute(
+            text("SELECT pg_advisory_xact_lock(:k)"),
+            {"k": int.from_bytes(digest[:8], "big", signed=True)},
+        )
 
 
 def ping(db: Session) -> None:

@@ -30,6 +30,10 @@ class KetaCareError(Exception):
     detail: str = ""
     audit: list[PendingAudit] = field(default_factory=list)
     after_rollback: list[Callable[[Session], None]] = field(default_factory=list)
+    # Commit what the request wrote before the error instead of rolling it back: for refusals
+    # that must be remembered (a witness's wrong password counts towards that person's limit).
+    # Only for errors raised before any change the refusal must undo.
+    keep_writes: bool = False
 
     status_code = 400
     title = "Bad request"
@@ -82,7 +86,12 @@ class Conflict(KetaCareError):
     slug = "conflict"
 
 
+@dataclass
 class Throttled(KetaCareError):
+    """429; ``retry_after_seconds`` becomes the Retry-After header when known."""
+
+    retry_after_seconds: int | None = None
+
     status_code = 429
     title = "Too many attempts"
     slug = "throttled"

@@ -37,6 +37,7 @@ MfaStage = Annotated[tuple[LoginSession, User], mfa_stage()]
 
 def _set_session_cookie(response: Response, request: Request, token: str) -> None:
     settings = request.app.state.settings
+    request.state.session_token = token  # pages rendered in this response bind their CSRF to it
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -71,6 +72,9 @@ def login_submit(request: Request, db: DbSession, settings: SettingsDep, form: F
     result = service.login(
         db, settings, form.get("username", ""), form.get("password", ""), client_addr(request)
     )
+    if result is not None and (previous := request.cookies.get(SESSION_COOKIE)):
+        # A new log-in ends the session the browser held (after the attempt's locks: see lock_keys).
+        service.logout(db, previous, client_addr(request))
     if result is None:
         return render(
             request,
@@ -118,7 +122,9 @@ def mfa_submit(
     if not service.complete_mfa(db, settings, login_session, user, form.get("code", ""), enrolling=False):
         errors = {"code": "That code is not right. Codes change every 30 seconds."}
         return render(request, "mfa.html", {"next": next_url, "errors": errors}, status_code=422)
-    return RedirectResponse(next_url, status_code=303)
+    response = RedirectResponse(next_url, status_code=303)
+    _set_session_cookie(response, request, service.rotate_session_token(login_session))
+    return response
 
 
 def _qr_svg(uri: str) -> str:
@@ -159,7 +165,9 @@ def enrol_submit(
             },
             status_code=422,
         )
-    return RedirectResponse(next_url, status_code=303)
+    response = RedirectResponse(next_url, status_code=303)
+    _set_session_cookie(response, request, service.rotate_session_token(login_session))
+    return response
 
 
 # --- re-authentication and own account ---------------------------------------------------

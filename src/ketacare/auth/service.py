@@ -9,13 +9,16 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ketacare.audit import service as audit
+from ketacare.auth import throttle
 from ketacare.auth.models import ApiToken, Clinic, LoginAttempt, LoginSession, User
 from ketacare.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from ketacare.auth.permissions import (
@@ -30,7 +33,7 @@ from ketacare.auth.permissions import (
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import PrescriberKind, Role
 from ketacare.config import Settings
-from ketacare.db import utcnow
+from ketacare.db import lock_keys, utcnow
 from ketacare.errors import (
     Conflict,
     Forbidden,
@@ -61,29 +64,126 @@ class LoginResult:
     mfa_pending: bool
 
 
-def _failures_since(db: Session, column: object, value: str, since: dt.datetime) -> int:
-    query = (
+def attempt_limits(settings: Settings | None = None) -> throttle.Limits:
+    """The password-attempt limits of ``settings`` (their defaults when None)."""
+
+    def value(name: str) -> int:
+        found = getattr(settings, name) if settings is not None else Settings.model_fields[name].default
+        return int(found)
+
+    return throttle.Limits(
+        free_failures=value("login_max_failures_per_user"),
+        first_delay_seconds=value("login_first_delay_seconds"),
+        max_delay_seconds=value("login_max_delay_seconds"),
+        max_consecutive_failures=value("login_max_consecutive_failures"),
+        address_failures=value("login_max_failures_per_address"),
+        window=dt.timedelta(minutes=value("login_throttle_window_minutes")),
+        known_address_days=value("login_known_address_days"),
+    )
+
+
+def _attempt_keys(username: str, client_addr: str) -> tuple[str, str]:
+    return f"password-attempts:user:{username}", f"password-attempts:addr:{client_addr}"
+
+
+def _history(
+    db: Session, limits: throttle.Limits, username: str, client_addr: str, now: dt.datetime
+) -> throttle.History:
+    last_success = db.execute(
+        select(func.max(LoginAttempt.attempted_at)).where(
+            LoginAttempt.username == username, LoginAttempt.succeeded.is_(True)
+        )
+    ).scalar_one()
+    known = limits.known_address_days > 0 and (
+        db.execute(
+            select(LoginAttempt.id)
+            .where(
+                LoginAttempt.username == username,
+                LoginAttempt.client_addr == client_addr,
+                LoginAttempt.succeeded.is_(True),
+                LoginAttempt.attempted_at >= now - dt.timedelta(days=limits.known_address_days),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+    failures = select(func.count(), func.max(LoginAttempt.attempted_at)).where(
+        LoginAttempt.username == username, LoginAttempt.succeeded.is_(False)
+    )
+    if last_success is not None:
+        failures = failures.where(LoginAttempt.attempted_at > last_success)
+    if known:
+        failures = failures.where(LoginAttempt.client_addr == client_addr)
+    consecutive, last_failure = db.execute(failures).one()
+    by_address = db.execute(
         select(func.count())
         .select_from(LoginAttempt)
         .where(
-            column == value,  # type: ignore[arg-type]
+            LoginAttempt.client_addr == client_addr,
             LoginAttempt.succeeded.is_(False),
-            LoginAttempt.attempted_at >= since,
+            LoginAttempt.attempted_at >= now - limits.window,
         )
+    ).scalar_one()
+    return throttle.History(int(consecutive), last_failure, known, int(by_address))
+
+
+def _refusal(
+    db: Session, limits: throttle.Limits, username: str, client_addr: str
+) -> throttle.Refusal | None:
+    now = utcnow()
+    return throttle.refusal(_history(db, limits, username, client_addr, now), limits, now)
+
+
+def _throttled(found: throttle.Refusal, username: str) -> Throttled:
+    return Throttled(
+        throttle.message(found),
+        audit=[PendingAudit("auth.login", "user", outcome="throttled", detail=username)],
+        retry_after_seconds=found.retry_after_seconds,
     )
-    return int(db.execute(query).scalar_one())
 
 
 def check_throttle(db: Session, settings: Settings, username: str, client_addr: str) -> None:
-    since = utcnow() - dt.timedelta(minutes=settings.login_throttle_window_minutes)
-    by_user = _failures_since(db, LoginAttempt.username, username, since)
-    by_addr = _failures_since(db, LoginAttempt.client_addr, client_addr, since)
-    if by_user >= settings.login_max_failures_per_user or by_addr >= settings.login_max_failures_per_address:
-        raise Throttled(
-            f"Too many failed log-in attempts. Wait {settings.login_throttle_window_minutes} "
-            "minutes and try again, or ask your clinic admin to reset your password.",
-            audit=[PendingAudit("auth.login", "user", outcome="throttled", detail=username)],
-        )
+    """Lock the account's and the address's attempt counters until the transaction ends (so
+    parallel attempts are counted one after the other), then refuse when a limit is reached.
+    The caller records the attempt in the same transaction."""
+    lock_keys(db, *_attempt_keys(username, client_addr))
+    if found := _refusal(db, attempt_limits(settings), username, client_addr):
+        raise _throttled(found, username)
+
+
+PASSWORD_SET_MARK = "(password set)"  # noqa: S105 (not a password) the client_addr of the success a new password records
+
+
+def record_attempt(db: Session, username: str, client_addr: str, succeeded: bool) -> None:
+    db.add(
+        LoginAttempt(username=username, client_addr=client_addr, succeeded=succeeded, attempted_at=utcnow())
+    )
+    db.flush()
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    ok: bool
+    refused: str | None = None  # why the password was not checked at all (a limit)
+
+
+def check_passwords(
+    db: Session, limits: throttle.Limits, people: list[tuple[User, str]], client_addr: str
+) -> list[PasswordCheck]:
+    """Passwords typed on someone else's session (a witness confirming a waste): each counts
+    towards its owner's limits exactly like a log-in. All the counters are locked at once,
+    so two such checks never wait on each other in opposite orders."""
+    keys = [key for user, _ in people for key in _attempt_keys(user.username, client_addr)]
+    lock_keys(db, *keys)
+    results: list[PasswordCheck] = []
+    for user, password in people:
+        if found := _refusal(db, limits, user.username, client_addr):
+            results.append(PasswordCheck(False, throttle.message(found)))
+            continue
+        ok = verify_password(user.password_hash, password)
+        record_attempt(db, user.username, client_addr, ok)
+        results.append(PasswordCheck(ok))
+    return results
 
 
 def login(
@@ -99,7 +199,7 @@ def login(
     user = db.execute(select(User).where(User.username == username)).scalar_one_or_none()
     valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not valid or not user.is_active:
-        db.add(LoginAttempt(username=username, client_addr=client_addr, succeeded=False))
+        record_attempt(db, username, client_addr, False)
         audit.record(
             db,
             None,
@@ -115,7 +215,7 @@ def login(
         return None
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    db.add(LoginAttempt(username=username, client_addr=client_addr, succeeded=True))
+    record_attempt(db, username, client_addr, True)
     mfa_pending = user.role_enum in MFA_REQUIRED_ROLES or user.totp_enrolled
     token = secrets.token_urlsafe(32)
     login_session = LoginSession(
@@ -148,8 +248,9 @@ class ActiveSession:
     user: User
 
 
-def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSession:
-    """The live session behind a cookie token; ends it if idle too long. Touches last_seen_at."""
+def resolve_session(db: Session, settings: Settings, token: str, *, touch: bool = True) -> ActiveSession:
+    """The live session behind a cookie token; ends it if idle too long. Touches last_seen_at
+    unless ``touch`` is False (a page's own background poll is not a person's activity)."""
     login_session = db.execute(
         select(LoginSession).where(LoginSession.token_sha256 == sha256_hex(token))
     ).scalar_one_or_none()
@@ -187,9 +288,17 @@ def resolve_session(db: Session, settings: Settings, token: str) -> ActiveSessio
             after_rollback=[close],
         )
     # Touching the row at most every 30 seconds is enough to track idleness and keeps reads cheap.
-    if now - login_session.last_seen_at > dt.timedelta(seconds=30):
+    if touch and now - login_session.last_seen_at > dt.timedelta(seconds=30):
         login_session.last_seen_at = now
     return ActiveSession(login_session, user)
+
+
+def rotate_session_token(login_session: LoginSession) -> str:
+    """A new cookie token for the session (when two-factor completes): a token observed before
+    the account was fully authenticated is worthless after."""
+    token = secrets.token_urlsafe(32)
+    login_session.token_sha256 = sha256_hex(token)
+    return token
 
 
 def principal_for(user: User, active: LoginSession | None, client_addr: str | None) -> Principal:
@@ -245,9 +354,9 @@ def reauthenticate(
     check_throttle(db, settings, user.username, actor.client_addr or "")
     ok = verify_password(user.password_hash, password)
     if ok and user.totp_enrolled:
-        ok = totp_matches(user, totp_code or "")
+        ok = use_totp_code(db, user, totp_code or "")
     if not ok:
-        db.add(LoginAttempt(username=user.username, client_addr=actor.client_addr or "", succeeded=False))
+        record_attempt(db, user.username, actor.client_addr or "", False)
         audit.record(db, actor, "auth.reauthenticate", "user", resource_id=user.id, outcome="failure")
         return False
     login_session.reauthenticated_at = utcnow()
@@ -263,8 +372,10 @@ def recently_authenticated(settings: Settings, login_session: LoginSession) -> b
 # --- two-factor (TOTP) -------------------------------------------------------------------
 
 
-def totp_matches(user: User, code: str) -> bool:
-    """A code from the current step or one either side (clock drift), each step usable once."""
+def use_totp_code(db: Session, user: User, code: str) -> bool:
+    """A code from the current step or one either side (clock drift), each step usable once
+    (RFC 6238 section 5.2): the step is claimed with a conditional UPDATE, so of two requests
+    sending the same code at the same moment exactly one succeeds."""
     if not user.totp_secret:
         return False
     code = code.strip().replace(" ", "")
@@ -274,9 +385,15 @@ def totp_matches(user: User, code: str) -> bool:
     now_step = int(time.time()) // totp.interval
     for step in (now_step - 1, now_step, now_step + 1):
         if hmac.compare_digest(totp.at(step * totp.interval), code):
-            if user.totp_last_step is not None and step <= user.totp_last_step:
+            claimed: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+                update(User)
+                .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+                .values(totp_last_step=step)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:
                 return False
-            user.totp_last_step = step
+            set_committed_value(user, "totp_last_step", step)
             return True
     return False
 
@@ -301,7 +418,7 @@ def complete_mfa(
 ) -> bool:
     """True when the code matches; failures count towards the log-in throttle."""
     check_throttle(db, settings, user.username, login_session.client_addr or "")
-    if not totp_matches(user, code):
+    if not use_totp_code(db, user, code):
         audit.record(
             db,
             None,
@@ -313,9 +430,7 @@ def complete_mfa(
             username=user.username,
             clinic_id=user.clinic_id,
         )
-        db.add(
-            LoginAttempt(username=user.username, client_addr=login_session.client_addr or "", succeeded=False)
-        )
+        record_attempt(db, user.username, login_session.client_addr or "", False)
         return False
     if enrolling:
         user.totp_enrolled = True
@@ -355,7 +470,7 @@ def validate_new_user(data: NewUser) -> dict[str, str]:
         errors["username"] = "3 to 80 characters: lower-case letters, digits, dot, dash or underscore."
     if not data.full_name.strip():
         errors["full_name"] = "Enter the person's full name."
-    if problem := password_problem(data.password):
+    if problem := password_problem(data.password, [data.username, data.full_name, data.email]):
         errors["password"] = problem
     if data.role == Role.prescriber and data.prescriber_kind is None:
         errors["prescriber_kind"] = "Say whether the prescriber is a physician or a nurse practitioner."
@@ -460,9 +575,11 @@ def set_active(db: Session, actor: Principal, user: User, active: bool) -> None:
 
 
 def set_password(db: Session, actor: Principal | None, user: User, password: str) -> None:
-    if problem := password_problem(password):
+    if problem := password_problem(password, [user.username, user.full_name, user.email]):
         raise InvalidInput(errors={"password": problem})
     user.password_hash = hash_password(password)
+    # A new password ends the run of failures of the old one (the attempt limits restart).
+    record_attempt(db, user.username, PASSWORD_SET_MARK, True)
     for login_session in _open_sessions(db, user.id):
         if actor is None or login_session.id != actor.login_session_id:
             end_session(db, login_session, "password_changed")

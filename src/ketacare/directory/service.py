@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
-from ketacare.db import utcnow
+from ketacare.db import lock_keys, utcnow
 from ketacare.directory import costs, geo, tokens, vetting
 from ketacare.directory.models import (
     ClinicProfile,
@@ -60,7 +60,10 @@ def record_hit(db: Session, form: str, hashed_addr: str) -> None:
 
 
 def throttle(db: Session, form: str, hashed_addr: str) -> None:
-    """Refuse the submission once the address reached the form's hourly limit; else count it."""
+    """Refuse the submission once the address reached the form's hourly limit; else count it.
+    The address's counter is locked until the transaction ends, so parallel submissions are
+    counted one after the other and never all pass the same check."""
+    lock_keys(db, f"form-hits:{form}:{hashed_addr}")
     since = utcnow() - RATE_WINDOW
     used = db.execute(
         select(func.count())
@@ -440,10 +443,17 @@ def cancel(db: Session, secret_key: str, token: str, now: dt.datetime) -> Consul
     if row.status == "cancelled":
         return row
     slot_id = row.slot_id
-    row.status = "cancelled"
-    row.cancelled_at = now
-    row.slot_id = None
-    db.flush()
+    # A conditional UPDATE: of two uses of the same link at once exactly one cancels (and
+    # reopens the slot); the other finds the request already cancelled.
+    done: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+        update(ConsultationRequest)
+        .where(ConsultationRequest.id == row.id, ConsultationRequest.status != "cancelled")
+        .values(status="cancelled", cancelled_at=now, slot_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(row)
+    if done.rowcount != 1:
+        return row
     if slot_id is not None:
         db.execute(
             update(ConsultationSlot)

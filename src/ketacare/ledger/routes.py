@@ -46,7 +46,7 @@ from ketacare.ledger.schemas import (
 )
 from ketacare.patients import service as patients
 from ketacare.validation import ReasonableDate, parse, reasonable_date
-from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.deps import DbSession, RowId, SettingsDep, require
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
 
@@ -301,15 +301,19 @@ def api_receipt(db: DbSession, actor: Writer, body: ReceiptIn) -> dict[str, Any]
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/waste", status_code=201, tags=["ledger"])
-def api_waste(db: DbSession, actor: WriterSensitive, lot_id: RowId, body: WasteIn) -> dict[str, Any]:
-    return entry_out(service.record_waste_in(db, actor, lot_id, body))
+def api_waste(
+    db: DbSession, settings: SettingsDep, actor: WriterSensitive, lot_id: RowId, body: WasteIn
+) -> dict[str, Any]:
+    limits = service.attempt_limits(settings)
+    return entry_out(service.record_waste_in(db, actor, lot_id, body, limits))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/destructions", status_code=201, tags=["ledger"])
 def api_destruction(
-    db: DbSession, actor: WriterSensitive, lot_id: RowId, body: DestructionIn
+    db: DbSession, settings: SettingsDep, actor: WriterSensitive, lot_id: RowId, body: DestructionIn
 ) -> dict[str, Any]:
-    return entry_out(service.record_destruction(db, actor, lot_id, body))
+    limits = service.attempt_limits(settings)
+    return entry_out(service.record_destruction(db, actor, lot_id, body, limits=limits))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/adjustments", status_code=201, tags=["ledger"])
@@ -742,22 +746,33 @@ def _lot_action(
 
 @router.post("/ledger/lots/{lot_id}/waste", include_in_schema=False)
 def waste_page(
-    request: Request, db: DbSession, actor: WriterSensitive, lot_id: RowId, form: FormData
+    request: Request,
+    db: DbSession,
+    settings: SettingsDep,
+    actor: WriterSensitive,
+    lot_id: RowId,
+    form: FormData,
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        service.record_waste_in(db, actor, lot_id, parse(WasteIn, data))
+        service.record_waste_in(db, actor, lot_id, parse(WasteIn, data), service.attempt_limits(settings))
 
     return _lot_action(request, db, actor, lot_id, "waste", form, act)
 
 
 @router.post("/ledger/lots/{lot_id}/destruction", include_in_schema=False)
 def destruction_page(
-    request: Request, db: DbSession, actor: WriterSensitive, lot_id: RowId, form: FormData
+    request: Request,
+    db: DbSession,
+    settings: SettingsDep,
+    actor: WriterSensitive,
+    lot_id: RowId,
+    form: FormData,
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        service.record_destruction(db, actor, lot_id, parse(DestructionIn, data))
+        limits = service.attempt_limits(settings)
+        service.record_destruction(db, actor, lot_id, parse(DestructionIn, data), limits=limits)
 
     return _lot_action(request, db, actor, lot_id, "destruction", form, act)
 

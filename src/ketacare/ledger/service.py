@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from ketacare import integrity
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
-from ketacare.auth.passwords import verify_password
+from ketacare.auth import throttle
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
+from ketacare.config import Settings
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.knowledge import products as products_knowledge
@@ -91,6 +92,11 @@ def permissions(actor: Principal) -> frozenset[Permission]:
 
 def now() -> dt.datetime:
     return utcnow()
+
+
+def attempt_limits(settings: Settings) -> throttle.Limits:
+    """The password-attempt limits a witness's password is checked under."""
+    return auth.attempt_limits(settings)
 
 
 def clinic_name(db: Session, clinic_id: int) -> str:
@@ -736,23 +742,41 @@ def witness_options(
     ]
 
 
-def _witness(db: Session, actor: Principal, user_id: int, password: str) -> tuple[rules.Witness | None, str]:
-    try:
-        user = auth.staff_user(db, actor, user_id)
-    except NotFound:
-        return None, ""
-    ok = verify_password(user.password_hash, password)
-    return (
-        rules.Witness(user.id, user.clinic_id, user.role, user.is_active, ok),
-        f"{user.full_name} ({user.username})",
-    )
+def _witnesses(
+    db: Session, actor: Principal, limits: throttle.Limits, named: list[tuple[str, int, str]]
+) -> tuple[list[tuple[rules.Witness | None, str]], dict[str, str]]:
+    """The named witnesses (field, user id, password), each password checked against and
+    counted towards its owner's log-in limits (a wrong one is a failed attempt; a witness whose
+    limit is reached is not checked). Returns each witness and the limit refusals by field."""
+    found: list[tuple[str, Any, str]] = []  # (field, the user or None, password)
+    for field_name, user_id, password in named:
+        try:
+            found.append((field_name, auth.staff_user(db, actor, user_id), password))
+        except NotFound:
+            found.append((field_name, None, password))
+    people = [(user, password) for _, user, password in found if user is not None]
+    checks = iter(auth.check_passwords(db, limits, people, actor.client_addr or ""))
+    out: list[tuple[rules.Witness | None, str]] = []
+    refused: dict[str, str] = {}
+    for field_name, user, _ in found:
+        if user is None:
+            out.append((None, ""))
+            continue
+        check = next(checks)
+        if check.refused:
+            refused[field_name] = check.refused
+        witness = rules.Witness(user.id, user.clinic_id, user.role, user.is_active, check.ok)
+        out.append((witness, f"{user.full_name} ({user.username})"))
+    return out, refused
 
 
 def _witness_failure(errors: dict[str, str], action: str) -> InvalidInput:
-    """Refused witness confirmations are audited after the rollback (a password was tried)."""
+    """Refused witness confirmations are audited, and the failed attempt is kept: it counts
+    towards the witness's log-in limit (nothing else was written before the check)."""
     return InvalidInput(
         errors=errors,
         audit=[PendingAudit(action, "ledger_witness", outcome="failure", detail="; ".join(errors.values()))],
+        keep_writes=True,
     )
 
 
@@ -771,6 +795,7 @@ def record_waste(
     witness_password: str,
     session_id: int | None = None,
     occurred_at: dt.datetime | None = None,
+    limits: throttle.Limits | None = None,
 ) -> LedgerEntry:
     """The unused remainder of a container, wasted in front of a second nurse or prescriber who
     confirms with their own password on the same screen. The actor re-authenticated (the route is
@@ -786,7 +811,12 @@ def record_waste(
         errors["amount"] = problem
     if len(reason.strip()) < 3:
         errors["reason"] = "Say why the amount was wasted."
-    witness, witness_name = _witness(db, actor, witness_user_id, witness_password)
+    checked, refused = _witnesses(
+        db, actor, limits or auth.attempt_limits(), [("witness_user_id", witness_user_id, witness_password)]
+    )
+    witness, witness_name = checked[0]
+    if refused:
+        raise InvalidInput(errors={**errors, **refused})
     if problem := rules.waste_witness_problem(actor.user_id, actor.clinic_id, witness):
         errors["witness_user_id"] = problem
         if witness is not None and not witness.password_ok:
@@ -825,7 +855,9 @@ def record_waste(
     return entry
 
 
-def record_waste_in(db: Session, actor: Principal, lot_id: int, data: WasteIn) -> LedgerEntry:
+def record_waste_in(
+    db: Session, actor: Principal, lot_id: int, data: WasteIn, limits: throttle.Limits | None = None
+) -> LedgerEntry:
     """The page and API form of ``record_waste``: the amount may be typed in mg or mL."""
     _lot_row, prod, _reg = _lot(db, actor, lot_id)
     return record_waste(
@@ -838,6 +870,7 @@ def record_waste_in(db: Session, actor: Principal, lot_id: int, data: WasteIn) -
         witness_password=data.witness_password,
         session_id=data.session_id,
         occurred_at=data.occurred_at,
+        limits=limits,
     )
 
 
@@ -972,7 +1005,12 @@ def record_return(
 
 
 def record_destruction(
-    db: Session, actor: Principal, lot_id: int, data: DestructionIn, now: dt.datetime | None = None
+    db: Session,
+    actor: Principal,
+    lot_id: int,
+    data: DestructionIn,
+    now: dt.datetime | None = None,
+    limits: throttle.Limits | None = None,
 ) -> LedgerEntry:
     """An on-site destruction with the data of DEA Form 41 and two witnessing employees, each
     confirming with their own password (knowledge: destruction)."""
@@ -995,8 +1033,18 @@ def record_destruction(
             )
     if problem := rules.take_problem(lot.balance_ug, amount, prod.strength_mg_per_ml):
         errors["amount"] = problem
-    first, first_name = _witness(db, actor, data.witness_user_id, data.witness_password)
-    second, second_name = _witness(db, actor, data.witness2_user_id, data.witness2_password)
+    checked, refused = _witnesses(
+        db,
+        actor,
+        limits or auth.attempt_limits(),
+        [
+            ("witness_user_id", data.witness_user_id, data.witness_password),
+            ("witness2_user_id", data.witness2_user_id, data.witness2_password),
+        ],
+    )
+    if refused:
+        raise InvalidInput(errors={**errors, **refused})
+    (first, first_name), (second, second_name) = checked
     witness_problems = rules.destruction_witness_problems(actor.clinic_id, first, second)
     if witness_problems:
         errors.update(witness_problems)

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from ketacare.audit import service as audit
@@ -422,6 +422,19 @@ def enter_answers(
 
 
 def _store(db: Session, row: FollowUp, values: Mapping[str, int], now: dt.datetime, via: str) -> None:
+    """Claim the questionnaire with a conditional UPDATE (open -> completed) before storing the
+    answers: of two submissions at once (a link sent twice, a link and a staff entry) exactly
+    one stores answers; the other is told it was already sent in."""
+    claimed: CursorResult[Any] = db.execute(  # type: ignore[assignment]
+        update(FollowUp)
+        .where(FollowUp.id == row.id, FollowUp.status.in_(OPEN))
+        .values(status="completed", completed_at=now, completed_via=via, draft={})
+        .execution_options(synchronize_session=False)
+    )
+    db.refresh(row)
+    if claimed.rowcount != 1:
+        used = row.status == "completed"
+        raise InvalidInput(errors={"form": LINK_MESSAGES["used" if used else "cancelled"]})
     catalogue = instruments()
     for name, value in values.items():
         key, _, item = name.partition(".")
@@ -451,10 +464,6 @@ def _store(db: Session, row: FollowUp, values: Mapping[str, int], now: dt.dateti
                     answered_at=now,
                 )
             )
-    row.status = "completed"
-    row.completed_at = now
-    row.completed_via = via
-    row.draft = {}
     db.flush()
 
 

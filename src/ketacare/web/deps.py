@@ -29,9 +29,10 @@ from ketacare.errors import (
     PendingAudit,
     ReauthenticationRequired,
 )
-from ketacare.web import csrf
+from ketacare.web import csrf, forwarded
 
-SESSION_COOKIE = "ketacare_session"
+SESSION_COOKIE = csrf.SESSION_COOKIE
+BACKGROUND_HEADER = "x-ketacare-background"
 PERMISSION_MARKER = "__ketacare_permission__"
 
 
@@ -41,7 +42,19 @@ class MfaPending(NotAuthenticated):
 
 
 def client_addr(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address; ``X-Forwarded-For`` counts only from a trusted proxy."""
+    settings: Settings = request.app.state.settings
+    return forwarded.client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxy_networks,
+    )
+
+
+def is_background(request: Request) -> bool:
+    """A request the page makes by itself (the live board's poll), not a person's action: it
+    is answered but does not count as activity for the idle timeout."""
+    return request.headers.get(BACKGROUND_HEADER) == "poll"
 
 
 def get_settings(request: Request) -> Settings:
@@ -61,7 +74,10 @@ def get_db(request: Request) -> Iterator[Session]:
         yield db
         db.commit()
     except KetaCareError as exc:
-        db.rollback()
+        if exc.keep_writes:
+            db.commit()
+        else:
+            db.rollback()
         if exc.audit or exc.after_rollback:
             _write_pending(db, request, exc)
         raise
@@ -124,7 +140,7 @@ def _authenticate(request: Request, db: Session, settings: Settings) -> Principa
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise NotAuthenticated("Please log in.")
-    active = auth.resolve_session(db, settings, token)
+    active = auth.resolve_session(db, settings, token, touch=not is_background(request))
     principal = auth.principal_for(active.user, active.login_session, client_addr(request))
     request.state.principal = principal
     request.state.login_session = active.login_session

@@ -7,10 +7,11 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from markupsafe import escape
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ketacare.errors import (
     DatabaseUnavailable,
@@ -18,8 +19,9 @@ from ketacare.errors import (
     KetaCareError,
     NotAuthenticated,
     ReauthenticationRequired,
+    Throttled,
 )
-from ketacare.web.deps import MfaPending
+from ketacare.web.deps import MfaPending, is_background
 from ketacare.web.templating import render
 
 log = logging.getLogger("ketacare")
@@ -110,8 +112,29 @@ def _redirect(request: Request, target: str) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+HTMX_STOP_POLLING = 286  # htmx swaps the fragment and stops polling
+
+
+def _signed_out_fragment(request: Request, next_url: str, exc: KetaCareError) -> Response:
+    """A live board whose login ended shows so, with a way back in, and stops polling."""
+    reason = "&reason=idle" if exc.slug == "session-expired" else ""
+    text = escape(str(exc)) if exc.slug == "session-expired" else "Your login has ended."
+    body = (
+        '<p class="signed-out" role="alert">Signed out — '
+        f'<a href="/login?next={next_url}{reason}">sign in again</a>. {text}</p>'
+    )
+    return HTMLResponse(body, status_code=HTMX_STOP_POLLING)
+
+
 async def handle_ketacare_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, KetaCareError)
+    response = await _ketacare_error_response(request, exc)
+    if isinstance(exc, Throttled) and exc.retry_after_seconds:
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
+
+
+async def _ketacare_error_response(request: Request, exc: KetaCareError) -> Response:
     if wants_json(request):
         return problem(request, exc.status_code, exc.title, str(exc), exc.slug, **exc.extra())
     next_url = quote(_return_path(request))
@@ -119,6 +142,8 @@ async def handle_ketacare_error(request: Request, exc: Exception) -> Response:
         return _redirect(request, f"/login/mfa?next={next_url}")
     if isinstance(exc, ReauthenticationRequired):
         return _redirect(request, f"/reauth?next={next_url}")
+    if isinstance(exc, NotAuthenticated) and is_background(request):
+        return _signed_out_fragment(request, next_url, exc)
     if isinstance(exc, NotAuthenticated):
         reason = "&reason=idle" if exc.slug == "session-expired" else ""
         return _redirect(request, f"/login?next={next_url}{reason}")

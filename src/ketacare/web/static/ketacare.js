@@ -24,6 +24,11 @@ document.addEventListener("submit", (event) => {
   });
   document.addEventListener("htmx:afterSwap", (event) => {
     const s = status();
-    if (s && event.target && event.target.id === "board") { s.textContent = "Live"; s.classList.remove("offline"); }
+    if (!s || !event.target || event.target.id !== "board") return;
+    if (event.target.querySelector(".signed-out")) {
+      s.textContent = "Signed out"; s.classList.add("offline");  // polling has stopped
+    } else {
+      s.textContent = "Live"; s.classList.remove("offline");
+    }
   });
 })();
