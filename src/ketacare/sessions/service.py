@@ -607,6 +607,16 @@ def record_administration(
     return entry
 
 
+def dose_overridden_sessions(db: Session, clinic_id: int) -> int:
+    """How many of the clinic's sessions have a dose entry given on a prescriber's override."""
+    query = (
+        select(func.count(func.distinct(Administration.session_id)))
+        .join(TreatmentSession, TreatmentSession.id == Administration.session_id)
+        .where(TreatmentSession.clinic_id == clinic_id, Administration.override_reason.is_not(None))
+    )
+    return int(db.execute(query).scalar_one())
+
+
 def _other_sessions_today_mg(db: Session, row: TreatmentSession, at: dt.datetime) -> float:
     """Ketamine given to the patient in other sessions on the same clinic-local day as ``at``."""
     zone = zoneinfo.ZoneInfo(clinic_zone(db, row.clinic_id))
