@@ -52,13 +52,13 @@ def test_stepped_titration_0_2_0_4_0_6() -> None:
     assert titration(0.6, p.titration_start, p.titration_step, 3) == [0.2, 0.4, 0.6]
 
 
-def test_infusion_above_2_mg_per_kg_h_needs_an_override() -> None:
-    """ASRA-2018 (GC): infusion 0.5-2 mg/kg/h outside ICU."""
+def test_infusion_above_2_mg_per_kg_h_is_refused_even_with_a_reason() -> None:
+    """ASRA/AAPM/ASA 2018: infusion 0.5-2 mg/kg/h outside ICU; hard block above it."""
     calc = calculate(req("single_day_4h", dose=2.5))
-    assert "infusion_max" in codes(calc, OVERRIDE) and not calc.allowed
+    assert "infusion_max" in codes(calc, BLOCK) and not calc.allowed
     f = next(f for f in calc.findings if f.code == "infusion_max")
-    assert "ASRA-2018" in f.source
-    assert calculate(
+    assert "ASRA/AAPM/ASA consensus guideline 2018" in f.source
+    assert not calculate(
         req("single_day_4h", dose=2.5, override_reason="refractory, discussed with team")
     ).allowed
 
@@ -66,8 +66,8 @@ def test_infusion_above_2_mg_per_kg_h_needs_an_override() -> None:
 def test_icu_limit_is_7_mg_per_kg_h() -> None:
     """ASRA-2018 (GC): up to 7 mg/kg/h used for refractory cases in ICU."""
     icu = dataclasses.replace(LIB["single_day_4h"], setting="icu", dose_max=10.0)
-    assert "infusion_max" not in codes(calculate(req(protocol=icu, dose=5.0)), OVERRIDE)
-    assert "infusion_max_icu" in codes(calculate(req(protocol=icu, dose=7.5)), OVERRIDE)
+    assert "infusion_max" not in codes(calculate(req(protocol=icu, dose=5.0)), BLOCK)
+    assert "infusion_max_icu" in codes(calculate(req(protocol=icu, dose=7.5)), BLOCK)
 
 
 def test_infusion_below_0_5_is_a_warning_only() -> None:
@@ -76,11 +76,11 @@ def test_infusion_below_0_5_is_a_warning_only() -> None:
     assert "infusion_min" in codes(calc, WARNING) and calc.allowed
 
 
-def test_bolus_above_0_35_mg_per_kg_needs_an_override() -> None:
-    """ASRA-2018 (GC): bolus up to 0.35 mg/kg (applied to IM by analogy, design)."""
+def test_bolus_above_0_35_mg_per_kg_is_refused() -> None:
+    """ASRA/AAPM/ASA 2018: bolus up to 0.35 mg/kg (applied to IM by analogy, design)."""
     calc = calculate(req("im_injection", dose=0.5))
-    assert {"bolus_max", "protocol_max"} <= codes(calc, OVERRIDE)
-    assert "ASRA-2018" in next(f for f in calc.findings if f.code == "bolus_max").source
+    assert "bolus_max" in codes(calc, BLOCK) and "protocol_max" in codes(calc, OVERRIDE)
+    assert "ASRA/AAPM/ASA" in next(f for f in calc.findings if f.code == "bolus_max").source
     assert calculate(req("im_injection", dose=0.35)).allowed
 
 

@@ -57,7 +57,7 @@ def test_session_doses_leave_the_ledger_lot(as_role, world, db, booked) -> None:
     assert missing.status_code == 422 and "ledger" in missing.text
     start_at = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)).isoformat()
     started = nurse.api(
-        "POST", url, json={"kind": "start", "rate_mg_per_h": 60, "lot_id": lot_id, "given_at": start_at}
+        "POST", url, json={"kind": "start", "rate_mg_per_h": 28, "lot_id": lot_id, "given_at": start_at}
     )
     assert started.status_code == 201, started.text
     assert started.json()["administrations"][0]["lot"] == "L50-A"
@@ -66,7 +66,7 @@ def test_session_doses_leave_the_ledger_lot(as_role, world, db, booked) -> None:
     assert nurse.api("POST", url, json={"kind": "bolus", "dose_mg": 20, "lot_id": lot_id}).status_code == 201
     assert _balance_mg(db, lot_id) == 480
     assert nurse.api("POST", f"/api/v1/sessions/{sid}/end-dosing", json={}).status_code == 200
-    assert round(_balance_mg(db, lot_id)) == 450  # 30 minutes at 60 mg/h
+    assert round(_balance_mg(db, lot_id)) == 466  # 30 minutes at 28 mg/h (the plan's 0.35 mg/kg/h)
     drawn = db.query(LedgerEntry).filter_by(session_id=sid).all()
     assert len(drawn) == 2 and all(e.patient_id == booked.patient_id for e in drawn)
 
@@ -77,9 +77,9 @@ def test_session_doses_leave_the_ledger_lot(as_role, world, db, booked) -> None:
         "witness_user_id": world.users["prescriber"].id,
     }
     wrong = nurse.api("POST", f"/api/v1/sessions/{sid}/waste", json={**waste, "witness_password": "not it"})
-    assert wrong.status_code == 422 and round(_balance_mg(db, lot_id)) == 450
+    assert wrong.status_code == 422 and round(_balance_mg(db, lot_id)) == 466
     ok = nurse.api("POST", f"/api/v1/sessions/{sid}/waste", json={**waste, "witness_password": PASSWORD})
     assert ok.status_code == 200, ok.text
-    assert round(_balance_mg(db, lot_id)) == 420
+    assert round(_balance_mg(db, lot_id)) == 436
     page = nurse.get(f"/sessions/{sid}")
     assert "Record witnessed waste" in page.text and "L50-A" in page.text

@@ -39,12 +39,18 @@ def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def _page(request: Request, report: Report, base: str) -> Response:
+def _page(request: Request, report: Report, base: str, overrides: tuple[int, int] | None = None) -> Response:
     figures = {k: json.dumps(v) for k, v in rendering.figures(report).items()}
     return render(
         request,
         "registry.html",
-        {"report": report, "figures": figures, "base": base, "notes": rendering.notes(report)},
+        {
+            "report": report,
+            "figures": figures,
+            "base": base,
+            "notes": rendering.notes(report),
+            "overrides": overrides,
+        },
     )
 
 
@@ -63,7 +69,8 @@ def _standalone(report: Report) -> Response:
 
 @router.get("/registry", include_in_schema=False)
 def clinic_registry(request: Request, db: DbSession, actor: Director) -> Response:
-    return _page(request, service.clinic_report(db, actor, _today()), "/registry")
+    report = service.clinic_report(db, actor, _today())
+    return _page(request, report, "/registry", service.dose_overrides(db, actor.clinic_id))
 
 
 @router.get("/registry/report.html", include_in_schema=False)

@@ -23,6 +23,15 @@ def clinic_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Rep
     return report
 
 
+def dose_overrides(db: Session, clinic_id: int) -> tuple[int, int]:
+    """How many of the clinic's plans and sessions went above a protocol's range or a plan's dose
+    on a prescriber's written override (counts only: no free text leaves the clinic's records)."""
+    from ketacare.planning import service as planning
+    from ketacare.sessions import service as sessions
+
+    return planning.dose_overridden_plans(db, clinic_id), sessions.dose_overridden_sessions(db, clinic_id)
+
+
 def research_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Report:
     """The researcher's own clinic, de-identified with small cells suppressed. (Researchers are
     members of a clinic; pooling clinics needs a server-level role that does not exist yet.)"""

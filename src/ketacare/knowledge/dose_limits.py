@@ -18,6 +18,35 @@ class DoseLimit:
     message: str
     sourced: Sourced
     min_duration_min: int | None = None
+    hard: bool = False  # the source sets the limit: refused outright, no override
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """(design) Absolute ceilings per session and per day for the protocol settings it covers;
+    None where the row sets none. The values are the hard outer bounds: a clinic may only lower
+    the day-visit ones (``planning.clinical_defaults``)."""
+
+    key: str
+    settings: tuple[str, ...]
+    session_max_mg: float | None
+    session_max_mg_per_kg: float | None
+    day_max_mg: float | None
+    day_max_mg_per_kg: float | None
+    sourced: Sourced
+
+
+@dataclass(frozen=True)
+class AdultBounds:
+    """(design) Who KetaCare doses: adults of a plausible weight."""
+
+    min_age_years: int
+    min_age: Sourced
+    weight_min_kg: float
+    weight_max_kg: float
+    weight_outer_min_kg: float
+    weight_outer_max_kg: float
+    weight: Sourced
 
 
 @dataclass(frozen=True)
@@ -61,9 +90,53 @@ def dose_limits() -> dict[str, DoseLimit]:
             message=row["message"],
             sourced=Sourced(row["source"], row["tag"]),
             min_duration_min=row.get("min_duration_min"),
+            hard=bool(row.get("hard", False)),
         )
         for row in rows
     }
+
+
+def _opt(row: dict[str, object], key: str) -> float | None:
+    value = row.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+@cache
+def ceilings() -> tuple[Ceiling, ...]:
+    return tuple(
+        Ceiling(
+            key=row["key"],
+            settings=tuple(row["settings"]),
+            session_max_mg=_opt(row, "session_max_mg"),
+            session_max_mg_per_kg=_opt(row, "session_max_mg_per_kg"),
+            day_max_mg=_opt(row, "day_max_mg"),
+            day_max_mg_per_kg=_opt(row, "day_max_mg_per_kg"),
+            sourced=Sourced(row["source"], row["tag"]),
+        )
+        for row in _load("dose_limits.toml")["ceiling"]
+    )
+
+
+def ceiling_for(setting: str) -> Ceiling:
+    """The ceiling row covering a protocol setting; every setting has one (a test checks)."""
+    for row in ceilings():
+        if setting in row.settings:
+            return row
+    raise KeyError(setting)
+
+
+@cache
+def adult_bounds() -> AdultBounds:
+    a = _load("dose_limits.toml")["adult"]
+    return AdultBounds(
+        min_age_years=int(a["min_age_years"]),
+        min_age=Sourced(a["min_age_source"], a["min_age_tag"]),
+        weight_min_kg=float(a["weight_min_kg"]),
+        weight_max_kg=float(a["weight_max_kg"]),
+        weight_outer_min_kg=float(a["weight_outer_min_kg"]),
+        weight_outer_max_kg=float(a["weight_outer_max_kg"]),
+        weight=Sourced(a["weight_source"], a["weight_tag"]),
+    )
 
 
 @cache
@@ -98,3 +171,8 @@ def response_criteria() -> ResponseCriteria:
         failed_series_block=int(r["failed_series_block"]),
         failed_series=Sourced(r["failed_series_block_source"], r["failed_series_block_tag"]),
     )
+
+
+def override_reason_min_chars() -> int:
+    """(design) How long a written override reason must be: a reason, not a tick box."""
+    return int(_load("dose_limits.toml")["settings"]["override_reason_min_chars"])

@@ -55,6 +55,9 @@ class Protocol:
     dose_step: float | None = None
     doses_per_day: int | None = None
     max_doses_per_episode: int | None = None
+    # A sourced, explained exception to a guideline limit this protocol's own range falls
+    # outside of (limit key -> why, naming the source); shown with the finding.
+    exceptions: dict[str, str] = field(default_factory=dict, compare=False)
     builtin: bool = True
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -96,6 +99,11 @@ def validate_protocol(row: dict[str, Any]) -> dict[str, str]:
             errors["duration_min"] = "Duration must be 0 or more minutes, interval at least 1 day."
     except (KeyError, TypeError, ValueError):
         errors["sessions_min"] = "Give sessions, duration and interval as whole numbers."
+    exceptions = row.get("exceptions") or {}
+    if not isinstance(exceptions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in exceptions.items()
+    ):
+        errors["exceptions"] = "An exception names a limit and explains it with its source."
     if not str(row.get("key") or "").strip():
         errors["key"] = "A protocol needs a key."
     if not str(row.get("name") or "").strip():
@@ -109,6 +117,7 @@ def protocol_from_row(row: dict[str, Any], *, builtin: bool) -> Protocol:
         raise ProtocolError(errors)
     known = {k: v for k, v in row.items() if k in _FIELD_NAMES}
     known["premedication"] = tuple(row.get("premedication") or ())
+    known["exceptions"] = dict(row.get("exceptions") or {})
     for name in ("dose_min", "dose_max", "dose_default"):
         known[name] = float(row[name])
     return Protocol(**known, builtin=builtin)

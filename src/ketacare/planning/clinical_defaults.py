@@ -2,7 +2,8 @@
 clinic may set for itself. Pure: the specs, the validated ranges and the values in force.
 
 Guideline limits tagged [V] (bolus 0.35 mg/kg, infusion 0.5-2 mg/kg/h, ...) are never here: they
-stay behind the audited per-plan dose override.
+are hard limits in ``planning.dosing``. The day-visit ceilings (design) are here, editable only
+below their outer bound; the adult weight bounds (design) within theirs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ketacare.knowledge.contraindications import prior_therapy_rule
-from ketacare.knowledge.dose_limits import planning_defaults
+from ketacare.knowledge.dose_limits import adult_bounds, ceiling_for, planning_defaults
 
 OWN, KNOWLEDGE = "clinic", "knowledge"
 
@@ -49,7 +50,7 @@ SPECS: tuple[Spec, ...] = (
         180,
         lambda: planning_defaults().weight_max_age_days,
         lambda: planning_defaults().weight_max_age_days_tag,
-        lambda: "dose_limits.toml: clinical-facts section 9 rule 3 gives no number of days (gap)",
+        lambda: "Design default: ASRA/AAPM/ASA 2018 doses from a measured weight and gives no number of days",
         "dose rules: an older weight blocks the plan",
     ),
     Spec(
@@ -109,8 +110,94 @@ SPECS: tuple[Spec, ...] = (
         30,
         lambda: planning_defaults().high_frequency_sessions,
         lambda: "design",
-        lambda: "dose_limits.toml: clinical-facts 1.5 gives no definition of high-dose, high-frequency",
+        lambda: (
+            "Design default: ASRA/AAPM/ASA 2018 asks for liver tests with high doses at frequent "
+            "intervals and gives no number"
+        ),
         "eligibility: such a series needs liver tests on file",
+    ),
+)
+
+
+def _day_visit(name: str) -> float:
+    value = getattr(ceiling_for("outpatient"), name)
+    assert value is not None  # the day-visit row sets all four (a test checks)
+    return float(value)
+
+
+_ASRA_FLOOR_MG = 80.0  # ASRA/AAPM/ASA 2018 session floor: a ceiling may not go below it (dose_limits.toml)
+
+
+def _ceiling_spec(key: str, label: str, unit: str, minimum: float, used_by: str) -> Spec:
+    return Spec(
+        key,
+        label,
+        unit,
+        float,
+        minimum,
+        _day_visit(key),
+        lambda: _day_visit(key),
+        lambda: ceiling_for("outpatient").sourced.tag,
+        lambda: (
+            ceiling_for("outpatient").sourced.source + " (the hard outer bound: a clinic may only lower it)"
+        ),
+        used_by,
+    )
+
+
+SPECS = (
+    *SPECS,
+    _ceiling_spec(
+        "session_max_mg",
+        "Most ketamine in one outpatient or home session",
+        "mg",
+        _ASRA_FLOOR_MG,
+        "dose rules and the administration record: a plan or entry above it is refused",
+    ),
+    _ceiling_spec(
+        "session_max_mg_per_kg",
+        "Most ketamine per kg in one outpatient or home session",
+        "mg/kg",
+        0.5,
+        "dose rules and the administration record: a plan or entry above it is refused",
+    ),
+    _ceiling_spec(
+        "day_max_mg",
+        "Most ketamine in one day (outpatient or home)",
+        "mg",
+        _ASRA_FLOOR_MG,
+        "dose rules and the administration record, across the patient's sessions that day",
+    ),
+    _ceiling_spec(
+        "day_max_mg_per_kg",
+        "Most ketamine per kg in one day (outpatient or home)",
+        "mg/kg",
+        0.5,
+        "dose rules and the administration record, across the patient's sessions that day",
+    ),
+    Spec(
+        "adult_weight_min_kg",
+        "Lowest adult weight KetaCare doses",
+        "kg",
+        float,
+        adult_bounds().weight_outer_min_kg,
+        adult_bounds().weight_max_kg,
+        lambda: adult_bounds().weight_min_kg,
+        lambda: adult_bounds().weight.tag,
+        lambda: adult_bounds().weight.source,
+        "dose rules and the administration record: a lighter weight is refused, not dosed",
+    ),
+    Spec(
+        "adult_weight_max_kg",
+        "Highest adult weight KetaCare doses",
+        "kg",
+        float,
+        adult_bounds().weight_min_kg,
+        adult_bounds().weight_outer_max_kg,
+        lambda: adult_bounds().weight_max_kg,
+        lambda: adult_bounds().weight.tag,
+        lambda: adult_bounds().weight.source,
+        "dose rules and the administration record: a heavier weight is refused, not dosed",
     ),
 )
 SPEC_BY_KEY = {s.key: s for s in SPECS}
@@ -126,6 +213,12 @@ class ClinicalDefaults:
     prior_therapies_minimum: int
     psychotomimetic_long_min: float
     high_frequency_sessions: int
+    session_max_mg: float
+    session_max_mg_per_kg: float
+    day_max_mg: float
+    day_max_mg_per_kg: float
+    adult_weight_min_kg: float
+    adult_weight_max_kg: float
     own: frozenset[str] = field(default_factory=frozenset)
 
     def origin(self, key: str) -> str:
@@ -157,6 +250,12 @@ def resolve(overrides: Mapping[str, float | None]) -> ClinicalDefaults:
         prior_therapies_minimum=int(values["prior_therapies_minimum"]),
         psychotomimetic_long_min=float(values["psychotomimetic_long_min"]),
         high_frequency_sessions=int(values["high_frequency_sessions"]),
+        session_max_mg=float(values["session_max_mg"]),
+        session_max_mg_per_kg=float(values["session_max_mg_per_kg"]),
+        day_max_mg=float(values["day_max_mg"]),
+        day_max_mg_per_kg=float(values["day_max_mg_per_kg"]),
+        adult_weight_min_kg=float(values["adult_weight_min_kg"]),
+        adult_weight_max_kg=float(values["adult_weight_max_kg"]),
         own=frozenset(own),
     )
 

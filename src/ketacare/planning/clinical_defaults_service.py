@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from ketacare.audit import service as audit
 from ketacare.auth.principal import Principal
-from ketacare.planning.clinical_defaults import SPECS, ClinicalDefaults, resolve
+from ketacare.errors import InvalidInput
+from ketacare.planning.clinical_defaults import SPEC_BY_KEY, SPECS, ClinicalDefaults, resolve
 from ketacare.planning.models import ClinicClinicalDefaults
 from ketacare.planning.schemas import ClinicalDefaultsIn
 
@@ -55,6 +56,15 @@ def save(db: Session, actor: Principal, data: ClinicalDefaultsIn) -> ClinicalDef
         setattr(row, spec.key, new)
         changes.append(
             f"{spec.key}: {_shown(old, spec.knowledge_value)} -> {_shown(new, spec.knowledge_value)}"
+        )
+    low = row.adult_weight_min_kg or SPEC_BY_KEY["adult_weight_min_kg"].knowledge_value
+    high = row.adult_weight_max_kg or SPEC_BY_KEY["adult_weight_max_kg"].knowledge_value
+    if low >= high:
+        raise InvalidInput(
+            errors={
+                "adult_weight_min_kg": f"The lowest adult weight ({low:g} kg) must be below "
+                f"the highest ({high:g} kg)."
+            }
         )
     row.updated_by_id = actor.user_id
     row.updated_at = dt.datetime.now(dt.UTC)

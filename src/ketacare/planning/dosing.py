@@ -1,25 +1,37 @@
 """Dose calculation and limits: pure functions, each finding with its source.
 
 Severity: ``block`` stops the plan outright (stale weight, wrong unit, protocol without a
-source); ``override`` stops it unless a prescriber writes a reason (above a protocol's or the
-guideline's limit); ``warning`` is shown beside the plan (below the guideline range, under
-the ASRA session floor).
+source, a child or an implausible weight, a rate or dose above a limit its source sets, above an
+absolute ceiling); ``override`` stops it unless a prescriber writes a reason (above the
+protocol's own range: a judgement call); ``warning`` is shown beside the plan (below the
+guideline range, under the ASRA session floor), naming the protocol's sourced exception if it has
+one. Every number comes from ``knowledge/data/dose_limits.toml`` or the clinic's defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
 
-from ketacare.knowledge.dose_limits import dose_limits, planning_defaults
+from ketacare.knowledge.dose_limits import (
+    DoseLimit,
+    adult_bounds,
+    ceiling_for,
+    dose_limits,
+    override_reason_min_chars,
+    planning_defaults,
+)
 from ketacare.knowledge.protocols import Protocol, validate_protocol
 from ketacare.planning.clinical_defaults import ClinicalDefaults, knowledge_defaults
 
 BLOCK, OVERRIDE, WARNING = "block", "override", "warning"
 MIN_PER_H = 60.0
+H_PER_DAY = 24.0
 WEIGHT_BASED = ("mg/kg/h", "mg/kg", "mg/kg/day")
-MIN_OVERRIDE_REASON_CHARS = 10  # (design) a written reason, not a tick box
+MIN_OVERRIDE_REASON_CHARS = override_reason_min_chars()  # (design) a written reason, not a tick box
+DAY_VISIT = ("outpatient", "home")  # settings whose ceilings the clinic may lower
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class DoseRequest:
     # The clinic's values in force for the clinic-editable defaults (weight age, increments);
     # None = the knowledge defaults.
     clinic: ClinicalDefaults | None = None
+    age_years: int | None = None  # None: not known to this check (the caller checks age itself)
 
     @property
     def in_force(self) -> ClinicalDefaults:
@@ -190,7 +203,7 @@ def _structural(req: DoseRequest) -> list[Finding]:
                 "weight_missing",
                 BLOCK,
                 "No weight on the record: record today's weight before dosing.",
-                "clinical-facts section 9 rule 3 (mg/kg from a measured weight)",
+                "ASRA/AAPM/ASA consensus guideline 2018: doses in mg/kg, from a measured weight",
                 "V",
                 "weight",
             )
@@ -204,11 +217,13 @@ def _structural(req: DoseRequest) -> list[Finding]:
                     BLOCK,
                     f"The weight was measured {age_days} days ago; plans need one from the last "
                     f"{max_age} days ({age_note}).",
-                    "clinical-facts section 9 rule 3; the number of days is a clinic default",
+                    "ASRA/AAPM/ASA consensus guideline 2018 doses from a measured weight; the number of "
+                    "days is a clinic default",
                     defaults.weight_max_age_days_tag,
                     "weight",
                 )
             )
+    out += adult_findings(req.age_years, req.weight_kg if needs_weight else None, clinic)
     if req.concentration_mg_per_ml not in defaults.product_concentrations_mg_per_ml:
         strengths = ", ".join(f"{c:g}" for c in defaults.product_concentrations_mg_per_ml)
         out.append(
@@ -279,6 +294,139 @@ def _structural(req: DoseRequest) -> list[Finding]:
     return out
 
 
+def adult_findings(age_years: int | None, weight_kg: float | None, clinic: ClinicalDefaults) -> list[Finding]:
+    """An adult programme: a child, or a weight outside the clinic's adult bounds, is refused."""
+    bounds, out = adult_bounds(), []
+    if age_years is not None and age_years < bounds.min_age_years:
+        out.append(
+            Finding(
+                "not_adult",
+                BLOCK,
+                f"The patient is {age_years}: KetaCare doses adults ({bounds.min_age_years} or older) only.",
+                bounds.min_age.source,
+                bounds.min_age.tag,
+                "weight",
+            )
+        )
+    low, high = clinic.adult_weight_min_kg, clinic.adult_weight_max_kg
+    if weight_kg is not None and not low <= weight_kg <= high:
+        out.append(
+            Finding(
+                "weight_out_of_bounds",
+                BLOCK,
+                f"A weight of {weight_kg:g} kg is outside the adult dosing bounds of {low:g}-{high:g} kg "
+                f"({clinic.note('adult_weight_min_kg')}): check the weight; it is not dosed here.",
+                bounds.weight.source,
+                bounds.weight.tag,
+                "weight",
+            )
+        )
+    return out
+
+
+def _with_exception(p: Protocol, limit: DoseLimit, text: str) -> tuple[str, str]:
+    """A warning's message and source; with the protocol's sourced exception, both sources."""
+    why = p.exceptions.get(limit.key)
+    if not why:
+        return text, limit.sourced.source
+    return f"{text} This protocol's rate is sourced: {why}", f"{limit.sourced.source}; {p.source}"
+
+
+def rate_cap(setting: str) -> DoseLimit:
+    """The infusion ceiling for a protocol setting: 7 mg/kg/h in an ICU setting, else 2."""
+    limits = dose_limits()
+    return limits["infusion_max_icu"] if setting == "icu" else limits["infusion_max"]
+
+
+def _setting_label(setting: str) -> str:
+    return "an ICU setting" if setting == "icu" else f"{setting} setting, not an ICU"
+
+
+@dataclass(frozen=True)
+class CeilingsInForce:
+    session_max_mg: float | None
+    session_max_mg_per_kg: float | None
+    day_max_mg: float | None
+    day_max_mg_per_kg: float | None
+    source: str
+    tag: str
+    note: str
+
+
+def ceilings_in_force(setting: str, clinic: ClinicalDefaults) -> CeilingsInForce:
+    """The absolute ceilings for a setting: the clinic's (lowered) values for day visits."""
+    row = ceiling_for(setting)
+    if setting in DAY_VISIT:
+        own = any(k in clinic.own for k in ("session_max_mg", "session_max_mg_per_kg", "day_max_mg"))
+        return CeilingsInForce(
+            clinic.session_max_mg,
+            clinic.session_max_mg_per_kg,
+            clinic.day_max_mg,
+            clinic.day_max_mg_per_kg,
+            row.sourced.source,
+            row.sourced.tag,
+            "the clinic's own ceiling" if own else "design default, clinic-editable downwards",
+        )
+    return CeilingsInForce(
+        row.session_max_mg,
+        row.session_max_mg_per_kg,
+        row.day_max_mg,
+        row.day_max_mg_per_kg,
+        row.sourced.source,
+        row.sourced.tag,
+        "design default",
+    )
+
+
+def ceiling_problems(
+    what: str,
+    mg: float,
+    weight_kg: float | None,
+    top_mg: float | None,
+    top_mg_per_kg: float | None,
+    note: str,
+) -> list[str]:
+    """Messages for an amount above a ceiling in mg or mg/kg (empty when within both)."""
+    out = []
+    if top_mg is not None and mg > top_mg + 1e-9:
+        out.append(f"{what} would reach {mg:g} mg, above the ceiling of {top_mg:g} mg ({note}).")
+    if top_mg_per_kg is not None and weight_kg:
+        per_kg = round(mg / weight_kg, 2)
+        if per_kg > top_mg_per_kg + 1e-9:
+            out.append(
+                f"{what} would reach {per_kg:g} mg/kg ({mg:g} mg at {weight_kg:g} kg), above the ceiling "
+                f"of {top_mg_per_kg:g} mg/kg ({note})."
+            )
+    return out
+
+
+def _ceilings(req: DoseRequest, sessions: list[SessionDose]) -> list[Finding]:
+    p = req.protocol
+    c = ceilings_in_force(p.setting, req.in_force)
+    continuous = req.duration_min > MIN_PER_H * H_PER_DAY
+    per_episode = p.max_doses_per_episode or 1
+    messages: list[str] = []
+    for s in sessions:
+        if s.dose_mg is None:
+            continue
+        session_mg = round(s.dose_mg * per_episode, 1)
+        if continuous:
+            rate = s.rate_mg_per_h if s.rate_mg_per_h is not None else 0.0
+            day_mg = round(rate * H_PER_DAY, 1)
+        else:
+            day_mg = session_mg  # sessions are at least a day apart
+            what = f"Session {s.number}" + (f" ({per_episode} doses)" if per_episode > 1 else "")
+            messages += ceiling_problems(
+                what, session_mg, req.weight_kg, c.session_max_mg, c.session_max_mg_per_kg, c.note
+            )
+        messages += ceiling_problems(
+            f"Day {s.number}", day_mg, req.weight_kg, c.day_max_mg, c.day_max_mg_per_kg, c.note
+        )
+        if messages:
+            break  # the first session past a ceiling says enough
+    return [Finding("ceiling", BLOCK, " ".join(messages), c.source, c.tag)] if messages else []
+
+
 def _limits(req: DoseRequest, sessions: list[SessionDose]) -> list[Finding]:
     p, limits = req.protocol, dose_limits()
     out: list[Finding] = []
@@ -305,49 +453,56 @@ def _limits(req: DoseRequest, sessions: list[SessionDose]) -> list[Finding]:
     top = max(sessions, key=lambda s: s.dose) if sessions else None
     if top is None:
         return out
+    severity = {True: BLOCK, False: OVERRIDE}
     if p.route == "iv_infusion" and top.rate_mg_per_kg_h is not None:
-        cap = limits["infusion_max_icu"] if p.setting == "icu" else limits["infusion_max"]
+        cap = rate_cap(p.setting)
         if top.rate_mg_per_kg_h > cap.value + 1e-9:
             out.append(
                 Finding(
                     cap.key,
-                    OVERRIDE,
-                    f"{cap.message} ({top.rate_mg_per_kg_h:g} mg/kg/h).",
+                    severity[cap.hard],
+                    f"{cap.message} ({top.rate_mg_per_kg_h:g} mg/kg/h in {_setting_label(p.setting)}).",
                     cap.sourced.source,
                     cap.sourced.tag,
                 )
             )
         low = limits["infusion_min"]
-        if top.rate_mg_per_kg_h < low.value - 1e-9:
-            out.append(
-                Finding(
-                    low.key,
-                    WARNING,
-                    f"{low.message} ({top.rate_mg_per_kg_h:g} mg/kg/h).",
-                    low.sourced.source,
-                    low.sourced.tag,
-                )
-            )
+        lowest = min(s.rate_mg_per_kg_h for s in sessions if s.rate_mg_per_kg_h is not None)
+        if lowest < low.value - 1e-9:
+            text, source = _with_exception(p, low, f"{low.message} ({lowest:g} mg/kg/h).")
+            out.append(Finding(low.key, WARNING, text, source, low.sourced.tag))
         floor = limits["session_floor"]
         short = req.duration_min <= (floor.min_duration_min or 0)
         if (top.dose_mg is not None and top.dose_mg < floor.value) or short:
             what = f"{top.dose_mg:g} mg over {req.duration_min} min" if top.dose_mg is not None else ""
+            text, source = _with_exception(p, floor, f"{floor.message}: {what}.")
+            out.append(Finding(floor.key, WARNING, text, source, floor.sourced.tag))
+    bolus = limits["bolus_max"]
+    if p.route in bolus.applies_to and top.dose_mg is not None and req.weight_kg:
+        per_kg = round(top.dose_mg / req.weight_kg, 4)
+        if per_kg > bolus.value + 1e-9:
             out.append(
                 Finding(
-                    floor.key, WARNING, f"{floor.message}: {what}.", floor.sourced.source, floor.sourced.tag
+                    bolus.key,
+                    severity[bolus.hard],
+                    f"{bolus.message} ({per_kg:g} mg/kg).",
+                    bolus.sourced.source,
+                    bolus.sourced.tag,
                 )
             )
-    bolus = limits["bolus_max"]
-    if p.route in bolus.applies_to and p.dose_unit == "mg/kg" and req.dose > bolus.value + 1e-9:
-        out.append(
-            Finding(
-                bolus.key,
-                OVERRIDE,
-                f"{bolus.message} ({req.dose:g} mg/kg).",
-                bolus.sourced.source,
-                bolus.sourced.tag,
+    for limit in limits.values():
+        mg_max = limit.unit == "mg" and limit.kind == "max" and p.route in limit.applies_to
+        if mg_max and top.dose_mg is not None and top.dose_mg > limit.value + 1e-9:
+            out.append(
+                Finding(
+                    limit.key,
+                    severity[limit.hard],
+                    f"{limit.message} ({top.dose_mg:g} mg).",
+                    limit.sourced.source,
+                    limit.sourced.tag,
+                )
             )
-        )
+    out += _ceilings(req, sessions)
     return out
 
 
@@ -378,3 +533,37 @@ def high_dose_high_frequency(
         "inpatient",
         "icu",
     )
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a plan allows at the bedside without a prescriber's written override: the protocol's
+    own maximum, or the plan's dose where a prescriber already overrode it on the plan."""
+
+    setting: str
+    protocol_name: str
+    plan_weight_kg: float | None = None  # what the plan's mg and mg/h were computed for
+    rate_mg_per_kg_h: float | None = None
+    rate_mg_per_h: float | None = None
+    session_mg_per_kg: float | None = None
+    session_mg: float | None = None
+
+
+def plan_allowance(
+    p: Protocol, plan_dose: float, duration_min: int, plan_weight_kg: float | None = None
+) -> Allowance:
+    top = max(p.dose_max, plan_dose)
+    hours = duration_min / MIN_PER_H
+    base = Allowance(p.setting, p.name, plan_weight_kg)
+    if p.dose_unit == "mg/kg/h":
+        return dataclasses.replace(base, rate_mg_per_kg_h=top)
+    if p.dose_unit == "mg/h":
+        return dataclasses.replace(base, rate_mg_per_h=top)
+    if p.dose_unit == "mg/kg":
+        rate = top / hours if p.route == "iv_infusion" and hours > 0 else None
+        return dataclasses.replace(base, rate_mg_per_kg_h=rate, session_mg_per_kg=top)
+    if p.dose_unit == "mg/kg/day":
+        return dataclasses.replace(base, session_mg_per_kg=top)
+    if p.dose_unit == "mg":
+        return dataclasses.replace(base, session_mg=top * (p.max_doses_per_episode or 1))
+    return base

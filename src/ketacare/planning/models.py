@@ -86,6 +86,12 @@ class ClinicClinicalDefaults(Base):
     prior_therapies_minimum: Mapped[int | None] = mapped_column(Integer)
     psychotomimetic_long_min: Mapped[float | None] = mapped_column(Float)
     high_frequency_sessions: Mapped[int | None] = mapped_column(Integer)
+    session_max_mg: Mapped[float | None] = mapped_column(Float)
+    session_max_mg_per_kg: Mapped[float | None] = mapped_column(Float)
+    day_max_mg: Mapped[float | None] = mapped_column(Float)
+    day_max_mg_per_kg: Mapped[float | None] = mapped_column(Float)
+    adult_weight_min_kg: Mapped[float | None] = mapped_column(Float)
+    adult_weight_max_kg: Mapped[float | None] = mapped_column(Float)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

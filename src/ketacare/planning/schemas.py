@@ -392,6 +392,31 @@ class ClinicalDefaultsIn(BaseModel):
     prior_therapies_minimum: int | None = Field(default=None, ge=1)
     psychotomimetic_long_min: float | None = Field(default=None, ge=1, le=240, allow_inf_nan=False)
     high_frequency_sessions: int | None = Field(default=None, ge=2, le=30)
+    session_max_mg: float | None = Field(default=None, allow_inf_nan=False)
+    session_max_mg_per_kg: float | None = Field(default=None, allow_inf_nan=False)
+    day_max_mg: float | None = Field(default=None, allow_inf_nan=False)
+    day_max_mg_per_kg: float | None = Field(default=None, allow_inf_nan=False)
+    adult_weight_min_kg: float | None = Field(default=None, allow_inf_nan=False)
+    adult_weight_max_kg: float | None = Field(default=None, allow_inf_nan=False)
+
+    @field_validator(
+        "session_max_mg",
+        "session_max_mg_per_kg",
+        "day_max_mg",
+        "day_max_mg_per_kg",
+        "adult_weight_min_kg",
+        "adult_weight_max_kg",
+    )
+    @classmethod
+    def _within_bounds(cls, value: float | None, info: ValidationInfo) -> float | None:
+        from ketacare.planning.clinical_defaults import SPEC_BY_KEY
+
+        spec = SPEC_BY_KEY[str(info.field_name)]
+        if value is not None and not spec.minimum <= value <= spec.maximum:
+            raise ValueError(
+                f"{spec.label}: give {spec.range_label()} (the outer bound is {spec.maximum:g} {spec.unit})."
+            )
+        return value
 
     @field_validator("prior_therapies_minimum")
     @classmethod

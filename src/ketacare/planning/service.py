@@ -476,6 +476,7 @@ def evaluate(
             titration_start=data.titration_start,
             override_reason=data.dose_override_reason,
             clinic=clinic,
+            age_years=patients.age_years(record.patient.date_of_birth, today),
         )
     )
     hdhf = dosing.high_dose_high_frequency(calc, p, clinic.high_frequency_sessions)
@@ -702,6 +703,20 @@ def _saved_protocol(plan: TreatmentPlan) -> Protocol:
     snap = dict(plan.protocol_snapshot)
     snap.pop("builtin", None)
     return protocol_from_row(snap, builtin=bool(plan.protocol_snapshot.get("builtin", True)))
+
+
+def session_allowance(db: Session, actor: Principal, plan_id: int) -> dosing.Allowance:
+    """The plan's setting and what it allows at the bedside without a prescriber's override."""
+    plan = _plan(db, actor, plan_id, "plan.read")
+    return dosing.plan_allowance(_saved_protocol(plan), plan.dose, plan.session_duration_min, plan.weight_kg)
+
+
+def dose_overridden_plans(db: Session, clinic_id: int) -> int:
+    """How many of the clinic's plans went past a protocol's range on a prescriber's override."""
+    query = select(TreatmentPlan.id).where(
+        TreatmentPlan.clinic_id == clinic_id, TreatmentPlan.dose_override_reason.is_not(None)
+    )
+    return len(db.execute(query).all())
 
 
 def view(db: Session, actor: Principal, plan_id: int) -> PlanView:
@@ -1408,8 +1423,12 @@ def booked_session(db: Session, actor: Principal, plan_session_id: int) -> Booke
             "No such booked session in your clinic.",
             audit=[
                 PendingAudit(
-                    "session.booked.read", "plan_session", str(plan_session_id),
-                    plan.patient_id if plan else None, "denied", "not found or another clinic",
+                    "session.booked.read",
+                    "plan_session",
+                    str(plan_session_id),
+                    plan.patient_id if plan else None,
+                    "denied",
+                    "not found or another clinic",
                 )
             ],
         )

@@ -138,6 +138,10 @@ class Administration(Base):
     concentration_mg_per_ml: Mapped[float | None] = mapped_column(Float)
     rate_mg_per_h: Mapped[float | None] = mapped_column(Float)
     dose_mg: Mapped[float | None] = mapped_column(Float)
+    # A prescriber's written reason to go past a judgement-call limit (above the plan's rate or
+    # dose for this session); hard limits and ceilings have no override.
+    override_reason: Mapped[str | None] = mapped_column(Text)
+    override_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     given_at: Mapped[dt.datetime] = mapped_column()
     reason: Mapped[str | None] = mapped_column(Text)
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

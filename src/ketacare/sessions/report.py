@@ -526,7 +526,16 @@ def _administration_section(v: SessionView, clock: _Clock) -> Section:
             g.lot or "—",
             g.product or "—",
             _who(v, g.recorded_by_id),
-            g.reason or "",
+            "; ".join(
+                x
+                for x in (
+                    g.reason or "",
+                    f"Dose override by {_who(v, g.override_by_id)}: {g.override_reason}"
+                    if g.override_reason
+                    else "",
+                )
+                if x
+            ),
         )
         for g in v.given
     )

@@ -9,9 +9,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ketacare.knowledge.contraindications import BpFinding, blood_pressure_findings
+from ketacare.knowledge.dose_limits import dose_limits
 from ketacare.knowledge.sessions import AlarmRule, Scale, SessionRules
 from ketacare.pharmacology import Dose
+from ketacare.planning.clinical_defaults import ClinicalDefaults
 from ketacare.planning.costing import session_codes
+from ketacare.planning.dosing import (
+    H_PER_DAY,
+    MIN_PER_H,
+    Allowance,
+    adult_findings,
+    ceiling_problems,
+    ceilings_in_force,
+    rate_cap,
+)
 
 # --- the state machine ----------------------------------------------------------------------
 
@@ -334,6 +345,168 @@ def totals(given: Sequence[Given], weight_kg: float | None, now: dt.datetime) ->
         last_dose_at=last,
         infusion_running=running,
     )
+
+
+def mg_between(given: Sequence[Given], start: dt.datetime, end: dt.datetime) -> float:
+    """Ketamine delivered in [start, end): infusion pieces clipped to it, plus boluses and doses."""
+    mg = 0.0
+    for s in infusion_segments(given):
+        lo, hi = max(s.start, start), min(s.end or end, end)
+        mg += s.rate_mg_per_h * max(0.0, (hi - lo).total_seconds()) / 3600.0
+    singles = [g for g in given if g.drug in KETAMINE_DRUGS and g.kind in ("bolus", "dose")]
+    mg += sum(g.dose_mg or 0.0 for g in singles if start <= g.at < end)
+    return round(mg, 2)
+
+
+@dataclass(frozen=True)
+class DoseEntry:
+    kind: str  # start, rate_change, bolus, dose
+    at: dt.datetime
+    rate_mg_per_h: float | None
+    dose_mg: float | None
+
+
+@dataclass(frozen=True)
+class DoseContext:
+    """What the limits of one administration entry depend on."""
+
+    route: str  # the session's route
+    drug: str  # ketamine or esketamine
+    weight_kg: float | None  # measured at pre-checks
+    age_years: int
+    planned_duration_min: int
+    allowance: Allowance  # the plan's setting and what it allows without an override
+    other_sessions_today_mg: float  # the patient's other sessions, the same clinic day
+    clinic: ClinicalDefaults
+    # Half a pump step (mL/h x mg/mL) and half a syringe step: what rounds to the plan's own
+    # setting is not "above the plan".
+    tolerance_mg_per_h: float = 0.0
+    tolerance_mg: float = 0.0
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    refused: dict[str, str]  # field -> message: hard limits and ceilings, never overridable
+    needs_override: list[str]  # above the plan's allowance: a prescriber's written reason
+
+
+def _r(value: float) -> float:
+    return round(value, 2)
+
+
+def check_dose_entry(entry: DoseEntry, given: Sequence[Given], ctx: DoseContext) -> EntryCheck:
+    """The dose limits of one ketamine entry (start, rate change, bolus, dose), with the numbers.
+
+    Hard (refused whatever anyone writes): the rate ceiling of the plan's setting (2 mg/kg/h, or 7
+    in an ICU setting), the bolus limit (0.35 mg/kg IV or IM), the esketamine label maximum, the
+    absolute ceilings per session and per day (across the patient's sessions that day), an age or
+    weight outside the adult programme. A judgement call (needs a prescriber's reason): above the
+    plan's own allowance (the protocol's maximum, or the plan's overridden dose)."""
+    refused: dict[str, str] = {}
+    override: list[str] = []
+    w, a = ctx.weight_kg, ctx.allowance
+    field = "rate_mg_per_h" if entry.kind in ("start", "rate_change") else "dose_mg"
+    if not w:
+        return EntryCheck({field: "No weight measured today: complete the pre-checks first."}, [])
+    adult = adult_findings(ctx.age_years, w, ctx.clinic)
+    if adult:
+        return EntryCheck({field: " ".join(f"{f.message} ({f.source})" for f in adult)}, [])
+    limits = dose_limits()
+    so_far = totals(given, w, entry.at)
+    first = so_far.first_dose_at or entry.at
+    planned_end = first + dt.timedelta(minutes=ctx.planned_duration_min)
+    remaining_h = max(0.0, (planned_end - entry.at).total_seconds() / 3600.0)
+    messages: list[str] = []
+    if entry.kind in ("start", "rate_change") and entry.rate_mg_per_h is not None:
+        rate = entry.rate_mg_per_h
+        per_kg = _r(rate / w)
+        cap = rate_cap(a.setting)
+        if per_kg > cap.value + 1e-9:
+            where = "an ICU setting" if a.setting == "icu" else f"the plan's {a.setting} setting (not an ICU)"
+            messages.append(
+                f"{rate:g} mg/h at {w:g} kg is {per_kg:g} mg/kg/h: {cap.message.lower()} in {where} "
+                f"({cap.sourced.source}). No override."
+            )
+        # The plan's mg/h was prescribed for the plan's weight: giving it to a patient who now
+        # weighs a little less is not "above the plan" (the hard limit uses today's weight).
+        basis = max(w, a.plan_weight_kg or w)
+        if (
+            a.rate_mg_per_kg_h is not None
+            and rate > a.rate_mg_per_kg_h * basis + ctx.tolerance_mg_per_h + 1e-6
+        ):
+            override.append(
+                f"{rate:g} mg/h ({per_kg:g} mg/kg/h at {w:g} kg) is above the plan's "
+                f"{a.rate_mg_per_kg_h:g} mg/kg/h ({a.protocol_name})."
+            )
+        if a.rate_mg_per_h is not None and rate > a.rate_mg_per_h + ctx.tolerance_mg_per_h + 1e-6:
+            override.append(
+                f"{rate:g} mg/h is above the plan's {a.rate_mg_per_h:g} mg/h ({a.protocol_name})."
+            )
+        future_rate, added = rate, 0.0
+        how = f"at {rate:g} mg/h until the planned end ({ctx.planned_duration_min} min)"
+    else:
+        dose = entry.dose_mg or 0.0
+        per_kg = _r(dose / w)
+        bolus = limits["bolus_max"]
+        is_bolus = entry.kind == "bolus" or ctx.route in bolus.applies_to
+        if is_bolus and per_kg > bolus.value + 1e-9:
+            messages.append(
+                f"{dose:g} mg at {w:g} kg is {per_kg:g} mg/kg: {bolus.message.lower()} "
+                f"({bolus.sourced.source}). No override."
+            )
+        singles = sum(
+            g.dose_mg or 0.0 for g in given if g.kind in ("bolus", "dose") and g.drug in KETAMINE_DRUGS
+        )
+        for limit in limits.values():
+            mg_max = limit.unit == "mg" and limit.kind == "max" and ctx.route in limit.applies_to
+            if mg_max and singles + dose > limit.value + 1e-9:
+                messages.append(
+                    f"{singles:g} mg given + {dose:g} mg = {singles + dose:g} mg: "
+                    f"{limit.message.lower()} ({limit.sourced.source}). No override."
+                )
+        if entry.kind == "dose":
+            top = a.session_mg
+            if a.session_mg_per_kg is not None:
+                top = a.session_mg_per_kg * max(w, a.plan_weight_kg or w)
+            if top is not None and singles + dose > top + ctx.tolerance_mg + 1e-6:
+                override.append(
+                    f"{singles + dose:g} mg this session is above the plan's {_r(top):g} mg "
+                    f"({a.protocol_name})."
+                )
+        future_rate = so_far.current_rate_mg_per_h or 0.0
+        added = dose
+        how = f"with {dose:g} mg more" + (
+            f" and the infusion at {future_rate:g} mg/h until the planned end" if future_rate else ""
+        )
+    c = ceilings_in_force(a.setting, ctx.clinic)
+    continuous = ctx.planned_duration_min > MIN_PER_H * H_PER_DAY
+    if continuous:
+        day_mg = _r(future_rate * H_PER_DAY + added)
+        messages += ceiling_problems(
+            f"At this rate, 24 hours ({how})", day_mg, w, c.day_max_mg, c.day_max_mg_per_kg, c.note
+        )
+    else:
+        session_mg = _r(so_far.total_mg + added + future_rate * remaining_h)
+        messages += ceiling_problems(
+            f"This session ({so_far.total_mg:g} mg so far, {how})",
+            session_mg,
+            w,
+            c.session_max_mg,
+            c.session_max_mg_per_kg,
+            c.note,
+        )
+        if ctx.other_sessions_today_mg > 0 or not messages:
+            messages += ceiling_problems(
+                f"Today, with {ctx.other_sessions_today_mg:g} mg in the patient's other sessions,",
+                _r(session_mg + ctx.other_sessions_today_mg),
+                w,
+                c.day_max_mg,
+                c.day_max_mg_per_kg,
+                c.note,
+            )
+    if messages:
+        refused[field] = "Refused: " + " ".join(messages)
+    return EntryCheck(refused, override)
 
 
 PK_ROUTES = {"iv_infusion", "iv_bolus", "im", "oral", "sublingual", "intranasal"}

@@ -68,6 +68,8 @@ class AdministrationIn(BaseModel):
     dose_mg: float | None = Field(default=None, gt=0, le=2000)
     given_at: AwareDatetime | None = None
     reason: str | None = Field(default=None, max_length=2000)
+    # A prescriber's written reason to go above the plan's allowance (never past a hard limit).
+    override_reason: str | None = Field(default=None, max_length=2000)
 
 
 class VitalIn(BaseModel):

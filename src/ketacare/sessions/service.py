@@ -33,6 +33,7 @@ from ketacare.patients import service as patients
 from ketacare.pharmacology import Patient as PkPatient
 from ketacare.pharmacology import PharmacologyInputError, simulate
 from ketacare.planning import service as planning
+from ketacare.planning.dosing import MIN_OVERRIDE_REASON_CHARS
 from ketacare.safety import holds_service as safety_holds
 from ketacare.sessions import rules
 from ketacare.sessions.device import VITAL_UNITS, DeviceBatch, DeviceObservation, DeviceRejected, IngestResult
@@ -554,6 +555,7 @@ def record_administration(
             f"Cannot record a {kind.replace('_', ' ')} while the session is "
             f"{rules.STATE_LABELS[row.status].lower()}."
         )
+    override_reason = _dose_gate(db, actor, row, existing, data, kind, given_at) if ketamine else None
     # Stock leaves the ledger's lot first: a refusal there (not enough left, say) writes nothing.
     if lot_choice is not None and kind in ("bolus", "dose") and data.dose_mg is not None:
         ledger.record_administration(
@@ -584,6 +586,8 @@ def record_administration(
         dose_mg=data.dose_mg if kind not in ("start", "rate_change", "stop") else None,
         given_at=given_at,
         reason=data.reason,
+        override_reason=override_reason,
+        override_by_id=actor.user_id if override_reason else None,
         recorded_by_id=actor.user_id,
         recorded_at=at,
     )
@@ -605,8 +609,103 @@ def record_administration(
         patient_id=row.patient_id,
         detail=detail,
     )
+    if override_reason:
+        audit.record(
+            db,
+            actor,
+            "session.dose_override",
+            "session",
+            resource_id=row.id,
+            patient_id=row.patient_id,
+            detail=f"{kind}: {override_reason}",
+        )
     db.flush()
     return entry
+
+
+def dose_overridden_sessions(db: Session, clinic_id: int) -> int:
+    """How many of the clinic's sessions have a dose entry given on a prescriber's override."""
+    query = (
+        select(func.count(func.distinct(Administration.session_id)))
+        .join(TreatmentSession, TreatmentSession.id == Administration.session_id)
+        .where(TreatmentSession.clinic_id == clinic_id, Administration.override_reason.is_not(None))
+    )
+    return int(db.execute(query).scalar_one())
+
+
+def _other_sessions_today_mg(db: Session, row: TreatmentSession, at: dt.datetime) -> float:
+    """Ketamine given to the patient in other sessions on the same clinic-local day as ``at``."""
+    zone = zoneinfo.ZoneInfo(clinic_zone(db, row.clinic_id))
+    local = at.astimezone(zone).date()
+    start = dt.datetime.combine(local, dt.time(), zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(local + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
+    others = db.execute(
+        select(Administration)
+        .join(TreatmentSession, TreatmentSession.id == Administration.session_id)
+        .where(
+            TreatmentSession.patient_id == row.patient_id,
+            TreatmentSession.id != row.id,
+            Administration.given_at < end,
+        )
+        .order_by(Administration.session_id, Administration.given_at, Administration.id)
+    ).scalars()
+    by_session: dict[int, list[Administration]] = {}
+    for a in others:
+        by_session.setdefault(a.session_id, []).append(a)
+    upto = min(end, at)
+    return round(sum(rules.mg_between(_as_given(g), start, upto) for g in by_session.values()), 2)
+
+
+def _dose_gate(
+    db: Session,
+    actor: Principal,
+    row: TreatmentSession,
+    existing: Sequence[Administration],
+    data: AdministrationIn,
+    kind: str,
+    given_at: dt.datetime,
+) -> str | None:
+    """Refuse a ketamine entry past a hard limit or a ceiling (no override), or past the plan's
+    allowance without a prescriber's written reason. Returns the override reason to record."""
+    if kind not in ("start", "rate_change", "bolus", "dose"):
+        return None
+    date_of_birth, _ = patients.demographics(db, row.patient_id)
+    clinic = planning.clinical_defaults(db, row.clinic_id)
+    ctx = rules.DoseContext(
+        route=row.route,
+        drug=row.drug,
+        weight_kg=row.weight_kg,
+        age_years=patients.age_years(date_of_birth, given_at.date()),
+        planned_duration_min=row.planned_duration_min,
+        allowance=planning.session_allowance(db, actor, row.plan_id),
+        other_sessions_today_mg=_other_sessions_today_mg(db, row, given_at),
+        clinic=clinic,
+        tolerance_mg_per_h=clinic.pump_increment_ml_per_h * row.concentration_mg_per_ml / 2,
+        tolerance_mg=clinic.syringe_increment_ml * row.concentration_mg_per_ml / 2,
+    )
+    entry = rules.DoseEntry(kind, given_at, data.rate_mg_per_h, data.dose_mg)
+    check = rules.check_dose_entry(entry, _as_given(existing), ctx)
+    if check.refused:
+        raise InvalidInput(errors=check.refused)
+    if not check.needs_override:
+        return None
+    why = " ".join(check.needs_override)
+    reason = (data.override_reason or "").strip()
+    if actor.role != Role.prescriber:
+        raise InvalidInput(
+            errors={
+                "override_reason": f"{why} Only a prescriber can go above the plan, with a written reason: "
+                "ask the prescriber on site to record this entry."
+            }
+        )
+    if len(reason) < MIN_OVERRIDE_REASON_CHARS:
+        raise InvalidInput(
+            errors={
+                "override_reason": f"{why} Write the clinical reason to go ahead "
+                f"(at least {MIN_OVERRIDE_REASON_CHARS} characters)."
+            }
+        )
+    return reason
 
 
 def _draw_infusion(
