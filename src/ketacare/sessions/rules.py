@@ -59,6 +59,18 @@ ACTIVE: tuple[str, ...] = (CHECKED_IN, PRECHECKS_DONE, RUNNING, RECOVERY, READY)
 # usual; "aborted" is final, for a session that cannot go on at all (before or during dosing).
 
 
+def administration_states(kind: str) -> tuple[str, ...]:
+    """The states in which an administration entry of ``kind`` may be recorded. Nothing is given
+    before the pre-checks are complete (consent, escort, oximeter, safety holds, prescriber on
+    site: issue 14), premedication included; a rescue drug is recorded in any active state after
+    the pre-checks, through recovery."""
+    if kind == "rescue":
+        return (PRECHECKS_DONE, RUNNING, RECOVERY, READY)
+    if kind == "premedication":
+        return (PRECHECKS_DONE, RUNNING)
+    return (PRECHECKS_DONE, RUNNING)
+
+
 class TransitionRefused(ValueError):
     pass
 

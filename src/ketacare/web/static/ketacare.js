@@ -27,3 +27,9 @@ document.addEventListener("submit", (event) => {
     if (s && event.target && event.target.id === "board") { s.textContent = "Live"; s.classList.remove("offline"); }
   });
 })();
+// A refused action sent by htmx (an alarm another nurse acknowledged first): its reason is shown.
+document.addEventListener("ketacare-refused", (event) => {
+  const box = document.getElementById("board-refused");
+  const reason = event.detail && event.detail.value;
+  if (box && reason) { box.textContent = `Not done: ${reason}`; box.hidden = false; }
+});
