@@ -45,3 +45,24 @@ def default_prices() -> DefaultPrices:
         session_bands=tuple((int(m), float(fee)) for m, fee in r["session_bands"]),
         sourced=Sourced(r["source"], r["tag"]),
     )
+
+
+@dataclass(frozen=True)
+class BillingCutoffs:
+    push_max_min: int
+    initial_hour_min: int
+    add_on_grace_min: int
+    esketamine_low_max_mg: float
+    sourced: Sourced
+
+
+@cache
+def billing_cutoffs() -> BillingCutoffs:
+    r = _load("billing.toml")["cutoffs"]
+    return BillingCutoffs(
+        int(r["push_max_min"]),
+        int(r["initial_hour_min"]),
+        int(r["add_on_grace_min"]),
+        float(r["esketamine_low_max_mg"]),
+        Sourced(r["source"], r["tag"]),
+    )

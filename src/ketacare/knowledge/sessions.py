@@ -50,6 +50,8 @@ class SessionRules:
     alarms: tuple[AlarmRule, ...]
     escalation_s: int
     escalation: Sourced
+    alarm_mute_s: int
+    alarm_mute: Sourced
     plausible: dict[str, tuple[float, float]]
     plausible_sourced: Sourced
     precheck: dict[str, Any]
@@ -116,6 +118,8 @@ def session_rules() -> SessionRules:
         alarms=alarms,
         escalation_s=int(data["escalation"]["acknowledge_within_s"]),
         escalation=Sourced(data["escalation"]["source"], data["escalation"]["tag"]),
+        alarm_mute_s=int(data["alarm_sound"]["mute_s"]),
+        alarm_mute=Sourced(data["alarm_sound"]["source"], data["alarm_sound"]["tag"]),
         plausible={k: (float(v[0]), float(v[1])) for k, v in plaus.items() if isinstance(v, list)},
         plausible_sourced=Sourced(plaus["source"], plaus["tag"]),
         precheck=dict(data["precheck"]),

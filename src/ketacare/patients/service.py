@@ -25,6 +25,7 @@ from ketacare.patients.schemas import (
     PatientCreate,
     PatientUpdate,
 )
+from ketacare.safety import holds_service
 
 PER_PAGE_DEFAULT = 25
 PER_PAGE_MAX = 100
@@ -39,6 +40,8 @@ class PatientRecord:
     allergies: list[Allergy]
     # Recorded by other systems (FHIR import), newest first.
     observations: list[PatientObservation] = field(default_factory=list)
+    # Active long-term safety holds: shown in the patient's header (issue 14).
+    safety_holds: tuple[holds_service.HoldNotice, ...] = ()
 
     @property
     def latest_weight(self) -> Measurement | None:
@@ -213,6 +216,7 @@ def record(db: Session, actor: Principal, patient_id: int) -> PatientRecord:
                 .order_by(PatientObservation.effective_at.desc(), PatientObservation.id.desc())
             ).scalars()
         ),
+        safety_holds=holds_service.notices(db, patient.clinic_id, patient.id),
     )
     audit.record(db, actor, "patient.read", "patient", resource_id=patient.id, patient_id=patient.id)
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ketacare.knowledge.billing import billing_codes
+from ketacare.knowledge.billing import billing_codes, billing_cutoffs
 
 
 @dataclass(frozen=True)
@@ -64,17 +64,23 @@ def session_fee(prices: PriceList, minutes: int) -> float:
     return sorted(prices.session_bands)[-1][1]
 
 
+MINUTES_PER_HOUR = 60
+
+
 def units_96366(total_minutes: int) -> int:
-    """Additional hours: one unit once more than 30 minutes beyond the prior hour
-    (91-150 min total = 1, 151-210 = 2)."""
-    if total_minutes <= 90:
+    """Additional hours: one unit once more than the grace (30 min, knowledge: billing cutoffs)
+    beyond the prior hour (91-150 min total = 1, 151-210 = 2)."""
+    cut = billing_cutoffs()
+    first_unit_from = cut.initial_hour_min + cut.add_on_grace_min  # 90: a unit from 91 minutes
+    if total_minutes <= first_unit_from:
         return 0
-    return (total_minutes - 31) // 60
+    return (total_minutes - first_unit_from - 1) // MINUTES_PER_HOUR + 1
 
 
 def session_codes(route: str, minutes: int, dose_mg: float | None) -> list[tuple[str, int]]:
+    cut = billing_cutoffs()
     if route == "iv_infusion":
-        if minutes <= 15:
+        if minutes <= cut.push_max_min:
             return [("96374", 1)]
         extra = units_96366(minutes)
         return [("96365", 1)] + ([("96366", extra)] if extra else [])
@@ -83,7 +89,9 @@ def session_codes(route: str, minutes: int, dose_mg: float | None) -> list[tuple
     if route == "im":
         return [("96372", 1)]
     if route == "esketamine_nasal":
-        return [("G2082", 1)] if (dose_mg or 0) <= 56 else [("G2083", 1)]
+        if dose_mg is None:
+            return []  # an unknown dose picks neither code (never counted as 0 mg)
+        return [("G2082", 1)] if dose_mg <= cut.esketamine_low_max_mg else [("G2083", 1)]
     return []
 
 

@@ -847,6 +847,7 @@ def api_calendar(
             "ends_at": e.session.ends_at.isoformat(),
             "chair": e.chair,
             "staff": e.staff,
+            "safety_holds": [{"kind": h.kind, "reason": h.reason} for h in e.holds],
         }
         for e in service.calendar(db, actor, start, days)
     ]

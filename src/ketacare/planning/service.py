@@ -49,6 +49,7 @@ from ketacare.planning.schemas import (
     ResponseIn,
     SignIn,
 )
+from ketacare.safety import holds_service
 from ketacare.screening import service as screening
 from ketacare.screening.eligibility import ELIGIBLE
 
@@ -1095,6 +1096,7 @@ class CalendarEntry:
     patient_id: int
     chair: str
     staff: str
+    holds: tuple[holds_service.HoldNotice, ...] = ()  # active long-term safety holds
 
 
 def calendar(db: Session, actor: Principal, start: dt.date, days: int = 7) -> list[CalendarEntry]:
@@ -1115,6 +1117,7 @@ def calendar(db: Session, actor: Principal, start: dt.date, days: int = 7) -> li
     )
     names = {c.id: f"{c.room} · {c.name}" for c in chairs(db, actor.clinic_id)}
     staff = _staff(db, actor)
+    holds = holds_service.holds_by_patient(db, actor.clinic_id, (pid for _, pid in rows))
     out = []
     seen: set[int] = set()
     for session, pid in rows:
@@ -1129,6 +1132,7 @@ def calendar(db: Session, actor: Principal, start: dt.date, days: int = 7) -> li
                 pid,
                 names.get(session.chair_id, "?"),
                 staff.get(session.staff_id, "?"),
+                holds.get(pid, ()),
             )
         )
     return out

@@ -5,6 +5,8 @@ notices, and the device batch endpoint."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import zoneinfo
 from typing import Annotated, Any
 
@@ -15,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
-from ketacare.errors import InvalidInput
+from ketacare.errors import Conflict, InvalidInput
 from ketacare.knowledge.sessions import session_rules
 from ketacare.sessions import rules, service
 from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
@@ -121,6 +123,7 @@ def session_out(v: service.SessionView) -> dict[str, Any]:
         "baseline": s.baseline,
         "prescriber_id": s.prescriber_id,
         "bp_decision": s.bp_decision_reason,
+        "safety_holds": [{"kind": h.kind, "reason": h.reason, "source": h.source} for h in v.holds],
         "times": {
             k: _t(getattr(s, f"{k}_at"))
             for k in ("checked_in", "prechecks", "started", "recovery", "ready", "discharged", "aborted")
@@ -228,6 +231,7 @@ def api_day(
             "route": e.booked.route,
             "session_id": e.session.id if e.session else None,
             "status": e.session.status if e.session else rules.SCHEDULED,
+            "safety_holds": [{"kind": h.kind, "reason": h.reason} for h in e.holds],
         }
         for e in service.day_list(db, actor, day)
     ]
@@ -456,8 +460,16 @@ def sparkline(points: list[tuple[dt.datetime, float]], now: dt.datetime) -> Mark
     )
 
 
+def alarm_sig(alarms: list[Any]) -> str:
+    """A short digest of a session's alarms and their states: the polled alarm list is sent
+    again only when it changed."""
+    text = ";".join(f"{a.id}:{a.status}:{a.escalated_at is not None}" for a in alarms)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _common() -> dict[str, Any]:
     return {
+        "alarm_sig": alarm_sig,
         "labels": rules.STATE_LABELS,
         "vital_labels": VITAL_LABELS,
         "vital_units": VITAL_UNITS,
@@ -487,8 +499,30 @@ def day_page(
 
 
 @router.post("/sessions/check-in/{plan_session_id}", include_in_schema=False)
-def check_in_page(db: DbSession, actor: Writer, plan_session_id: RowId) -> Response:
-    row = service.check_in(db, actor, plan_session_id)
+def check_in_page(request: Request, db: DbSession, actor: Writer, plan_session_id: RowId) -> Response:
+    try:
+        row = service.check_in(db, actor, plan_session_id)
+    except Conflict as exc:
+        # Shown on the day list with its reason (already checked in, cancelled, another session on).
+        db.rollback()
+        service.record_conflict(db, actor, exc)
+        day = _clinic_today(db, actor)
+        entries = service.day_list(db, actor, day)
+        return render(
+            request,
+            "sessions_day.html",
+            {
+                **_common(),
+                **_clock(service.clinic_zone(db, actor.clinic_id)),
+                "entries": entries,
+                "day": day,
+                "prev_day": day - dt.timedelta(days=1),
+                "next_day": day + dt.timedelta(days=1),
+                "refused": str(exc),
+                "refused_plan_session": plan_session_id,
+            },
+            409,
+        )
     return RedirectResponse(f"/sessions/{row.id}", status_code=303)
 
 
@@ -533,6 +567,28 @@ def detail_page(request: Request, db: DbSession, actor: Reader, session_id: RowI
     return _detail(request, db, actor, session_id)
 
 
+@router.get("/sessions/{session_id}/alarms", include_in_schema=False)
+def alarms_fragment(
+    request: Request, db: DbSession, actor: Reader, session_id: RowId, sig: str = ""
+) -> Response:
+    """The session page's alarm list, polled: 204 (nothing to swap) while it has not changed."""
+    panel = service.alarm_panel(db, actor, session_id)
+    current = alarm_sig(panel.alarms)
+    if sig == current:
+        return Response(status_code=204)
+    return render(
+        request,
+        "_session_alarms.html",
+        {
+            **_clock(panel.zone),
+            "alarms": panel.alarms,
+            "staff": panel.staff,
+            "session_id": panel.session.id,
+            "alarm_sig": current,
+        },
+    )
+
+
 def _form_action(
     request: Request,
     db: DbSession,
@@ -548,7 +604,35 @@ def _form_action(
         return _detail(
             request, db, actor, session_id, section=section, errors=exc.errors, values=form, status=422
         )
+    except Conflict as exc:
+        return _refused(request, db, actor, session_id, exc, section=section, values=form)
     return RedirectResponse(f"/sessions/{session_id}?saved={section}#{section}", status_code=303)
+
+
+def _refused(
+    request: Request,
+    db: DbSession,
+    actor: Principal,
+    session_id: int,
+    exc: Conflict,
+    *,
+    section: str = "",
+    values: dict[str, Any] | None = None,
+) -> Response:
+    """A refused action (409) shows its reason on the session page, never a bare error page.
+    What the action may have begun is rolled back first; the refusal's audit entries are kept."""
+    db.rollback()
+    service.record_conflict(db, actor, exc)
+    return _detail(
+        request,
+        db,
+        actor,
+        session_id,
+        section=section,
+        errors={"refused": str(exc)},
+        values=values,
+        status=409,
+    )
 
 
 def _bool(form: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -686,18 +770,41 @@ def vitals_page(
     return _form_action(request, db, actor, session_id, "vitals", form, act)
 
 
+def score_form_data(scale_key: str, raw_items: list[str], raw_phase: str) -> dict[str, Any]:
+    """A score form's answers, refused whole when any item was left on "Choose…": a score
+    exists only when a person chose every item (nothing is pre-selected, nothing is filled in)."""
+    scale = session_rules().scales.get(scale_key)
+    if scale is None:
+        raise InvalidInput(errors={"scale": "Choose a scale."})
+    picked = [x.strip() for x in raw_items]
+    errors: dict[str, str] = {}
+    chosen = [x for x in picked if x]
+    if len(picked) != len(scale.items) or len(chosen) != len(scale.items):
+        errors["items"] = (
+            f"Choose a value for every item of {scale.name}: {len(chosen)} of {len(scale.items)} chosen. "
+            "Nothing was recorded."
+        )
+    phase = raw_phase.strip()
+    if scale_key == "nrs" and not phase:
+        errors["phase"] = "Say when the pain score was taken (before, during or after). Nothing was recorded."
+    if errors:
+        raise InvalidInput(errors=errors)
+    try:
+        items = [int(x) for x in chosen]
+    except ValueError as exc:
+        raise InvalidInput(errors={"items": "Scores are whole numbers."}) from exc
+    return {"scale": scale_key, "phase": phase or "during", "items": items}
+
+
 @router.post("/sessions/{session_id}/scores", include_in_schema=False)
 def score_page(
     request: Request, db: DbSession, actor: Writer, session_id: RowId, form: FormLists
 ) -> Response:
-    flat = {k: v[-1] for k, v in form.items() if v}
+    flat: dict[str, Any] = {k: v[-1] for k, v in form.items() if v}
+    flat["items_chosen"] = [x.strip() for x in form.get("items", [])]
 
     def act() -> None:
-        try:
-            items = [int(x) for x in form.get("items", []) if x.strip()]
-        except ValueError as exc:
-            raise InvalidInput(errors={"items": "Scores are whole numbers."}) from exc
-        data = {"scale": flat.get("scale"), "phase": flat.get("phase") or "during", "items": items}
+        data = score_form_data(flat.get("scale", ""), form.get("items", []), flat.get("phase", ""))
         service.record_score(db, actor, session_id, parse(ScoreIn, data))
 
     return _form_action(request, db, actor, session_id, f"score-{flat.get('scale', '')}", flat, act)
@@ -707,6 +814,18 @@ def score_page(
 def ae_page(request: Request, db: DbSession, actor: Writer, session_id: RowId, form: FormLists) -> Response:
     flat = {k: v[-1] for k, v in form.items() if v and k != "actions"}
     data = {**flat, "actions": form.get("actions", []), "serious": flat.get("serious") == "on"}
+    if not flat.get("grade", "").strip():
+        # The grade starts on "Choose…": refused with a clear message, never defaulted.
+        return _detail(
+            request,
+            db,
+            actor,
+            session_id,
+            section="ae",
+            errors={"grade": "Choose the CTCAE grade. Nothing was recorded."},
+            values=flat,
+            status=422,
+        )
     return _form_action(
         request,
         db,
@@ -783,13 +902,34 @@ def sign_page(db: DbSession, actor: Signer, session_id: RowId) -> Response:
 
 @router.post("/alarms/{alarm_id}/acknowledge", include_in_schema=False)
 def ack_page(request: Request, db: DbSession, actor: Writer, alarm_id: RowId, form: FormData) -> Response:
-    alarm = service.acknowledge_alarm(db, actor, alarm_id, parse(NoteIn, form))
-    return _back(request, f"/sessions/{alarm.session_id}#alarms")
+    return _alarm_action(
+        request,
+        db,
+        actor,
+        alarm_id,
+        lambda: service.acknowledge_alarm(db, actor, alarm_id, parse(NoteIn, form)),
+    )
 
 
 @router.post("/alarms/{alarm_id}/resolve", include_in_schema=False)
 def resolve_page(request: Request, db: DbSession, actor: Writer, alarm_id: RowId, form: FormData) -> Response:
-    alarm = service.resolve_alarm(db, actor, alarm_id, parse(NoteIn, form))
+    return _alarm_action(
+        request, db, actor, alarm_id, lambda: service.resolve_alarm(db, actor, alarm_id, parse(NoteIn, form))
+    )
+
+
+def _alarm_action(request: Request, db: DbSession, actor: Principal, alarm_id: int, action: Any) -> Response:
+    """Acknowledge or resolve; a refusal (another nurse was first) is shown with its reason: on
+    the session page, or on the board as a notice line (htmx keeps the board live)."""
+    try:
+        alarm = action()
+    except Conflict as exc:
+        session_id = service.alarm_session_id(db, actor, alarm_id)
+        if request.headers.get("HX-Request"):
+            db.rollback()
+            trigger = json.dumps({"board-refresh": "", "ketacare-refused": {"value": str(exc)}})
+            return Response(status_code=200, headers={"HX-Trigger": trigger, "HX-Reswap": "none"})
+        return _refused(request, db, actor, session_id, exc, section="alarms")
     return _back(request, f"/sessions/{alarm.session_id}#alarms")
 
 

@@ -71,6 +71,18 @@ ACTIVE: tuple[str, ...] = (CHECKED_IN, PRECHECKS_DONE, RUNNING, RECOVERY, READY)
 # usual; "aborted" is final, for a session that cannot go on at all (before or during dosing).
 
 
+def administration_states(kind: str) -> tuple[str, ...]:
+    """The states in which an administration entry of ``kind`` may be recorded. Nothing is given
+    before the pre-checks are complete (consent, escort, oximeter, safety holds, prescriber on
+    site: issue 14), premedication included; a rescue drug is recorded in any active state after
+    the pre-checks, through recovery."""
+    if kind == "rescue":
+        return (PRECHECKS_DONE, RUNNING, RECOVERY, READY)
+    if kind == "premedication":
+        return (PRECHECKS_DONE, RUNNING)
+    return (PRECHECKS_DONE, RUNNING)
+
+
 class TransitionRefused(ValueError):
     pass
 
@@ -609,7 +621,12 @@ def discharge_checklist(data: DischargeInput, rules: SessionRules, now: dt.datet
             off.append(f"{kind.upper()} {now_value:g} vs baseline {base:g}")
     spo2 = data.latest.get("spo2")
     base_spo2 = data.baseline.get("spo2")
-    if spo2 is not None and base_spo2 is not None and spo2 < min(base_spo2 - 2, 94):
+    spo2_needed = (
+        min(base_spo2 - float(d["spo2_drop_points"]), float(d["spo2_floor_pct"]))
+        if base_spo2 is not None
+        else None
+    )
+    if spo2 is not None and spo2_needed is not None and spo2 < spo2_needed:
         off.append(f"SpO2 {spo2:g}% vs baseline {base_spo2:g}%")
     vital_detail = (
         "; ".join(off) if off else ("No reading yet: " + ", ".join(missing)) if missing else "Near baseline"

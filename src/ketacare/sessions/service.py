@@ -24,7 +24,7 @@ from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.db import utcnow
-from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
+from ketacare.errors import Conflict, Forbidden, InvalidInput, KetaCareError, NotFound, PendingAudit
 from ketacare.knowledge.sessions import AlarmRule, SessionRules, session_rules
 from ketacare.ledger import rules as ledger_rules
 from ketacare.ledger import service as ledger
@@ -153,6 +153,7 @@ class DayEntry:
     patient_name: str
     record_number: str
     session: TreatmentSession | None
+    holds: tuple[safety_holds.HoldNotice, ...] = ()
 
 
 def day_list(db: Session, actor: Principal, day: dt.date) -> list[DayEntry]:
@@ -171,11 +172,18 @@ def day_list(db: Session, actor: Principal, day: dt.date) -> list[DayEntry]:
         if ids
         else {}
     )
+    holds = safety_holds.holds_by_patient(db, actor.clinic_id, (b.patient_id for b in booked))
     out = []
     for b in booked:
         p = patients.visible_patient(db, actor, b.patient_id, "session.day")
         out.append(
-            DayEntry(b, f"{p.family_name}, {p.given_name}", p.record_number, sessions.get(b.plan_session_id))
+            DayEntry(
+                b,
+                f"{p.family_name}, {p.given_name}",
+                p.record_number,
+                sessions.get(b.plan_session_id),
+                holds.get(b.patient_id, ()),
+            )
         )
     audit.record(db, actor, "session.day", "clinic", resource_id=actor.clinic_id, detail=day.isoformat())
     return out
@@ -546,14 +554,12 @@ def record_administration(
         errors["given_at"] = "Infusion entries must be in time order."
     if errors:
         raise InvalidInput(errors=errors)
-    allowed = {
-        "premedication": (rules.CHECKED_IN, rules.PRECHECKS_DONE, rules.RUNNING),
-        "rescue": rules.ACTIVE,
-    }.get(kind, (rules.PRECHECKS_DONE, rules.RUNNING))
+    allowed = rules.administration_states(kind)
     if row.status not in allowed:
+        why = " (the pre-checks come first)" if row.status == rules.CHECKED_IN else ""
         raise Conflict(
             f"Cannot record a {kind.replace('_', ' ')} while the session is "
-            f"{rules.STATE_LABELS[row.status].lower()}."
+            f"{rules.STATE_LABELS[row.status].lower()}{why}."
         )
     override_reason = _dose_gate(db, actor, row, existing, data, kind, given_at) if ketamine else None
     # Stock leaves the ledger's lot first: a refusal there (not enough left, say) writes nothing.
@@ -806,6 +812,26 @@ def lot_choices(db: Session, actor: Principal, session_id: int) -> LotChoices:
     every = ledger.available_lots(db, actor)
     fitting = [c for c in every if c.fit_problem(row.drug, row.route) is None]
     return LotChoices(fitting, len(every) - len(fitting))
+
+
+def record_conflict(db: Session, actor: Principal, exc: KetaCareError) -> None:
+    """A page that shows a refusal commits its request: write the audit entries the refusal
+    carries, as the error handler would after its rollback."""
+    for item in exc.audit:
+        audit.record(
+            db,
+            actor,
+            item.action,
+            item.resource_type,
+            resource_id=item.resource_id,
+            patient_id=item.patient_id,
+            outcome=item.outcome,
+            detail=item.detail,
+        )
+
+
+def alarm_session_id(db: Session, actor: Principal, alarm_id: int) -> int:
+    return _alarm(db, actor, alarm_id, "session.alarm").session_id
 
 
 def waste_witnesses(db: Session, actor: Principal) -> list[tuple[str, str]]:
@@ -1719,6 +1745,25 @@ class SessionView:
     rems: RemsForm | None
     zone: str
     now: dt.datetime
+    holds: tuple[safety_holds.HoldNotice, ...] = ()  # active long-term safety holds
+
+
+@dataclass(frozen=True)
+class AlarmPanel:
+    """The session page's alarm list, polled by the page so that a new alarm sounds there too."""
+
+    session: TreatmentSession
+    alarms: list[Alarm]
+    staff: dict[int, str]
+    zone: str
+
+
+def alarm_panel(db: Session, actor: Principal, session_id: int) -> AlarmPanel:
+    """Polled every few seconds by an open session page: not audited (the page load was)."""
+    row = _session(db, actor, session_id, "session.read")
+    alarms = list(db.execute(select(Alarm).where(Alarm.session_id == row.id).order_by(Alarm.id)).scalars())
+    staff = {u.id: u.full_name for u in auth.staff_directory(db, actor.clinic_id)}
+    return AlarmPanel(row, alarms, staff, clinic_zone(db, row.clinic_id))
 
 
 def view(
@@ -1799,6 +1844,7 @@ def view(
         rems=rems,
         zone=clinic_zone(db, row.clinic_id),
         now=at,
+        holds=safety_holds.notices(db, row.clinic_id, row.patient_id),
     )
 
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ketacare.errors import (
+    Conflict,
     DatabaseUnavailable,
     InvalidInput,
     KetaCareError,
@@ -95,6 +96,20 @@ def _html_error(request: Request, status: int, title: str, detail: str) -> Respo
     return render(request, "error.html", {"title": title, "detail": detail, "status": status}, status)
 
 
+def _refused_page(request: Request, exc: Conflict) -> Response:
+    """A form's action refused (409): the reason, that nothing changed, and the way back to the
+    page the form was on; never a bare "Conflict"."""
+    back = _return_path(request) if request.method not in ("GET", "HEAD") else ""
+    context = {
+        "title": "Not done",
+        "detail": str(exc) if exc.detail else "The action was refused.",
+        "status": exc.status_code,
+        "refused": True,
+        "back": back if back != "/" else "",
+    }
+    return render(request, "error.html", context, exc.status_code)
+
+
 def _return_path(request: Request) -> str:
     """Where to come back to after logging in again: the page, not the address a form posted to."""
     if request.method in ("GET", "HEAD") and request.headers.get("hx-request") != "true":
@@ -147,6 +162,8 @@ async def _ketacare_error_response(request: Request, exc: KetaCareError) -> Resp
     if isinstance(exc, NotAuthenticated):
         reason = "&reason=idle" if exc.slug == "session-expired" else ""
         return _redirect(request, f"/login?next={next_url}{reason}")
+    if isinstance(exc, Conflict):
+        return _refused_page(request, exc)
     if isinstance(exc, InvalidInput):
         details = "; ".join(f"{k}: {v}" for k, v in exc.errors.items()) or str(exc)
         return _html_error(request, exc.status_code, exc.title, details)

@@ -32,3 +32,9 @@ document.addEventListener("submit", (event) => {
     }
   });
 })();
+// A refused action sent by htmx (an alarm another nurse acknowledged first): its reason is shown.
+document.addEventListener("ketacare-refused", (event) => {
+  const box = document.getElementById("board-refused");
+  const reason = event.detail && event.detail.value;
+  if (box && reason) { box.textContent = `Not done: ${reason}`; box.hidden = false; }
+});
