@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -18,6 +19,7 @@ from ketacare.features import FEATURES
 from ketacare.interop.fhir.bulk import start_worker as start_fhir_export_worker
 from ketacare.migrations import ensure_at_head
 from ketacare.web import csrf, problems
+from ketacare.web.limits import BodySizeLimit
 from ketacare.web.templating import PACKAGE_DIR, build_templates
 
 CONTENT_SECURITY_POLICY = (
@@ -63,6 +65,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
     app.state.templates = build_templates(settings.clinic_time_zone)
 
     problems.install(app)
+    _document_problems(app)
     _install_middleware(app, settings)
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
     for feature in FEATURES:
@@ -71,7 +74,21 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
     return app
 
 
+def _document_problems(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    # Added first, so it runs inside the security middleware: a 413 carries the same headers.
+    app.add_middleware(BodySizeLimit, settings=settings)
+
     @app.middleware("http")
     async def security(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         fresh_cookie = None

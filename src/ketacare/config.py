@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     secure_cookies: bool = False
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Request bodies: larger ones are refused with 413 before they are read. The FHIR NDJSON
+    # import (API and upload page) takes files and has its own, larger limit.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_import_body_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Outgoing email (consultation confirmations); empty host = email off.
     smtp_host: str = ""
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError, WithJsonSchema
 
 from ketacare.errors import InvalidInput
 
@@ -84,3 +84,21 @@ def reasonable_date(value: dt.date) -> dt.date:
 
 
 ReasonableDate = Annotated[dt.date, AfterValidator(reasonable_date)]
+
+
+# A clinic's clock time (opening hours, a shift): the clinic's own zone applies, so a UTC offset
+# is refused rather than silently dropped (08:00+05:00 is not 08:00 in the clinic).
+CLOCK_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?$"
+
+
+def _clock_time(value: dt.time) -> dt.time:
+    if value.tzinfo is not None:
+        raise ValueError("Give the clinic's clock time, such as 08:30, without a UTC offset.")
+    return value
+
+
+LocalTime = Annotated[
+    dt.time,
+    AfterValidator(_clock_time),
+    WithJsonSchema({"type": "string", "pattern": CLOCK_TIME_PATTERN, "examples": ["08:30"]}),
+]

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ketacare.validation import LocalTime
+
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 KEY = re.compile(r"^[a-z0-9_]+$")
 
@@ -125,8 +127,8 @@ class ChairIn(BaseModel):
 class HoursIn(BaseModel):
     """Opening hours and the calendar's slot length (design defaults 08:00-18:00, 30 min)."""
 
-    opens_at: dt.time
-    closes_at: dt.time
+    opens_at: LocalTime
+    closes_at: LocalTime
     slot_min: int = Field(ge=5, le=240)
 
     @field_validator("closes_at")
@@ -143,8 +145,8 @@ class DutyIn(BaseModel):
 
     user_id: int = Field(ge=1, le=2_147_483_647)
     on_date: dt.date
-    start_time: dt.time
-    end_time: dt.time
+    start_time: LocalTime
+    end_time: LocalTime
     repeat_weeks: int = Field(default=1, ge=1, le=12)
 
     @field_validator("end_time")
@@ -162,8 +164,8 @@ class DutyOut(BaseModel):
     name: str
     role: str
     on_date: dt.date
-    start_time: dt.time
-    end_time: dt.time
+    start_time: LocalTime
+    end_time: LocalTime
 
 
 class CancelIn(BaseModel):
@@ -178,7 +180,7 @@ class RescheduleIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True)
 
     on_date: dt.date
-    start_time: dt.time
+    start_time: LocalTime
     reason: str | None = Field(default=None, max_length=2000)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
-from sqlalchemy.exc import DataError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +21,7 @@ from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.config import Settings
 from ketacare.errors import (
+    Conflict,
     DatabaseUnavailable,
     Forbidden,
     InvalidInput,
@@ -87,6 +88,14 @@ def get_db(request: Request) -> Iterator[Session]:
         db.rollback()
         raise InvalidInput(
             "A value was too long or held a character that cannot be stored; nothing was saved."
+        ) from exc
+    except IntegrityError as exc:
+        # A unique, foreign-key or check constraint refused the change (two requests at once, a
+        # row that went away, a value a rule of the table forbids): a 409 and nothing written.
+        db.rollback()
+        raise Conflict(
+            "The change conflicts with what is already stored (or was changed at the same moment); "
+            "nothing was saved. Reload and try again."
         ) from exc
     except (OperationalError, PoolTimeout) as exc:
         db.rollback()

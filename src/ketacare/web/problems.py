@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
@@ -12,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Route
 
 from ketacare.errors import (
     Conflict,
@@ -40,6 +43,7 @@ _FHIR_ISSUE_CODES = {
     409: "conflict",
     410: "deleted",
     412: "conflict",
+    413: "too-long",
     415: "not-supported",
     422: "processing",
     429: "throttled",
@@ -191,12 +195,40 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
 
 async def handle_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {404: "Page not found", 405: "Method not allowed"}
+    titles = {404: "Page not found", 405: "Method not allowed", 413: "The request is too large"}
     title = titles.get(exc.status_code, "Request not accepted")
     detail = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+    if exc.status_code == 405:
+        detail = "This address does not take that method; the Allow header lists those it takes."
     if wants_json(request):
-        return problem(request, exc.status_code, title, detail, f"http-{exc.status_code}")
-    return _html_error(request, exc.status_code, title, detail)
+        response = problem(request, exc.status_code, title, detail, f"http-{exc.status_code}")
+    else:
+        response = _html_error(request, exc.status_code, title, detail)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    probe = {**request.scope, "method": "GET"}
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.routes):
+        if route.methods and route.matches(probe)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
+def _leaf_routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    """The routes themselves: an included router (no prefix in this app) is walked into."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        elif isinstance(route, Route):
+            yield route
 
 
 async def handle_database_error(request: Request, exc: Exception) -> Response:
@@ -213,6 +245,64 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
     if wants_json(request):
         return problem(request, 500, "Internal error", detail, "internal-error")
     return _html_error(request, 500, "Something went wrong", detail)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem: what went wrong, and that nothing was changed.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 OperationOutcome: one issue for the whole, one per field in error.",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string"},
+        "issue": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Say in the OpenAPI document what the handlers above answer: every operation may answer an
+    error as problem+json (an OperationOutcome as application/fhir+json under /fhir/), including
+    the 422 FastAPI would otherwise document as its own JSON shape; FHIR successes are fhir+json."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    components["OperationOutcome"] = OPERATION_OUTCOME_SCHEMA
+    for path, item in schema.get("paths", {}).items():
+        fhir = path.startswith(FHIR_PREFIX)
+        media, ref = (FHIR_JSON, "OperationOutcome") if fhir else (PROBLEM_JSON, "Problem")
+        error = {"schema": {"$ref": f"#/components/schemas/{ref}"}}
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "422" in responses:
+                responses["422"]["content"] = {media: error}
+            responses.setdefault(
+                "default", {"description": "An error; nothing was changed.", "content": {media: error}}
+            )
+            if fhir:
+                for code, response in responses.items():
+                    content = response.get("content", {})
+                    if code.startswith("2") and "application/json" in content:
+                        content.setdefault(FHIR_JSON, content["application/json"])
+    return schema
 
 
 def install(app: FastAPI) -> None:
