@@ -65,7 +65,7 @@ def test_a_nasal_spray_lot_cannot_start_an_iv_infusion_by_api(as_role, world, db
     sid = prechecked(nurse, world, booked)
     url = f"/api/v1/sessions/{sid}/administrations"
     before = _ledger_rows(db)
-    refused = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 60, "lot_id": lots["spray"]})
+    refused = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 28, "lot_id": lots["spray"]})
     assert refused.status_code == 422 and refused.headers["content-type"].startswith(
         "application/problem+json"
     )
@@ -73,7 +73,7 @@ def test_a_nasal_spray_lot_cannot_start_an_iv_infusion_by_api(as_role, world, db
     bolus = nurse.api("POST", url, json={"kind": "bolus", "dose_mg": 10, "lot_id": lots["spray"]})
     assert bolus.status_code == 422 and "nasal spray" in bolus.text
     assert count(db, Administration) == 0 and _ledger_rows(db) == before  # nothing written
-    ok = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 60, "lot_id": lots["vial"]})
+    ok = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 28, "lot_id": lots["vial"]})
     assert ok.status_code == 201, ok.text
 
 
@@ -85,7 +85,7 @@ def test_the_lot_picker_offers_only_fitting_lots(as_role, world, db, booked) -> 
     assert "VIAL-1" in page.text and "SPRAY-1" not in page.text
     assert "1 other lot(s) in stock do not fit" in page.text
     # A forged form post of the spray lot is refused on the page with the reason.
-    form = {"kind": "start", "drug": "ketamine", "rate_mg_per_h": "60", "lot_id": str(lots["spray"])}
+    form = {"kind": "start", "drug": "ketamine", "rate_mg_per_h": "28", "lot_id": str(lots["spray"])}
     refused = nurse.post(f"/sessions/{sid}/administrations", form, follow_redirects=False)
     assert refused.status_code == 422 and "nasal spray" in refused.text and "IV infusion" in refused.text
     assert count(db, Administration) == 0
@@ -118,7 +118,7 @@ def test_an_uncoded_product_is_never_drawn_until_an_admin_codes_it(as_role, worl
     nurse = as_role("nurse")
     sid = prechecked(nurse, world, booked)
     url = f"/api/v1/sessions/{sid}/administrations"
-    refused = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 60, "lot_id": lots["vial"]})
+    refused = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 28, "lot_id": lots["vial"]})
     assert refused.status_code == 422 and "not coded" in refused.text
     none_fit = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 60})
     assert none_fit.status_code == 422 and "No lot in stock fits" in none_fit.text
@@ -144,5 +144,5 @@ def test_an_uncoded_product_is_never_drawn_until_an_admin_codes_it(as_role, worl
         json={"ingredient": "ketamine", "dosage_form": "nasal spray"},
     )
     assert again.status_code == 422 and "already coded" in again.text  # never re-coded
-    ok = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 60, "lot_id": lots["vial"]})
+    ok = nurse.api("POST", url, json={"kind": "start", "rate_mg_per_h": 28, "lot_id": lots["vial"]})
     assert ok.status_code == 201, ok.text
