@@ -31,7 +31,7 @@ from ketacare.auth import throttle
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.config import Settings
-from ketacare.db import utcnow
+from ketacare.db import lock_keys, utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.knowledge import products as products_knowledge
 from ketacare.knowledge.ledger import Fact, LedgerRules, ledger_rules
@@ -600,11 +600,19 @@ def _ensure_initial_inventory(db: Session, reg: Registration) -> None:
 # --- movements --------------------------------------------------------------------------------
 
 
+def _serialise(db: Session, clinic_id: int) -> None:
+    """One clinic's ledger writes run one after another from their first read: a check such as
+    "is this lot new?" or "is the initial inventory on record?" then holds until commit. (The
+    audit chain's lock is taken only at commit, so it no longer orders them.)"""
+    lock_keys(db, f"ledger:{clinic_id}")
+
+
 def record_receipt(
     db: Session, actor: Principal, data: ReceiptIn, now: dt.datetime | None = None
 ) -> LedgerEntry:
     """A delivery on an invoice (Schedule III needs no Form 222): whole containers into a lot."""
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     at = now or utcnow()
     name = _person(db, actor)
     reg = registration(db, actor, data.registration_id)
@@ -617,8 +625,8 @@ def record_receipt(
     _ensure_initial_inventory(db, reg)
     change = data.containers * rules.container_ug(prod.container_ml, prod.strength_mg_per_ml)
     with db.begin_nested():
-        # The audit entry first: its lock orders two deliveries of the same new lot one after
-        # the other, so the second finds the lot the first created.
+        # ``_serialise`` ordered two deliveries of the same new lot one after the other, so the
+        # second finds the lot the first created.
         audit.record(
             db,
             actor,
@@ -668,6 +676,7 @@ def record_administration(
     not coded), an amount above the balance, a patient of another clinic, a time in the future or
     an unknown session. Never commits."""
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     now = utcnow()
     name = _person(db, actor)
     if given_at.tzinfo is None:
@@ -801,6 +810,7 @@ def record_waste(
     confirms with their own password on the same screen. The actor re-authenticated (the route is
     sensitive). Not a DEA Form 41 destruction (knowledge: waste)."""
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     now = utcnow()
     name = _person(db, actor)
     when = _when(occurred_at, "occurred_at", now)
@@ -1015,6 +1025,7 @@ def record_destruction(
     """An on-site destruction with the data of DEA Form 41 and two witnessing employees, each
     confirming with their own password (knowledge: destruction)."""
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     at = now or utcnow()
     name = _person(db, actor)
     when = _when(data.occurred_at, "occurred_at", at)
@@ -1211,6 +1222,7 @@ def take_initial_inventory(
     """The count when the registration first handles controlled substances: it opens each lot
     on hand with what was counted; no lines record a zero inventory (knowledge: inventory)."""
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     at = now or utcnow()
     name = _person(db, actor)
     reg = registration(db, actor, data.registration_id)
@@ -1232,7 +1244,7 @@ def take_initial_inventory(
     if errors:
         raise InvalidInput(errors=errors)
     with db.begin_nested():
-        # The audit entry's lock orders two people taking the initial inventory at once; the
+        # ``_serialise`` orders two people taking the initial inventory at once; the
         # second then finds the first one's and is refused.
         audit.record(
             db,
@@ -1305,6 +1317,7 @@ def take_biennial_inventory(
     book balance opens an investigation; the book balance is not changed by a count (a finding
     is corrected by an adjustment, or reported as a theft or loss)."""
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     at = now or utcnow()
     name = _person(db, actor)
     reg = registration(db, actor, data.registration_id)
@@ -1443,6 +1456,7 @@ def add_investigation_note(
     db: Session, actor: Principal, investigation_id: int, data: NoteIn
 ) -> InvestigationNote:
     check_permission(actor, Permission.ledger_write)
+    _serialise(db, actor.clinic_id)
     row = _investigation(db, actor, investigation_id)
     if row.status != "open":
         raise Conflict("This investigation is closed.")
