@@ -43,9 +43,17 @@ def test_date_shift_is_per_patient_keyed_and_bounded() -> None:
 
 
 def test_dataset_drops_identifiers_and_free_text_and_keeps_intervals(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    data = deid.deidentify(cohort(), KEY)
+    data = deid.deidentify(cohort(), KEY, dt.date(2026, 6, 1))
     pats = data.frames["patients"]
-    assert list(pats.columns) == ["patient", "clinic", "sex", "state", "zip3", "age_at_index"]
+    assert list(pats.columns) == ["patient", "clinic", "sex", "state", "zip3", "age_at_index", "as_of"]
+    # what reproducing the report needs: the export's day and each series' days, shifted alike
+    shift = deid.shift_days(KEY, 1)
+    p1 = deid.pseudonym(KEY, "patient", 1)
+    assert pats[pats["patient"] == p1]["as_of"].iloc[0] == dt.date(2026, 6, 1) + dt.timedelta(days=shift)
+    s1 = data.frames["series"][data.frames["series"]["patient"] == p1].iloc[0]
+    assert (s1["period"], s1["baseline_lookback_days"]) == ("2026-Q1", 30)
+    assert (s1["last_on"] - s1["first_on"]).days == 4
+    assert set(data.frames["follow_ups"]["series"]) <= set(data.frames["series"]["series"])
     assert set(pats["zip3"]) == {"021"} and set(pats["age_at_index"]) == {
         "56"
     }  # born 1970-01-01, first session 2026-01-01
@@ -55,11 +63,9 @@ def test_dataset_drops_identifiers_and_free_text_and_keeps_intervals(tmp_path) -
         for column in frame.columns:
             assert column not in ("patient_id", "date_of_birth", "postal_code", "given_name", "note")
     scores = data.frames["scores"]
-    p1 = deid.pseudonym(KEY, "patient", 1)
     mine = scores[(scores["patient"] == p1) & (scores["timepoint"] == "d28")].iloc[0]
     # the interval from series end to the answer survives the shift
     assert (mine["answered_on"] - mine["series_end_on"]).days == 28
-    shift = deid.shift_days(KEY, 1)
     assert mine["series_end_on"] == dt.date(2026, 1, 5) + dt.timedelta(days=shift)
     written = data.write(tmp_path)
     assert {p.name for p in written} >= {"patients.parquet", "scores.parquet", "data_dictionary.csv"}

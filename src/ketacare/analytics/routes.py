@@ -87,7 +87,7 @@ def research_registry_csv(db: DbSession, actor: Researcher, table: str) -> Respo
 
 @router.get("/research/export.zip", include_in_schema=False)
 def research_export(request: Request, db: DbSession, actor: Researcher) -> Response:
-    data = service.deidentified(db, actor, request.app.state.settings.secret_key)
+    data = service.deidentified(db, actor, request.app.state.settings.secret_key, _today())
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in data.write(Path(tmp)):

@@ -38,9 +38,13 @@ def operator_report(db: Session, clinic_id: int | None, as_of: dt.date) -> regis
     return report
 
 
-def deidentified(db: Session, actor: Principal | None, secret_key: str) -> deid.Dataset:
-    """An actor's own clinic; with no actor (the server operator's command line) every clinic."""
-    data = deid.deidentify(extract.extract(db, actor.clinic_id if actor is not None else None), secret_key)
+def deidentified(
+    db: Session, actor: Principal | None, secret_key: str, as_of: dt.date | None = None
+) -> deid.Dataset:
+    """An actor's own clinic; with no actor (the server operator's command line) every clinic.
+    ``as_of``: the report day the export reproduces (default today, UTC)."""
+    clinic_id = actor.clinic_id if actor is not None else None
+    data = deid.deidentify(extract.extract(db, clinic_id), secret_key, as_of)
     audit.record(
         db,
         actor,
