@@ -370,6 +370,7 @@ def _chunk(
                         "id": fu_id,
                         "clinic_id": 1,
                         "patient_id": pid,
+                        "plan_id": None if day < 0 else plan_id,
                         "timepoint": timepoint,
                         "days_after_series": None if day < 0 else day,
                         "series_end_on": None if day < 0 else end.date(),
@@ -473,12 +474,12 @@ SELECT condition, route, protocol, period, count(DISTINCT patient_id) AS patient
 FROM f GROUP BY GROUPING SETS ((), (condition), (route), (protocol), (period))
 """
 DUCK_AE_SQL = """
-SELECT p.condition, ae.term, ae.grade, count(*) AS events, count(DISTINCT ae.patient_id) AS patients,
+SELECT p.condition, ae.term_key, ae.grade, count(*) AS events, count(DISTINCT ae.patient_id) AS patients,
        sum(CAST(ae.needed_intervention AS INT)) AS needed
 FROM read_parquet('{d}/adverse_events.parquet') ae
 JOIN read_parquet('{d}/sessions.parquet') s USING (session_id)
 JOIN read_parquet('{d}/series.parquet') p ON p.plan_id = s.plan_id
-GROUP BY GROUPING SETS ((ae.term, ae.grade), (p.condition, ae.term, ae.grade))
+GROUP BY GROUPING SETS ((ae.term_key, ae.grade), (p.condition, ae.term_key, ae.grade))
 """
 
 

@@ -14,13 +14,22 @@ from typing import Any
 import pandas as pd
 
 COUNTS = ("patients", "series", "sessions", "evaluable", "pgic_n", "relief_n", "relief_events",
-          "mme_n", "follow_ups_due", "follow_ups_answered", "dropout_n")  # fmt: skip
+          "mme_n", "follow_ups_due", "follow_ups_answered", "dropout_n", "primary_due",
+          "relief_booster_events", "mme_patients", "mme_nonusers", "mme_nonusers_started")  # fmt: skip
+# count columns shown under another cell's name
+RENAMED = {"sessions_exposed": "attempted", "ae_events": "events"}
+# (total, part): the rest is a count too
+PARTS = (("relief_n", "relief_events"), ("relief_n", "relief_booster_events"),
+         ("mme_nonusers", "mme_nonusers_started"))  # fmt: skip
 # (column prefix, numerator name, denominator name)
 PROPORTIONS = (
     ("completion", "sessions", "attempted"),
     ("responder30", "r30", "evaluable"),
     ("responder50", "r50", "evaluable"),
     ("responder2pt", "r2", "evaluable"),
+    ("responder30_mnr", "r30", "primary_due"),
+    ("responder50_mnr", "r50", "primary_due"),
+    ("responder2pt_mnr", "r2", "primary_due"),
     ("pgic_improved", "pgic_yes", "pgic_n"),
     ("patients_with_ae", "with_ae", "patients"),
     ("needed_intervention", "needed", "patients"),
@@ -55,14 +64,13 @@ def true_counts(summary: list[dict[str, Any]], adverse: list[dict[str, Any]]) ->
                 continue
             pct = r[f"{prefix}_pct"]
             cells[(*s, k)] = round(pct * r[n] / 100) if pct is not None else 0
-            cells[(*s, f"{k}-not")] = r[n] - cells[(*s, k)]
-        pct = r["completion_pct"]
-        attempted = round(r["sessions"] * 100 / pct) if pct else r["sessions"]
+            cells[(*s, f"{k}/{n}-not")] = r[n] - cells[(*s, k)]
+        attempted = int(r["sessions_exposed"])
         cells[(*s, "attempted")] = attempted
-        cells[(*s, "sessions-not")] = attempted - r["sessions"]
-        rate = r["ae_per_100_sessions"]
-        cells[(*s, "events")] = round(rate * r["sessions"] / 100) if rate is not None else 0
-        cells[(*s, "relief_events-not")] = r["relief_n"] - r["relief_events"]
+        cells[(*s, "sessions/attempted-not")] = attempted - r["sessions"]
+        cells[(*s, "events")] = int(r["ae_events"])
+        for total, part in PARTS:
+            cells[(*s, f"{part}/{total}-not")] = r[total] - r[part]
     for r in adverse:
         a = ("ae", r["dimension"], r["group"], str(r["term"]), str(r["grade"]))
         cells[(*a, "events")] = int(r["events"])
@@ -83,13 +91,16 @@ class Attack:
             s = ("s", r["dimension"], r["group"])
             for c in COUNTS:
                 self._show((*s, c), _num(r[c]))
+            for column, c in RENAMED.items():
+                self._show((*s, c), _num(r[column]))
             for prefix, k, n in PROPORTIONS:
                 pct = _num(r[f"{prefix}_pct"])
-                self.ratios.append(((*s, k), (*s, n), pct, (*s, f"{k}-not")))
-                self.lines.append(((*s, n), [(*s, k), (*s, f"{k}-not")]))
-            self.lines.append(((*s, "relief_n"), [(*s, "relief_events"), (*s, "relief_events-not")]))
+                self.ratios.append(((*s, k), (*s, n), pct, (*s, f"{k}/{n}-not")))
+                self.lines.append(((*s, n), [(*s, k), (*s, f"{k}/{n}-not")]))
+            for total, part in PARTS:
+                self.lines.append(((*s, total), [(*s, part), (*s, f"{part}/{total}-not")]))
             rate = _num(r["ae_per_100_sessions"])
-            self.ratios.append(((*s, "events"), (*s, "sessions"), rate, ()))
+            self.ratios.append(((*s, "events"), (*s, "attempted"), rate, ()))
         ae_by_group: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
         for r in adverse:
             a = ("ae", r["dimension"], r["group"], str(r["term"]), str(r["grade"]))
@@ -102,7 +113,7 @@ class Attack:
                 ((*a, "patients"), (*s, "patients"), _num(r["patients_pct"]), (*a, "patients-not"))
             )
             self.lines.append(((*s, "patients"), [(*a, "patients"), (*a, "patients-not")]))
-            self.ratios.append(((*a, "events"), (*s, "sessions"), _num(r["per_100_sessions"]), ()))
+            self.ratios.append(((*a, "events"), (*s, "attempted"), _num(r["per_100_sessions"]), ()))
             self.lines.append(((*a, "events"), [(*a, "needed"), (*a, "needed-not")]))
         for (dim, group), keys in ae_by_group.items():
             self.lines.append(

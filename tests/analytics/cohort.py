@@ -77,14 +77,28 @@ def cohort() -> Extract:
     for p, (base, points) in nrs.items():
         fid += 1
         scores.append(
-            (fid, 1, p, fid, "nrs", "baseline", float(base), _at(START - dt.timedelta(days=2)), None, None)
+            (
+                fid,
+                1,
+                p,
+                fid,
+                "nrs",
+                "baseline",
+                float(base),
+                _at(START - dt.timedelta(days=2)),
+                None,
+                None,
+                None,
+            )
         )
         for day, value in points:
             fid += 1
             on = END + dt.timedelta(days=day)
-            scores.append((fid, 1, p, fid, "nrs", f"d{day}", float(value), _at(on), END, day))
+            scores.append((fid, 1, p, fid, "nrs", f"d{day}", float(value), _at(on), END, day, 10 + p))
             if day == 28:
-                scores.append((1000 + fid, 1, p, fid, "pgic", f"d{day}", float(pgic[p]), _at(on), END, day))
+                scores.append(
+                    (1000 + fid, 1, p, fid, "pgic", f"d{day}", float(pgic[p]), _at(on), END, day, 10 + p)
+                )
         if p != 4:  # patient 4 has no follow-up schedule
             for day in (28, 56, 84):
                 follow_ups.append(
@@ -92,6 +106,7 @@ def cohort() -> Extract:
                         5000 + 10 * p + day,
                         1,
                         p,
+                        10 + p,
                         f"d{day}",
                         day,
                         END,
@@ -129,6 +144,7 @@ def cohort() -> Extract:
                 "answered_at",
                 "series_end_on",
                 "days_after_series",
+                "plan_id",
             ],
         ),
         follow_ups=pd.DataFrame(
@@ -137,6 +153,7 @@ def cohort() -> Extract:
                 "follow_up_id",
                 "clinic_id",
                 "patient_id",
+                "plan_id",
                 "timepoint",
                 "days_after_series",
                 "series_end_on",

@@ -1,7 +1,8 @@
 """A random registry cohort written into a database, with the cases the definitions turn on:
 several series per patient (the next one censors the last), aborted and unfinished sessions,
-end-of-session scores, PGIC on the primary day, ties on a day, cancelled follow-ups, unknown MME,
-adverse events outside a session, two clinics."""
+end-of-session scores, baselines inside and outside the look-back (one clinic with a look-back of
+its own), follow-ups of a series and unattached ones, PGIC on the primary day, ties on a day,
+cancelled follow-ups, unknown MME, adverse events outside a session, two clinics."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def fill(conn: Connection, seed: int, patients: int = 40) -> list[int]:
             "outcome_follow_ups",
             "outcome_scores",
             "outcome_mme",
+            "outcome_settings",
         )
     }
     for c in clinics:
@@ -54,6 +56,11 @@ def fill(conn: Connection, seed: int, patients: int = 40) -> list[int]:
              "password_hash": "x", "totp_enrolled": False}
         )  # fmt: skip
         rows["clinic_chairs"].append({"id": c, "clinic_id": c, "room": "R", "name": "C", "active": True})
+    rows["outcome_settings"].append(
+        {"id": BASE_ID + 1, "clinic_id": clinics[1], "schedule_days": [1, 7, 28], "monthly_every_days": 30,
+         "monthly_until_days": 365, "link_valid_days": 7, "reminder_after_days": 2,
+         "baseline_lookback_days": 7, "updated_at": now}
+    )  # fmt: skip
     ids = {k: BASE_ID for k in ("plan", "session", "fu", "score", "ae", "mme")}
 
     def nid(kind: str) -> int:
@@ -109,13 +116,15 @@ def fill(conn: Connection, seed: int, patients: int = 40) -> list[int]:
                     )  # fmt: skip
             end = start + dt.timedelta(days=n_sessions - 1)
             baseline = rng.randint(3, 9)
-            points = [-rng.randint(0, 10), 0, 1, 7, 14, 28, 28, 42, 56, 84, 90, 120, 150, 200]
+            points = [-rng.randint(0, 45), 0, 1, 7, 14, 28, 28, 42, 56, 84, 90, 120, 150, 200]
             for day_no in sorted(rng.sample(points, rng.randint(2, len(points)))):
                 fu = nid("fu")
                 on = end + dt.timedelta(days=day_no)
                 status = rng.choices(("completed", "sent", "cancelled"), (6, 2, 1))[0]
                 rows["outcome_follow_ups"].append(
-                    {"id": fu, "clinic_id": clinic, "patient_id": p, "timepoint": f"d{day_no}",
+                    {"id": fu, "clinic_id": clinic, "patient_id": p,
+                     "plan_id": None if day_no <= 0 or rng.random() < 0.05 else plan,
+                     "timepoint": "baseline" if day_no < 0 else f"d{day_no}",
                      "days_after_series": None if day_no <= 0 else day_no,
                      "series_end_on": None if day_no <= 0 else end, "due_on": on,
                      "instruments": ["nrs"], "status": status, "draft": {},
@@ -124,7 +133,10 @@ def fill(conn: Connection, seed: int, patients: int = 40) -> list[int]:
                 if status != "completed":
                     continue
                 value = baseline if day_no <= 0 else rng.randint(0, 10)
-                timepoint = rng.choice(("end_of_session", "x")) if day_no == 0 else f"d{day_no}"
+                timepoint = (
+                    rng.choice(("end_of_session", "x")) if day_no == 0
+                    else "baseline" if day_no < 0 else f"d{day_no}"
+                )  # fmt: skip
                 for instrument, score in (
                     ("nrs", value),
                     ("nrs", rng.randint(0, 10)),
@@ -137,7 +149,12 @@ def fill(conn: Connection, seed: int, patients: int = 40) -> list[int]:
                          "instrument": instrument, "timepoint": timepoint, "score": float(score),
                          "answered_at": _at(on, rng.randint(0, 23))}
                     )  # fmt: skip
-            for offset in (-rng.randint(0, 5), rng.randint(20, 60), rng.randint(28, 90)):
+            for offset in (
+                -rng.randint(0, 120),
+                -rng.randint(0, 5),
+                rng.randint(20, 60),
+                rng.randint(28, 100),
+            ):
                 rows["outcome_mme"].append(
                     {"id": nid("mme"), "clinic_id": clinic, "patient_id": p,
                      "measured_on": (start if offset < 0 else end) + dt.timedelta(days=offset),

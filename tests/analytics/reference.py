@@ -4,20 +4,25 @@ intervals, mean NRS change, Kaplan-Meier duration of relief, adverse events per 
 session (by term and grade, and those that needed medical intervention), the change in opioid
 MME with a paired test, and dropout. Outcome definitions come from ``outcomes.rules``.
 
-Definitions used here (design, documented in docs/registry.md):
+Definitions used here (design, documented in docs/registry.md, the same as registry.py's):
 - a *series* is a treatment plan with at least one discharged session; it ends on the day of its
-  last discharged session;
-- *baseline* NRS is the patient's last NRS (24 h average) answered on or before the series start;
-- the *primary follow-up* is the NRS at week 4 (the follow-up 28 days after the series), else the
-  answered follow-up nearest day 28 between days 14 and 56;
-- *dropout*: the week-12 follow-up is due but nothing was answered from week 8 on;
-- *MME change*: the last reading on or before the series start against the last reading from
-  day 28 after the series until the next series.
+  last discharged session; its sessions for AE rates are its discharged and aborted ones;
+- its *points*: the NRS of its own follow-ups (``plan_id``) after its end, before the next series;
+- *baseline* NRS: the last NRS of a baseline questionnaire within the clinic's look-back before
+  the series start;
+- the *primary follow-up*: the point nearest day 28 between days 14 and 56; responders
+  complete-case and with missing as non-response (window closed by the report date);
+- *relief*: ``outcomes.rules.duration_of_relief`` on the points; each patient's first responding
+  series in a group;
+- *dropout*: the series' own week-12 follow-up is due, none of its own from week 8 on answered;
+- *MME change*: among users (> 0 in the 90 days before), against the last reading on days 28-90.
+
+Patients with several series: per-patient totals (y_i, n_i) are computed here row by row and
+handed to ``stats.ClusterSums.of``; the registry computes the same sums in DuckDB.
 """
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
@@ -28,12 +33,13 @@ import pandas as pd
 
 from ketacare.analytics import disclosure, stats
 from ketacare.analytics.extract import Extract
-from ketacare.knowledge.outcomes import outcome_rules
+from ketacare.analytics.registry import AE_COLUMNS, SUMMARY_COLUMNS
+from ketacare.knowledge.outcomes import outcome_rules, registry_definitions
 from ketacare.outcomes import rules
 
 DIMENSIONS = ("all", "condition", "route", "protocol", "period")
-PRIMARY_DAY, PRIMARY_WINDOW = 28, (14, 56)
-DROPOUT_DUE_DAY, DROPOUT_FROM_DAY = 84, 56
+DEF = registry_definitions()
+INF = float("inf")
 SUPPRESSED = "suppressed (< {n} patients)"
 
 
@@ -64,6 +70,7 @@ class Report:
 class SeriesFacts:
     plan_id: int
     patient_id: int
+    clinic_id: int
     groups: dict[str, str]
     start: dt.date
     end: dt.date
@@ -71,11 +78,24 @@ class SeriesFacts:
     aborted: int
     baseline: float | None = None
     primary: float | None = None
+    window_closed: bool = False
     pgic: int | None = None
     relief: rules.Relief | None = None
+    next_start: dt.date | None = None
     dropout: bool | None = None
+    due: int = 0
+    answered: int = 0
+    events: int = 0
     mme_before: float | None = None
     mme_after: float | None = None
+
+    @property
+    def evaluable(self) -> bool:
+        return self.baseline is not None and self.primary is not None
+
+    @property
+    def mme_user(self) -> bool:
+        return self.mme_before is not None and self.mme_before > 0 and self.mme_after is not None
 
 
 def _date(value: Any) -> dt.date:
@@ -117,6 +137,7 @@ def _series(ex: Extract) -> list[SeriesFacts]:
             SeriesFacts(
                 int(row.plan_id),
                 int(row.patient_id),
+                int(row.clinic_id),
                 groups,
                 discharged[0],
                 discharged[-1],
@@ -127,71 +148,110 @@ def _series(ex: Extract) -> list[SeriesFacts]:
     return result
 
 
-def _by_patient(frame: pd.DataFrame, date_col: str, value_col: str) -> dict[int, list[tuple[dt.date, float]]]:
-    known = frame[frame[value_col].notna()]
-    out: dict[int, list[tuple[dt.date, float]]] = defaultdict(list)
-    days = [_date(d) for d in known[date_col].tolist()]
-    for pid, day, value in zip(known["patient_id"].tolist(), days, known[value_col].tolist(), strict=True):
-        out[int(pid)].append((day, float(value)))
-    for pts in out.values():
-        pts.sort()
-    return out
+def _latest(points: list[tuple[dt.date, float]]) -> float | None:
+    return max(points)[1] if points else None
 
 
-def _last_on_or_before(points: list[tuple[dt.date, float]], day: dt.date) -> float | None:
-    i = bisect.bisect_right(points, (day, float("inf")))
-    return points[i - 1][1] if i else None
-
-
-def _measure(ex: Extract, all_series: list[SeriesFacts], as_of: dt.date) -> None:
-    # end-of-session scores are taken in recovery: neither a baseline nor a follow-up
-    nrs_scores = ex.scores[(ex.scores["instrument"] == "nrs") & (ex.scores["timepoint"] != "end_of_session")]
-    nrs = _by_patient(nrs_scores, "answered_at", "score")
-    pgic = _by_patient(ex.scores[ex.scores["instrument"] == "pgic"], "answered_at", "score")
-    mme = _by_patient(ex.mme, "measured_on", "mme_per_day")
-    due = ex.follow_ups[(ex.follow_ups["status"] != "cancelled") & ex.follow_ups["days_after_series"].notna()]
-    week12_due: set[tuple[int, dt.date]] = {
-        (int(p), _date(s))
-        for p, s, d, on in zip(
-            due["patient_id"], due["series_end_on"], due["days_after_series"], due["due_on"], strict=True
-        )
-        if d >= DROPOUT_DUE_DAY and _date(on) <= as_of
+def _measure(
+    ex: Extract, all_series: list[SeriesFacts], as_of: dt.date, session_ids: dict[int, set[int]]
+) -> None:
+    r = outcome_rules()
+    lookback = {
+        int(c): int(v)
+        for c, v in zip(ex.settings["clinic_id"], ex.settings["baseline_lookback_days"], strict=True)
+        if v is not None and v == v
     }
+    sc = ex.scores
+    nrs = sc[(sc["instrument"] == "nrs") & (sc["timepoint"] != "end_of_session")]
+    baselines: dict[int, list[tuple[dt.date, float]]] = defaultdict(list)
+    own: dict[int, list[tuple[dt.date, float, int]]] = defaultdict(list)
+    for pid, plan, fu, tp, at, v in zip(
+        nrs["patient_id"],
+        nrs["plan_id"],
+        nrs["follow_up_id"],
+        nrs["timepoint"],
+        nrs["answered_at"],
+        nrs["score"],
+        strict=True,
+    ):
+        if tp == "baseline":
+            baselines[int(pid)].append((_date(at), float(v)))
+        if plan is not None and plan == plan:
+            own[int(plan)].append((_date(at), float(v), int(fu)))
+    pgic = sc[sc["instrument"] == "pgic"]
+    pgic_of = {}
+    for fu, v in zip(pgic["follow_up_id"], pgic["score"], strict=True):
+        pgic_of[int(fu)] = min(float(v), pgic_of.get(int(fu), INF))
+    mme = defaultdict(list)
+    for pid, on, v in zip(ex.mme["patient_id"], ex.mme["measured_on"], ex.mme["mme_per_day"], strict=True):
+        if v is not None and v == v:
+            mme[int(pid)].append((_date(on), float(v)))
+    fus = ex.follow_ups
+    fus = fus[(fus["status"] != "cancelled") & fus["plan_id"].notna() & fus["days_after_series"].notna()]
+    by_series: dict[int, list[tuple[int, dt.date, bool]]] = defaultdict(list)
+    for plan, days, due_on, status in zip(
+        fus["plan_id"], fus["days_after_series"], fus["due_on"], fus["status"], strict=True
+    ):
+        by_series[int(plan)].append((int(days), _date(due_on), status == "completed"))
+    ae = ex.adverse_events
+    events_by_session: dict[int, int] = defaultdict(int)
+    for sid in ae["session_id"]:
+        if sid is not None and sid == sid:
+            events_by_session[int(sid)] += 1
     starts: dict[int, list[dt.date]] = defaultdict(list)
     for s in all_series:
         starts[s.patient_id].append(s.start)
-    for lst in starts.values():
-        lst.sort()
     for s in all_series:
-        later = [d for d in starts[s.patient_id] if d > s.end]
-        next_start = later[0] if later else None
+        later = sorted(d for d in starts[s.patient_id] if d > s.end)
+        s.next_start = later[0] if later else None
         pts = [
-            (d, v)
-            for d, v in nrs.get(s.patient_id, [])
-            if d > s.end and (next_start is None or d < next_start)
+            (d, v, f)
+            for d, v, f in own.get(s.plan_id, [])
+            if d > s.end and (s.next_start is None or d < s.next_start)
         ]
-        s.baseline = _last_on_or_before(nrs.get(s.patient_id, []), s.start)
+        days_back = lookback.get(s.clinic_id, DEF.baseline_lookback_days)
+        s.baseline = _latest(
+            [
+                (d, v)
+                for d, v in baselines.get(s.patient_id, [])
+                if d <= s.start and (s.start - d).days <= days_back
+            ]
+        )
         window = [
-            (abs((d - s.end).days - PRIMARY_DAY), d, v)
-            for d, v in pts
-            if PRIMARY_WINDOW[0] <= (d - s.end).days <= PRIMARY_WINDOW[1]
+            (abs((d - s.end).days - DEF.primary_day), d, v, f)
+            for d, v, f in pts
+            if DEF.primary_window[0] <= (d - s.end).days <= DEF.primary_window[1]
         ]
         if window:
-            _, primary_day, s.primary = min(window)
-            pg = [v for d, v in pgic.get(s.patient_id, []) if d == primary_day]
-            s.pgic = int(pg[0]) if pg else None
+            _, _, s.primary, fu = min(window)
+            s.pgic = int(pgic_of[fu]) if fu in pgic_of else None
+        s.window_closed = (as_of - s.end).days >= DEF.primary_window[1]
         if s.baseline is not None:
-            s.relief = rules.duration_of_relief(s.end, s.baseline, pts, censor_on=next_start)
-        if (s.patient_id, s.end) in week12_due:
-            s.dropout = not any((d - s.end).days >= DROPOUT_FROM_DAY for d, _ in pts)
+            s.relief = rules.duration_of_relief(
+                s.end, s.baseline, [(d, v) for d, v, _ in pts], censor_on=s.next_start, rules=r
+            )
+        mine = by_series.get(s.plan_id, [])
+        if any(days >= DEF.dropout_due_day and due <= as_of for days, due, _ in mine):
+            s.dropout = not any(done and days >= DEF.dropout_from_day for days, _, done in mine)
+        s.due = sum(1 for _, due, _ in mine if due <= as_of)
+        s.answered = sum(1 for _, due, done in mine if due <= as_of and done)
+        s.events = sum(events_by_session.get(sid, 0) for sid in session_ids.get(s.plan_id, set()))
         readings = mme.get(s.patient_id, [])
-        s.mme_before = _last_on_or_before(readings, s.start)
-        after = [
-            v
-            for d, v in readings
-            if (d - s.end).days >= PRIMARY_DAY and (next_start is None or d < next_start)
-        ]
-        s.mme_after = after[-1] if after else None
+        s.mme_before = _latest(
+            [
+                (d, v)
+                for d, v in readings
+                if d <= s.start and (s.start - d).days <= DEF.mme_before_lookback_days
+            ]
+        )
+        low, high = DEF.mme_after_window
+        s.mme_after = _latest(
+            [
+                (d, v)
+                for d, v in readings
+                if low <= (d - s.end).days <= high and (s.next_start is None or d < s.next_start)
+            ]
+        )
 
 
 def _estimate(e: stats.Estimate, scale: float = 1.0, digits: int = 1) -> dict[str, Any]:
@@ -201,128 +261,112 @@ def _estimate(e: stats.Estimate, scale: float = 1.0, digits: int = 1) -> dict[st
     return {"value": r(e.value), "low": r(e.low), "high": r(e.high)}
 
 
-SUMMARY_COLUMNS = [
-    "dimension",
-    "group",
-    "patients",
-    "series",
-    "sessions",
-    "completion_pct",
-    "completion_low",
-    "completion_high",
-    "evaluable",
-    "responder30_pct",
-    "responder30_low",
-    "responder30_high",
-    "responder50_pct",
-    "responder50_low",
-    "responder50_high",
-    "responder2pt_pct",
-    "responder2pt_low",
-    "responder2pt_high",
-    "pgic_improved_pct",
-    "pgic_improved_low",
-    "pgic_improved_high",
-    "pgic_n",
-    "nrs_change_mean",
-    "nrs_change_low",
-    "nrs_change_high",
-    "relief_n",
-    "relief_events",
-    "relief_median_days",
-    "relief_median_low",
-    "relief_median_high",
-    "patients_with_ae_pct",
-    "patients_with_ae_low",
-    "patients_with_ae_high",
-    "ae_per_100_sessions",
-    "ae_per_100_low",
-    "ae_per_100_high",
-    "needed_intervention_pct",
-    "needed_intervention_low",
-    "needed_intervention_high",
-    "mme_n",
-    "mme_change_mean",
-    "mme_change_low",
-    "mme_change_high",
-    "mme_t_p",
-    "mme_wilcoxon_p",
-    "follow_ups_due",
-    "follow_ups_answered",
-    "answered_pct",
-    "answered_low",
-    "answered_high",
-    "dropout_n",
-    "dropout_pct",
-    "dropout_low",
-    "dropout_high",
-    "suppressed",
-]
-AE_COLUMNS = [
-    "dimension",
-    "group",
-    "term",
-    "grade",
-    "events",
-    "patients",
-    "patients_pct",
-    "patients_low",
-    "patients_high",
-    "per_100_sessions",
-    "per_100_low",
-    "per_100_high",
-    "needed_intervention",
-    "suppressed",
-]
-
-
 def _put(row: dict[str, Any], prefix: str, e: stats.Estimate, scale: float = 100.0) -> None:
     v = _estimate(e, scale)
     row[f"{prefix}_pct" if f"{prefix}_pct" in SUMMARY_COLUMNS else f"{prefix}_mean"] = v["value"]
     row[f"{prefix}_low"], row[f"{prefix}_high"] = v["low"], v["high"]
 
 
+def _sums(series: list[SeriesFacts], y: Any, n: Any) -> stats.ClusterSums:
+    """Per-patient totals of y(series) and n(series), as the cluster-robust ratio needs them."""
+    totals: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for s in series:
+        t = totals[s.patient_id]
+        t[0] += float(y(s))
+        t[1] += float(n(s))
+    return stats.ClusterSums.of([(a, b) for a, b in totals.values()])
+
+
+def _p(p: float | None) -> float | None:
+    return None if p is None else round(p, 4)
+
+
 def _summary_row(
-    dim: str,
-    group: str,
-    series: list[SeriesFacts],
-    ae: pd.DataFrame,
-    session_ids: set[int],
-    follow_ups: pd.DataFrame,
+    dim: str, group: str, series: list[SeriesFacts], ae: pd.DataFrame, session_ids: set[int]
 ) -> tuple[dict[str, Any], stats.Survival | None]:
-    """One group's figures; ``follow_ups`` are those due by the report date (not cancelled)."""
     r = outcome_rules()
     conf = r.confidence
     patients = {s.patient_id for s in series}
     row: dict[str, Any] = {"dimension": dim, "group": group, "patients": len(patients), "series": len(series)}
-    discharged = sum(s.discharged for s in series)
-    row["sessions"] = discharged
-    _put(row, "completion", stats.wilson(discharged, discharged + sum(s.aborted for s in series), conf))
-    evaluable = [s for s in series if s.baseline is not None and s.primary is not None]
-    row["evaluable"] = len(evaluable)
-    resp = [
-        rules.response(s.baseline, s.primary, r)
-        for s in evaluable
-        if s.baseline is not None and s.primary is not None
-    ]
-    _put(row, "responder30", stats.wilson(sum(x.responder_30 for x in resp), len(resp), conf))
-    _put(row, "responder50", stats.wilson(sum(x.responder_50 for x in resp), len(resp), conf))
-    _put(row, "responder2pt", stats.wilson(sum(x.responder_2pt for x in resp), len(resp), conf))
-    pg = [s.pgic for s in series if s.pgic is not None]
-    _put(row, "pgic_improved", stats.wilson(sum(rules.pgic_improved(v, r) for v in pg), len(pg), conf))
+    row["sessions"] = sum(s.discharged for s in series)
+    row["sessions_exposed"] = sum(s.discharged + s.aborted for s in series)
+    _put(
+        row,
+        "completion",
+        stats.cluster_wilson(_sums(series, lambda s: s.discharged, lambda s: s.discharged + s.aborted), conf),
+    )
+    row["evaluable"] = sum(s.evaluable for s in series)
+    row["primary_due"] = sum(s.evaluable or s.window_closed for s in series)
+
+    def resp(s: SeriesFacts) -> rules.Response | None:
+        return (
+            rules.response(s.baseline, s.primary, r)
+            if s.baseline is not None and s.primary is not None
+            else None
+        )
+
+    for name, attr in (
+        ("responder30", "responder_30"),
+        ("responder50", "responder_50"),
+        ("responder2pt", "responder_2pt"),
+    ):
+
+        def hit(s: SeriesFacts, attr: str = attr) -> bool:
+            x = resp(s)
+            return bool(x is not None and getattr(x, attr))
+
+        _put(row, name, stats.cluster_wilson(_sums(series, hit, lambda s: s.evaluable), conf))
+        _put(
+            row,
+            f"{name}_mnr",
+            stats.cluster_wilson(_sums(series, hit, lambda s: s.evaluable or s.window_closed), conf),
+        )
+    pg = [s for s in series if s.pgic is not None]
+    _put(
+        row,
+        "pgic_improved",
+        stats.cluster_wilson(_sums(pg, lambda s: rules.pgic_improved(s.pgic, r), lambda s: 1), conf),
+    )
     row["pgic_n"] = len(pg)
-    _put(row, "nrs_change", stats.mean_ci([x.change_points for x in resp], conf), 1.0)
-    relief = [s.relief for s in series if s.relief is not None]
+    ev = [s for s in series if s.evaluable]
+    _put(
+        row,
+        "nrs_change",
+        stats.cluster_mean(_sums(ev, lambda s: s.primary - s.baseline, lambda s: 1), conf),
+        1.0,
+    )
+    first: dict[int, SeriesFacts] = {}
+    for s in sorted(series, key=lambda s: (s.start, s.plan_id)):
+        if s.relief is not None and s.patient_id not in first:
+            first[s.patient_id] = s
+    relief = [s.relief for s in first.values() if s.relief is not None]
     km = stats.kaplan_meier([x.days for x in relief], [x.lost for x in relief], conf)
     row["relief_n"], row["relief_events"] = len(relief), sum(x.lost for x in relief)
     row["relief_median_days"] = km.median if km else None
     row["relief_median_low"] = km.median_low if km else None
     row["relief_median_high"] = km.median_high if km else None
+    lows = [x.interval[0] for x in relief]
+    row["relief_interval_median_days"] = stats.interval_median(lows, [x.interval[1] for x in relief])
+    booster = [
+        s.relief.interval[1] if s.relief.lost or s.next_start is None else float((s.next_start - s.end).days)
+        for s in first.values()
+        if s.relief is not None
+    ]
+    row["relief_booster_events"] = row["relief_events"] + sum(
+        1 for s in first.values() if s.relief is not None and not s.relief.lost and s.next_start is not None
+    )
+    row["relief_booster_median_days"] = stats.interval_median(lows, booster)
     events = ae[ae["session_id"].isin(session_ids)] if len(ae) else ae
     with_ae = set(events["patient_id"]) & patients if len(events) else set()
     _put(row, "patients_with_ae", stats.wilson(len(with_ae), len(patients), conf))
-    rate = stats.poisson_rate(len(events), discharged, conf)
-    v = _estimate(rate, 100.0, 2)
+    row["ae_events"] = len(events)
+    v = _estimate(
+        stats.cluster_poisson_rate(
+            _sums(series, lambda s: s.events, lambda s: s.discharged + s.aborted), conf
+        ),
+        100.0,
+        2,
+    )
     row["ae_per_100_sessions"], row["ae_per_100_low"], row["ae_per_100_high"] = (
         v["value"],
         v["low"],
@@ -334,24 +378,27 @@ def _summary_row(
         else set()
     )
     _put(row, "needed_intervention", stats.wilson(len(needed), len(patients), conf))
-    pairs = [
-        (s.mme_before, s.mme_after) for s in series if s.mme_before is not None and s.mme_after is not None
-    ]
-    row["mme_n"] = len(pairs)
-    if pairs:
-        test = stats.paired(
-            [b for b, _ in pairs if b is not None], [a for _, a in pairs if a is not None], conf
+    users = [s for s in series if s.mme_user]
+    mme = _sums(users, lambda s: s.mme_after - s.mme_before, lambda s: 1)
+    row["mme_n"], row["mme_patients"] = len(users), mme.clusters
+    nonusers = [s for s in series if s.mme_before == 0 and s.mme_after is not None]
+    row["mme_nonusers"] = len(nonusers)
+    row["mme_nonusers_started"] = sum(1 for s in nonusers if s.mme_after and s.mme_after > 0)
+    if users:
+        _put(row, "mme_change", stats.cluster_mean(mme, conf), 1.0)
+        row["mme_t_p"] = _p(stats.cluster_t_p(mme))
+        per_patient: dict[int, list[float]] = defaultdict(list)
+        for s in users:
+            per_patient[s.patient_id].append(s.mme_after - s.mme_before)  # type: ignore[operator]
+        row["mme_wilcoxon_p"] = _p(
+            stats.wilcoxon_p([sum(v) / len(v) for _, v in sorted(per_patient.items())])
         )
-        _put(row, "mme_change", test.mean_change, 1.0)
-        row["mme_t_p"] = None if test.t_p is None else round(test.t_p, 4)
-        row["mme_wilcoxon_p"] = None if test.wilcoxon_p is None else round(test.wilcoxon_p, 4)
-    due = follow_ups[follow_ups["patient_id"].isin(patients)] if len(follow_ups) else follow_ups
-    answered = int((due["status"] == "completed").sum()) if len(due) else 0
-    row["follow_ups_due"], row["follow_ups_answered"] = len(due), answered
-    _put(row, "answered", stats.wilson(answered, len(due), conf))
-    drop = [s.dropout for s in series if s.dropout is not None]
+    row["follow_ups_due"] = sum(s.due for s in series)
+    row["follow_ups_answered"] = sum(s.answered for s in series)
+    _put(row, "answered", stats.cluster_wilson(_sums(series, lambda s: s.answered, lambda s: s.due), conf))
+    drop = [s for s in series if s.dropout is not None]
     row["dropout_n"] = len(drop)
-    _put(row, "dropout", stats.wilson(sum(bool(d) for d in drop), len(drop), conf))
+    _put(row, "dropout", stats.cluster_wilson(_sums(drop, lambda s: bool(s.dropout), lambda s: 1), conf))
     row["suppressed"] = False
     return row, km
 
@@ -361,7 +408,9 @@ def _ae_rows(
 ) -> list[dict[str, Any]]:
     conf = outcome_rules().confidence
     patients = {s.patient_id for s in series}
-    sessions = sum(s.discharged for s in series)
+    exposure: dict[int, float] = defaultdict(float)
+    for s in series:
+        exposure[s.patient_id] += s.discharged + s.aborted
     events = ae[ae["session_id"].isin(session_ids)] if len(ae) else ae
     rows: list[dict[str, Any]] = []
     if not len(events):
@@ -382,7 +431,9 @@ def _ae_rows(
         }
         v = _estimate(stats.wilson(n_pat, len(patients), conf), 100.0)
         row["patients_pct"], row["patients_low"], row["patients_high"] = v["value"], v["low"], v["high"]
-        v = _estimate(stats.poisson_rate(len(g), sessions, conf), 100.0, 2)
+        per_patient = g.groupby("patient_id").size().to_dict()
+        sums = stats.ClusterSums.of([(float(per_patient.get(p, 0)), n) for p, n in exposure.items()])
+        v = _estimate(stats.cluster_poisson_rate(sums, conf), 100.0, 2)
         row["per_100_sessions"], row["per_100_low"], row["per_100_high"] = v["value"], v["low"], v["high"]
         rows.append(row)
     return rows
@@ -398,14 +449,14 @@ def build(ex: Extract, as_of: dt.date, *, research: bool) -> Report:
     """The report; ``research``: groups and AE cells under the small-cell threshold are suppressed."""
     r = outcome_rules()
     all_series = _series(ex)
-    _measure(ex, all_series, as_of)
+    # the sessions of a series for AE rates: its discharged and aborted ones that started
+    counted = ex.sessions[
+        ex.sessions["status"].isin(["discharged", "aborted"]) & ex.sessions["started_at"].notna()
+    ]
     sessions_by_plan: dict[int, set[int]] = defaultdict(set)
-    for sid, pid in zip(ex.sessions["session_id"], ex.sessions["plan_id"], strict=True):
+    for sid, pid in zip(counted["session_id"], counted["plan_id"], strict=True):
         sessions_by_plan[int(pid)].add(int(sid))
-    fu = ex.follow_ups
-    due_follow_ups = (
-        fu[(fu["status"] != "cancelled") & fu["due_on"].map(lambda d: _date(d) <= as_of)] if len(fu) else fu
-    )
+    _measure(ex, all_series, as_of, sessions_by_plan)
     summary = Table("summary", "Outcomes and safety by group", SUMMARY_COLUMNS)
     adverse = Table("adverse_events", "Adverse events by term and grade", AE_COLUMNS)
     curves: dict[str, stats.Survival] = {}
@@ -419,7 +470,7 @@ def build(ex: Extract, as_of: dt.date, *, research: bool) -> Report:
         for group in sorted(groups):
             members = groups[group]
             session_ids = set().union(*(sessions_by_plan[s.plan_id] for s in members))
-            row, km = _summary_row(dim, group, members, ex.adverse_events, session_ids, due_follow_ups)
+            row, km = _summary_row(dim, group, members, ex.adverse_events, session_ids)
             small = research and row["patients"] < r.small_cell
             if small:
                 suppressed += 1
@@ -432,6 +483,10 @@ def build(ex: Extract, as_of: dt.date, *, research: bool) -> Report:
                 if research and 0 < ae_row["patients"] < r.small_cell:
                     ae_row = _suppress(ae_row, ("dimension", "group", "term", "grade"), r.small_cell)
                 adverse.rows.append(ae_row)
+    shown = [row for row in summary.rows if not row["suppressed"]]
+    for column in ("mme_t_p", "mme_wilcoxon_p"):
+        for row, q in zip(shown, stats.fdr_adjusted([row.get(column) for row in shown]), strict=True):
+            row[f"{column}_bh"] = _p(q)
     relief = Table(
         "relief",
         "Kaplan-Meier duration of relief (days from series end)",

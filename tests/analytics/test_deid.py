@@ -54,15 +54,34 @@ def test_safe_harbor_keeps_years_only_and_a_fresh_key_each_export() -> None:
     assert not set(data.frames["patients"]["patient"]) & set(again.frames["patients"]["patient"])
 
 
+def test_safe_harbor_reduces_the_reproduction_columns_to_years() -> None:
+    # HIPAA 45 CFR 164.514(b)(2)(i)(C): the series' days, the quarter and the export's day as years
+    data = deid.deidentify(cohort(), KEY, as_of=dt.date(2026, 6, 1))
+    series, pats = data.frames["series"], data.frames["patients"]
+    assert {"first_year", "last_year", "period_year"} <= set(series.columns)
+    assert not {"first_on", "last_on", "period"} & set(series.columns)
+    assert set(series["period_year"].dropna()) <= {2025, 2026} and set(pats["as_of_year"]) == {2026}
+    rules = dict(zip(data.dictionary["column"], data.dictionary["rule"], strict=True))
+    assert rules["period_year"] == rules["first_year"] == deid.YEAR
+
+
 def test_a_limited_data_set_names_its_agreement() -> None:
     with pytest.raises(ValueError, match="agreement"):
         deid.deidentify(cohort(), None, "limited")
 
 
 def test_dataset_drops_identifiers_and_free_text_and_keeps_intervals(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    data = deid.deidentify(cohort(), KEY, "limited", "#1 test")
+    data = deid.deidentify(cohort(), KEY, "limited", "#1 test", dt.date(2026, 6, 1))
     pats = data.frames["patients"]
-    assert list(pats.columns) == ["patient", "clinic", "sex", "state", "zip3", "age_at_index"]
+    assert list(pats.columns) == ["patient", "clinic", "sex", "state", "zip3", "age_at_index", "as_of"]
+    # what reproducing the report needs: the export's day and each series' days, shifted alike
+    shift = deid.shift_days(KEY, 1)
+    p1 = deid.pseudonym(KEY, "patient", 1)
+    assert pats[pats["patient"] == p1]["as_of"].iloc[0] == dt.date(2026, 6, 1) + dt.timedelta(days=shift)
+    s1 = data.frames["series"][data.frames["series"]["patient"] == p1].iloc[0]
+    assert (s1["period"], s1["baseline_lookback_days"]) == ("2026-Q1", 30)
+    assert (s1["last_on"] - s1["first_on"]).days == 4
+    assert set(data.frames["follow_ups"]["series"]) <= set(data.frames["series"]["series"])
     assert set(pats["zip3"]) == {"021"} and set(pats["age_at_index"]) == {
         "56"
     }  # born 1970-01-01, first session 2026-01-01
@@ -72,11 +91,9 @@ def test_dataset_drops_identifiers_and_free_text_and_keeps_intervals(tmp_path) -
         for column in frame.columns:
             assert column not in ("patient_id", "date_of_birth", "postal_code", "given_name", "note")
     scores = data.frames["scores"]
-    p1 = deid.pseudonym(KEY, "patient", 1)
     mine = scores[(scores["patient"] == p1) & (scores["timepoint"] == "d28")].iloc[0]
     # the interval from series end to the answer survives the shift
     assert (mine["answered_on"] - mine["series_end_on"]).days == 28
-    shift = deid.shift_days(KEY, 1)
     assert mine["series_end_on"] == dt.date(2026, 1, 5) + dt.timedelta(days=shift)
     written = data.write(tmp_path)
     assert {p.name for p in written} >= {"patients.parquet", "scores.parquet", "data_dictionary.csv"}

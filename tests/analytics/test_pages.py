@@ -154,3 +154,21 @@ def test_research_export_holds_only_the_researchers_clinic(as_role, seeded) -> N
     patients = pq.read_table(io.BytesIO(archive.read("patients.parquet")))
     assert sessions.num_rows == 1  # the other clinic's series is not in it
     assert len(set(patients.column("clinic").to_pylist())) == 1
+
+
+@pytest.mark.parametrize(
+    ("definition", "words"),
+    [
+        ("responders, complete-case and missing as no response (IMMPACT)", "counted as no response"),
+        ("baseline look-back (design, clinic-editable)", "within 30 days before the first session"),
+        ("relief: interval-censored, censored at the last follow-up, boosters", "interval-censored"),
+        ("relief: informative censoring", "informative censoring"),
+        ("AE rates: aborted sessions in numerator and denominator", "aborted sessions in both"),
+        ("opioid users only, non-users apart", "patients on no opioid shown apart"),
+        ("clustering by patient and adjusted p-values", "Benjamini-Hochberg"),
+    ],
+)
+def test_the_registry_page_explains_each_definition(as_role, seeded, definition, words) -> None:  # type: ignore[no-untyped-def]
+    for role, url in (("admin", "/registry"), ("researcher", "/research/registry")):
+        page = as_role(role).get(url)
+        assert page.status_code == 200 and words in page.text, (definition, url)

@@ -134,7 +134,19 @@ def test_sqlite_columns_are_read_in_a_child_process_never_by_adbc_in_this_one(sc
     with scratch.begin() as conn:
         clinics = fill(conn, 8, patients=20)
     with make_sessionmaker(scratch)() as db:
-        tables = extract.columns(db, clinics[0]).tables()
+        ran = []
+        real = extract.subprocess.run
+
+        def child(*a, **k):  # type: ignore[no-untyped-def]
+            ran.append(done := real(*a, **k))
+            return done
+
+        extract.subprocess.run = child  # type: ignore[assignment]
+        try:
+            tables = extract.columns(db, clinics[0]).tables()
+        finally:
+            extract.subprocess.run = real  # type: ignore[assignment]
+    assert ran and ran[0].returncode == 0, ran  # the child read every table, no fallback
     assert "adbc_driver_sqlite" not in sys.modules
     with scratch.connect() as conn, Session(bind=conn) as own:
         assert tables == extract.columns(own, clinics[0]).tables()

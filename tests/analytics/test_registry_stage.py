@@ -44,7 +44,7 @@ def test_the_stage_over_parquet_views_is_the_stage_over_arrow(db: Session, tmp_p
         parquet.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{tmp_path / name}.parquet')")
     ours, theirs = registry.aggregate(arrow, AS_OF), registry.aggregate(parquet, AS_OF)
     assert ours.groups and ("all", "all") in ours.groups
-    assert all(isinstance(g["changes"], np.ndarray) for g in ours.groups.values())
+    assert all(isinstance(g["mme_patient_changes"], np.ndarray) for g in ours.groups.values())
     assert _plain(ours) == _plain(theirs)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as sps
 
@@ -62,3 +63,65 @@ def test_paired_against_scipy() -> None:
     assert p.mean_change.value == -11.25
     assert p.t_p == pytest.approx(sps.ttest_rel(after, before).pvalue)
     assert p.wilcoxon_p == pytest.approx(sps.wilcoxon(after, before).pvalue)
+
+
+# --- several series per patient ----------------------------------------------------------------------
+
+CLUSTERED = [  # (patient, value): patients 1 and 2 have four series each, alike within a patient
+    (1, 1.0), (1, 1.0), (1, 1.0), (1, 1.0), (2, 0.0), (2, 0.0), (2, 0.0), (2, 0.0), (3, 1.0), (4, 0.0),
+]  # fmt: skip
+
+
+def _sums(rows: list[tuple[int, float]]) -> stats.ClusterSums:
+    totals: dict[int, list[float]] = {}
+    for patient, y in rows:
+        t = totals.setdefault(patient, [0.0, 0.0])
+        t[0] += y
+        t[1] += 1
+    return stats.ClusterSums.of([(a, b) for a, b in totals.values()])
+
+
+def test_the_cluster_robust_variance_is_statsmodels() -> None:
+    """CR1 = OLS with cluster-robust covariance (Stata's small-sample factor); CR0 = GEE's robust
+    covariance, independence working correlation (statsmodels, the field's library)."""
+    import statsmodels.api as sm
+
+    y = np.array([v for _, v in CLUSTERED])
+    groups = np.array([p for p, _ in CLUSTERED])
+    ones = np.ones((len(y), 1))
+    ols = sm.OLS(y, ones).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    gee = sm.GEE(y, ones, groups=groups, cov_struct=sm.cov_struct.Independence()).fit()
+    sums = _sums(CLUSTERED)
+    assert sums.ratio == pytest.approx(float(ols.params[0]))
+    assert sums.variance() == pytest.approx(float(ols.cov_params()[0, 0]))
+    assert sums.variance(small_sample=False) == pytest.approx(float(gee.cov_robust[0, 0]))
+
+
+@pytest.mark.parametrize(
+    ("rule", "rows", "same_as_plain"),
+    [
+        ("one series per patient: the plain Wilson interval", [(i, float(i % 2)) for i in range(10)], True),
+        ("several series per patient: wider than the plain Wilson interval", CLUSTERED, False),
+    ],
+)
+def test_cluster_wilson(rule: str, rows: list[tuple[int, float]], same_as_plain: bool) -> None:
+    sums = _sums(rows)
+    plain = stats.wilson(round(sums.y), round(sums.n))
+    ours = stats.cluster_wilson(sums)
+    assert ours.value == plain.value
+    assert plain.low is not None and plain.high is not None and ours.low is not None and ours.high is not None
+    if same_as_plain:
+        assert (ours.low, ours.high) == pytest.approx((plain.low, plain.high)), rule
+    else:
+        assert ours.low < plain.low and ours.high > plain.high, rule
+
+
+def test_a_cluster_mean_over_one_series_each_is_the_t_interval() -> None:
+    values = [-4.0, -2.0, 0.0, -1.0]
+    ours = stats.cluster_mean(stats.ClusterSums.of([(v, 1.0) for v in values]))
+    plain = stats.mean_ci(values)
+    assert (ours.value, ours.low, ours.high) == pytest.approx((plain.value, plain.low, plain.high))
+
+
+def test_p_values_are_adjusted_for_the_false_discovery_rate() -> None:
+    assert stats.fdr_adjusted([0.01, None, 0.04, 0.03]) == pytest.approx([0.03, None, 0.04, 0.04])

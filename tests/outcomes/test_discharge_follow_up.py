@@ -13,6 +13,7 @@ from ketacare.knowledge.outcomes import default_schedule
 from ketacare.outcomes import rules, service
 from ketacare.outcomes.models import FollowUp
 from ketacare.planning.models import Chair
+from ketacare.sessions.models import TreatmentSession
 from tests.conftest import SECRET_KEY
 from tests.planning.conftest import roster
 from tests.sessions.conftest import book, running
@@ -110,6 +111,10 @@ def test_the_last_session_of_a_series_schedules_the_follow_ups_once(as_role, wor
     assert end is not None and all(
         f.due_on == end + dt.timedelta(days=f.days_after_series or 0) for f in after
     )
+    # they belong to the series they follow, not to a baseline or end-of-session questionnaire
+    plan_id = db.get(TreatmentSession, sid).plan_id
+    assert {f.plan_id for f in after} == {plan_id}
+    assert all(f.plan_id is None for f in _end_of_session(db, world.patient_a.id))
     # asked again for the same series: nothing added
-    assert service.schedule_after_series(db, nurse, world.patient_a.id, end) == 0
+    assert service.schedule_after_series(db, nurse, world.patient_a.id, end, plan_id) == 0
     assert len([f for f in _follow_ups(db, world.patient_a.id) if f.series_end_on is not None]) == len(after)

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from ketacare.outcomes import service
-from ketacare.outcomes.models import DiaryEntry, MmeReading, OutcomeSettings
+from ketacare.outcomes.models import DiaryEntry, FollowUp, MmeReading, OutcomeSettings
 from ketacare.patients.models import Medication
 from tests.conftest import SECRET_KEY
 from tests.helpers import count
@@ -119,6 +119,12 @@ def test_settings_change_the_schedule(as_role, world, db, nurse) -> None:
     assert client.post("/outcomes/settings", form, follow_redirects=False).status_code == 303
     assert client.post("/outcomes/settings", {**form, "schedule_days": "one"}).status_code == 422
     assert db.query(OutcomeSettings).one().schedule_days == [1, 14]
+    # the registry's baseline look-back: blank = the design default, shown; a bad value refused
+    assert service.settings_for(db, world.clinic.id).baseline_lookback_days == 30
+    assert client.post("/outcomes/settings", {**form, "baseline_lookback_days": "0"}).status_code == 422
+    assert client.post("/outcomes/settings", {**form, "baseline_lookback_days": "14"}).status_code == 200
+    assert service.settings_for(db, world.clinic.id).baseline_lookback_days == 14
+    assert 'value="14"' in client.get("/outcomes/settings").text
     rows = service.schedule_series(
         db, nurse, world.patient_a.id, service.SeriesIn(series_end_on=dt.date(2026, 1, 1))
     )
@@ -181,3 +187,17 @@ def test_mme_flags_at_50_and_90_and_with_a_benzodiazepine(as_role, world, db) ->
     nurse.post(f"/patients/{world.patient_a.id}/outcomes/mme")
     page = nurse.get(f"/patients/{world.patient_a.id}/outcomes/summary").text
     assert "120.0 MME/day" in page and "physician review" in page and "high sedation risk" in page
+
+
+def test_scheduled_follow_ups_belong_to_the_series_chosen(as_role, world, db) -> None:  # type: ignore[no-untyped-def]
+    """Follow-ups belong to the series they follow: a series that is not the patient's is refused
+    (a re-shown form, nothing scheduled); with none chosen and none ended, none is attached."""
+    client = as_role("nurse")
+    url = f"/patients/{world.patient_a.id}/outcomes/series"
+    before = db.query(FollowUp).count()
+    bad = client.post(url, {"series_end_on": "2026-01-01", "plan_id": "987654"})
+    assert bad.status_code == 422 and "this patient&#39;s treatment series" in bad.text
+    assert db.query(FollowUp).count() == before
+    ok = client.post(url, {"series_end_on": "2026-01-01", "plan_id": ""}, follow_redirects=False)
+    assert ok.status_code == 303
+    assert {f.plan_id for f in db.query(FollowUp).filter(FollowUp.id > 0).all() if f.series_end_on} == {None}

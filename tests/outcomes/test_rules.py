@@ -98,14 +98,20 @@ def test_pgic_much_or_very_much_improved() -> None:
 def test_relief_lost_at_first_of_two_consecutive_failures() -> None:
     pts = [(_d(7), 3), (_d(14), 3), (_d(28), 6), (_d(35), 4), (_d(56), 6), (_d(84), 7)]
     relief = rules.duration_of_relief(D0, 8, pts)
-    # day 28 fails but day 35 responds again; loss = day 56 (56 and 84 both fail)
-    assert relief == rules.Relief(56.0, True)
+    # day 28 fails but day 35 responds again; loss = day 56 (56 and 84 both fail), known only to
+    # lie after day 35, the last follow-up in response
+    assert relief == rules.Relief(56.0, True, 35.0)
+    assert relief is not None and relief.interval == (35.0, 56.0)
 
 
-def test_relief_censored_at_last_contact_and_at_a_booster() -> None:
+def test_relief_censored_at_last_contact_never_at_the_next_series() -> None:
     pts = [(_d(7), 3), (_d(28), 3), (_d(56), 7)]
-    assert rules.duration_of_relief(D0, 8, pts) == rules.Relief(56.0, False)
-    assert rules.duration_of_relief(D0, 8, [*pts, (_d(84), 7)], censor_on=_d(60)) == rules.Relief(60.0, False)
+    assert rules.duration_of_relief(D0, 8, pts) == rules.Relief(56.0, False, 56.0)
+    # a booster starting on day 60: the day-84 answer is not this series'; censored at day 56,
+    # the last contact, not at day 60
+    relief = rules.duration_of_relief(D0, 8, [*pts, (_d(84), 7)], censor_on=_d(60))
+    assert relief == rules.Relief(56.0, False, 56.0)
+    assert relief is not None and relief.interval == (56.0, float("inf"))
 
 
 def test_no_relief_without_early_response() -> None:

@@ -20,7 +20,8 @@ from sqlalchemy import URL
 # they read; on PostgreSQL the server works for each connection in a process of its own). Each
 # read was already a statement of its own (autocommit), so this reads no less consistently.
 READ_THREADS = 3
-READ_ORDER = ("sessions", "scores", "follow_ups", "mme", "series", "adverse_events")  # largest first
+# largest first
+READ_ORDER = ("sessions", "scores", "follow_ups", "mme", "series", "adverse_events", "settings")
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 
 

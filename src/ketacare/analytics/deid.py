@@ -31,7 +31,7 @@ import pandas as pd
 
 from ketacare.analytics import disclosure
 from ketacare.analytics.extract import Extract
-from ketacare.knowledge.outcomes import outcome_rules
+from ketacare.knowledge.outcomes import outcome_rules, registry_definitions
 from ketacare.knowledge.protocols import ROUTES
 
 METHODS = ("safe_harbor", "limited")
@@ -119,6 +119,7 @@ class Dataset:
 ID = "pseudonym (HMAC-SHA256 of the record id under a random key made for this export and discarded)"
 SHIFT = "date shifted by the patient's offset"
 YEAR = "year only (Safe Harbor)"
+QUARTER = "kept (the quarter of the true day)"
 SPEC: dict[str, list[tuple[str, str, str, str]]] = {
     "patients": [
         ("patient", "patient_id", ID, "the patient"),
@@ -127,6 +128,7 @@ SPEC: dict[str, list[tuple[str, str, str, str]]] = {
         ("state", "state", "kept (a state is allowed)", "US state"),
         ("zip3", "postal_code", "first 3 ZIP digits; 000 for the 17 restricted areas", "3-digit ZIP area"),
         ("age_at_index", "date_of_birth", "age in years at the first session; over 89 grouped as 90+", "age"),
+        ("as_of", "as_of", SHIFT, "the export's day: compare with the patient's dates for 'due by then'"),
     ],
     "series": [
         ("series", "plan_id", ID, "a treatment plan (series or booster)"),
@@ -139,6 +141,15 @@ SPEC: dict[str, list[tuple[str, str, str, str]]] = {
         ("condition", "condition", "kept (from the condition list)", "indication"),
         ("planned_sessions", "planned_sessions", "kept", "sessions planned"),
         ("planned_start", "planned_start", SHIFT, "planned first day"),
+        ("first_on", "first_on", SHIFT, "day of the first discharged session (the series starts)"),
+        ("last_on", "last_on", SHIFT, "day of the last discharged session (the series ends)"),
+        ("period", "period", QUARTER, "quarter the series started (the report's period)"),
+        (
+            "baseline_lookback_days",
+            "baseline_lookback_days",
+            "kept",
+            "the clinic's baseline look-back (days before the series start)",
+        ),
     ],
     "sessions": [
         ("session", "session_id", ID, "a treatment session"),
@@ -160,6 +171,7 @@ SPEC: dict[str, list[tuple[str, str, str, str]]] = {
     "scores": [
         ("patient", "patient_id", ID, "the patient"),
         ("follow_up", "follow_up_id", ID, "the questionnaire"),
+        ("series", "plan_id", ID, "the series the follow-up belongs to (blank: baseline, end of session)"),
         ("instrument", "instrument", "kept", "nrs, peg, pgic, bladder, bpi_sf"),
         ("timepoint", "timepoint", "kept", "baseline, day_1, week_4, month_n ..."),
         ("score", "score", "kept", "instrument score (see knowledge/data/outcomes.toml)"),
@@ -170,6 +182,7 @@ SPEC: dict[str, list[tuple[str, str, str, str]]] = {
     "follow_ups": [
         ("follow_up", "follow_up_id", ID, "the questionnaire"),
         ("patient", "patient_id", ID, "the patient"),
+        ("series", "plan_id", ID, "the series it follows (blank: baseline, end of session)"),
         ("timepoint", "timepoint", "kept", "timepoint"),
         ("days_after_series", "days_after_series", "kept (an interval)", "scheduled day after the series"),
         ("series_end_on", "series_end_on", SHIFT, "end of the series"),
@@ -223,11 +236,53 @@ def method_statement(method: str, agreement: str | None) -> str:
     )
 
 
+def _with_series_periods(ex: Extract, as_of: dt.date) -> dict[str, pd.DataFrame]:
+    """The frames, the series with their first and last discharged session days, quarter and
+    baseline look-back, and the patients with the export's day: what reproducing the report
+    needs beyond the rows themselves."""
+    sources = dict(ex.frames())
+    done = ex.sessions[(ex.sessions["status"] == "discharged") & ex.sessions["started_at"].notna()]
+    days: dict[int, list[dt.date]] = {}
+    for plan_id, started in zip(done["plan_id"], done["started_at"], strict=True):
+        day = _utc_day(started)
+        days.setdefault(int(plan_id), []).append(day)
+    lookback = {
+        int(c): int(v)
+        for c, v in zip(ex.settings["clinic_id"], ex.settings["baseline_lookback_days"], strict=True)
+        if v is not None and not pd.isna(v)
+    }
+    series = ex.series.copy()
+    first = [min(days[int(p)]) if int(p) in days else None for p in series["plan_id"]]
+    series["first_on"] = first
+    series["last_on"] = [max(days[int(p)]) if int(p) in days else None for p in series["plan_id"]]
+    series["period"] = [None if d is None else f"{d.year}-Q{(d.month - 1) // 3 + 1}" for d in first]
+    series["baseline_lookback_days"] = [
+        lookback.get(int(c), registry_definitions().baseline_lookback_days) for c in series["clinic_id"]
+    ]
+    sources["series"] = series
+    sources["patients"] = ex.patients.assign(as_of=as_of)
+    return sources
+
+
+def _utc_day(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).date()
+    day = _as_date(value)
+    assert day is not None
+    return day
+
+
 def deidentify(
-    ex: Extract, secret_key: str | None = None, method: str = "safe_harbor", agreement: str | None = None
+    ex: Extract,
+    secret_key: str | None = None,
+    method: str = "safe_harbor",
+    agreement: str | None = None,
+    as_of: dt.date | None = None,
 ) -> Dataset:
     """``secret_key``: the export's own key (``new_export_key`` when omitted; pass one only to
-    reproduce an export in a test). ``method``: ``safe_harbor`` or ``limited``."""
+    reproduce an export in a test). ``method``: ``safe_harbor`` or ``limited``. ``as_of``: the
+    export's day (today), for 'due by then' (a year under Safe Harbor, shifted with each patient
+    in a limited data set)."""
     if method not in METHODS:
         raise ValueError(f"unknown de-identification method {method!r}")
     if method == "limited" and not agreement:
@@ -245,9 +300,9 @@ def deidentify(
         day = _as_date(started)
         if day is not None and (int(pid) not in first_session or day < first_session[int(pid)]):
             first_session[int(pid)] = day
-    today = dt.date.today()
+    today = dt.datetime.now(dt.UTC).date()
     frames: dict[str, pd.DataFrame] = {}
-    sources = ex.frames()
+    sources = _with_series_periods(ex, as_of or today)
 
     def convert(rule: str, source: str, value: Any, pid: int) -> Any:
         if rule == ID:
@@ -259,6 +314,11 @@ def deidentify(
             if day is None:
                 return None
             return day.year if method == "safe_harbor" else day + dt.timedelta(days=shift_of(pid))
+        if rule == QUARTER:
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                return None
+            # Safe Harbor: a quarter is an element of a date finer than the year
+            return int(str(value)[:4]) if method == "safe_harbor" else str(value)
         if source == "postal_code":
             return zip3(value)
         if source == "date_of_birth":
@@ -282,7 +342,7 @@ def deidentify(
             frames[table] = frames[table].rename(columns=_year_columns(spec))
 
     def rule_of(rule: str) -> str:
-        return YEAR if method == "safe_harbor" and rule.startswith(SHIFT) else rule
+        return YEAR if method == "safe_harbor" and (rule.startswith(SHIFT) or rule == QUARTER) else rule
 
     dictionary = pd.DataFrame(
         [
@@ -319,5 +379,5 @@ def _year_columns(spec: list[tuple[str, str, str, str]]) -> dict[str, str]:
     return {
         c: c.removesuffix("_on").removesuffix("_start") + "_year"
         for c, _, rule, _ in spec
-        if rule.startswith(SHIFT)
+        if rule.startswith(SHIFT) or rule == QUARTER
     }

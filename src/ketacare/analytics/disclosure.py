@@ -231,6 +231,11 @@ SUMMARY_COUNTS = (
     "follow_ups_answered",
     "dropout_n",
     "dropouts",
+    "primary_due",
+    "relief_booster_events",
+    "mme_patients",
+    "mme_nonusers",
+    "mme_nonusers_started",
 )
 LABELS = ("dimension", "group", "suppressed")
 COUNTS_SHOWN = {
@@ -245,34 +250,57 @@ COUNTS_SHOWN = {
     "follow_ups_due": "follow_ups_due",
     "follow_ups_answered": "follow_ups_answered",
     "dropout_n": "dropout_n",
+    "sessions_exposed": "attempted",
+    "ae_events": "events",
+    "primary_due": "primary_due",
+    "relief_booster_events": "relief_booster_events",
+    "mme_patients": "mme_patients",
+    "mme_nonusers": "mme_nonusers",
+    "mme_nonusers_started": "mme_nonusers_started",
 }
 RATIOS = (
     Ratio(("completion_pct", "completion_low", "completion_high"), "sessions", "attempted"),
     Ratio(("responder30_pct", "responder30_low", "responder30_high"), "r30", "evaluable"),
     Ratio(("responder50_pct", "responder50_low", "responder50_high"), "r50", "evaluable"),
     Ratio(("responder2pt_pct", "responder2pt_low", "responder2pt_high"), "r2", "evaluable"),
+    # missing as non-response: the same responders over every series whose primary window is due
+    Ratio(("responder30_mnr_pct", "responder30_mnr_low", "responder30_mnr_high"), "r30", "primary_due"),
+    Ratio(("responder50_mnr_pct", "responder50_mnr_low", "responder50_mnr_high"), "r50", "primary_due"),
+    Ratio(("responder2pt_mnr_pct", "responder2pt_mnr_low", "responder2pt_mnr_high"), "r2", "primary_due"),
     Ratio(("pgic_improved_pct", "pgic_improved_low", "pgic_improved_high"), "pgic_yes", "pgic_n"),
     Ratio(("patients_with_ae_pct", "patients_with_ae_low", "patients_with_ae_high"), "with_ae", "patients"),
     Ratio(("needed_intervention_pct", "needed_intervention_low", "needed_intervention_high"),
           "needed", "patients"),
     Ratio(("answered_pct", "answered_low", "answered_high"), "follow_ups_answered", "follow_ups_due"),
     Ratio(("dropout_pct", "dropout_low", "dropout_high"), "dropouts", "dropout_n"),
-    Ratio(("ae_per_100_sessions", "ae_per_100_low", "ae_per_100_high"), "events", "sessions", False),
+    Ratio(("ae_per_100_sessions", "ae_per_100_low", "ae_per_100_high"), "events", "attempted", False),
     # relief_n - relief_events: the censored series (no column of their own)
     Ratio((), "relief_events", "relief_n"),
+    # relief_n - relief_booster_events: censored without a return for a new series
+    Ratio((), "relief_booster_events", "relief_n"),
+    # opioid non-users who stayed off opioids
+    Ratio((), "mme_nonusers_started", "mme_nonusers"),
 )  # fmt: skip
-# figures that are not counts, shown when the count they describe is shown
-MEANS = {
-    "nrs_change_mean": "evaluable",
-    "nrs_change_low": "evaluable",
-    "nrs_change_high": "evaluable",
-    "mme_change_mean": "mme_n",
-    "mme_change_low": "mme_n",
-    "mme_change_high": "mme_n",
-    "mme_t_p": "mme_n",
-    "mme_wilcoxon_p": "mme_n",
+# figures that are not counts, shown when every count they describe is shown (the MME figures:
+# the users' series and the patients they cluster in)
+MME = ("mme_n", "mme_patients")
+MEANS: dict[str, tuple[str, ...]] = {
+    "nrs_change_mean": ("evaluable",),
+    "nrs_change_low": ("evaluable",),
+    "nrs_change_high": ("evaluable",),
+    "mme_change_mean": MME,
+    "mme_change_low": MME,
+    "mme_change_high": MME,
+    "mme_t_p": MME,
+    "mme_wilcoxon_p": MME,
+    # the false-discovery-rate adjusted p-values: set by the registry over the p-values shown
+    "mme_t_p_bh": MME,
+    "mme_wilcoxon_p_bh": MME,
 }
-MEDIANS = ("relief_median_days", "relief_median_low", "relief_median_high")
+# medians of relief: the Kaplan-Meier median with its interval, the interval-censored (Turnbull)
+# median, and the median counting a return for a new series as a loss (needs its event count)
+MEDIANS = ("relief_median_days", "relief_median_low", "relief_median_high", "relief_interval_median_days")
+BOOSTER_MEDIAN = "relief_booster_median_days"
 AE_LABELS = ("dimension", "group", "term", "grade", "suppressed")
 AE_COUNTS = {"events": "events", "patients": "patients", "needed_intervention": "needed"}
 AE_RATIOS = (
@@ -285,7 +313,12 @@ def classified_summary_columns() -> set[str]:
     """Every summary column this module knows how to show safely: any other is withheld from
     research outputs (a new column needs its place here first)."""
     return (
-        set(LABELS) | set(COUNTS_SHOWN) | {c for r in RATIOS for c in r.columns} | set(MEANS) | set(MEDIANS)
+        set(LABELS)
+        | set(COUNTS_SHOWN)
+        | {c for r in RATIOS for c in r.columns}
+        | set(MEANS)
+        | set(MEDIANS)
+        | {BOOSTER_MEDIAN}
     )
 
 
@@ -295,6 +328,12 @@ def classified_ae_columns() -> set[str]:
 
 def _complement(name: str) -> str:
     return f"{name}~not"
+
+
+def _rest(ratio: Ratio) -> str:
+    """A proportion's complement cell (named by numerator and denominator: one numerator may
+    have several denominators, e.g. responders over evaluable series and over series due)."""
+    return _complement(f"{ratio.numerator}/{ratio.denominator}")
 
 
 def build_cells(
@@ -320,7 +359,7 @@ def build_cells(
         for ratio in RATIOS:
             if ratio.proportion:
                 value = cells.values[("s", dim, group, ratio.denominator)] - c[ratio.numerator]
-                cells.add(("s", dim, group, _complement(ratio.numerator)), value)
+                cells.add(("s", dim, group, _rest(ratio)), value)
         names = {n[3] for n in cells.values if n[0] == "s"}
         if 0 < c["patients"] < small:
             small_groups |= {("s", dim, group, n) for n in names}
@@ -343,9 +382,7 @@ def build_cells(
             cells.line((*s, "attempted"), [(*s, "sessions"), (*s, "aborted")])
             for ratio in RATIOS:
                 if ratio.proportion:
-                    cells.line(
-                        (*s, ratio.denominator), [(*s, ratio.numerator), (*s, _complement(ratio.numerator))]
-                    )
+                    cells.line((*s, ratio.denominator), [(*s, ratio.numerator), (*s, _rest(ratio))])
             for term, grade in ae_keys.get((dim, group), []):
                 a = ("ae", dim, group, term, grade)
                 cells.line((*s, "patients"), [(*a, "patients"), (*a, _complement("patients"))])
@@ -430,14 +467,17 @@ def protect(
         for ratio in RATIOS:
             if shown(ratio.numerator, ratio.denominator):
                 out.update({c: row[c] for c in ratio.columns})
-        for column, name in MEANS.items():
-            if shown(name):
+        for column, needs in MEANS.items():
+            if column in row and shown(*needs):
                 out[column] = row[column]
         timeline, at_risk, _ = curves.get((dim, group), ([], [], None))
         cut = at_risk_cut(timeline, at_risk, small) if shown("relief_n", "relief_events") else 0
         cuts[(dim, group)] = cut
         last = timeline[cut - 1] if cut else None
-        for column in MEDIANS:
+        booster = (BOOSTER_MEDIAN,) if shown("relief_booster_events") else ()
+        for column in (*MEDIANS, *booster):
+            if column not in row:
+                continue
             value = row[column]
             whole_curve = value is None and cut == len(timeline)
             if cut and (whole_curve or (value is not None and last is not None and value <= last)):
@@ -462,7 +502,7 @@ def protect(
                 ae_out[column] = row[column]
         if cells.shown((*a, "patients"), (*s, "patients")):
             ae_out.update({c: row[c] for c in AE_RATIOS[0].columns})
-        if cells.shown((*a, "events"), (*s, "sessions")):
+        if cells.shown((*a, "events"), (*s, "attempted")):
             ae_out.update({c: row[c] for c in AE_RATIOS[1].columns})
         for column in row:
             if column not in known_ae:

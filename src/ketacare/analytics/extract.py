@@ -12,7 +12,7 @@ import logging
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ class Extract:
     follow_ups: pd.DataFrame
     mme: pd.DataFrame
     diary: pd.DataFrame
+    # each clinic's baseline look-back (not exported: the series carry it)
+    settings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["clinic_id", "baseline_lookback_days"])
+    )
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {name: getattr(self, name) for name in FRAMES}
@@ -62,7 +66,7 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
 
     p, tp, ts = _t("patients"), _t("treatment_plans"), _t("treatment_sessions")
     ae, sc, fu = _t("adverse_events"), _t("outcome_scores"), _t("outcome_follow_ups")
-    mm, di = _t("outcome_mme"), _t("outcome_diary")
+    mm, di, st = _t("outcome_mme"), _t("outcome_diary"), _t("outcome_settings")
     patients = _frame(
         db,
         scoped(p, select(p.c.id, p.c.clinic_id, p.c.date_of_birth, p.c.sex, p.c.postal_code, p.c.state)),
@@ -150,6 +154,7 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
                 sc.c.answered_at,
                 fu.c.series_end_on,
                 fu.c.days_after_series,
+                fu.c.plan_id,
             ).join(fu, fu.c.id == sc.c.follow_up_id),
         ),
         [
@@ -163,6 +168,7 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
             "answered_at",
             "series_end_on",
             "days_after_series",
+            "plan_id",
         ],
     )
     follow_ups = _frame(
@@ -173,6 +179,7 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
                 fu.c.id,
                 fu.c.clinic_id,
                 fu.c.patient_id,
+                fu.c.plan_id,
                 fu.c.timepoint,
                 fu.c.days_after_series,
                 fu.c.series_end_on,
@@ -185,6 +192,7 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
             "follow_up_id",
             "clinic_id",
             "patient_id",
+            "plan_id",
             "timepoint",
             "days_after_series",
             "series_end_on",
@@ -203,7 +211,12 @@ def extract(db: Session, clinic_id: int | None) -> Extract:
         scoped(di, select(di.c.id, di.c.clinic_id, di.c.patient_id, di.c.nrs, di.c.flare, di.c.recorded_at)),
         ["diary_id", "clinic_id", "patient_id", "nrs", "flare", "recorded_at"],
     )
-    return Extract(patients, series, sessions, adverse, scores, follow_ups, mme, diary)
+    settings = _frame(
+        db,
+        scoped(st, select(st.c.clinic_id, st.c.baseline_lookback_days)),
+        ["clinic_id", "baseline_lookback_days"],
+    )
+    return Extract(patients, series, sessions, adverse, scores, follow_ups, mme, diary, settings)
 
 
 # --- the columnar extract the registry report runs on ----------------------------------------
@@ -294,11 +307,14 @@ SOURCES: dict[str, tuple[Source, str]] = {
         "clinic_id",
     ),
     # NRS (not the end-of-session score, taken in recovery: neither a baseline nor a follow-up)
-    # and PGIC, of questionnaires that exist
+    # and PGIC, of questionnaires that exist, with the series a follow-up belongs to
     "scores": (
         Source(
             (
                 ("patient_id", I64, "sc.patient_id"),
+                ("plan_id", I64, "fu.plan_id"),
+                ("follow_up_id", I64, "sc.follow_up_id"),
+                ("timepoint", STR, "sc.timepoint"),
                 ("instrument", STR, "sc.instrument"),
                 ("on_day", DAY, "date:sc.answered_at:stamp"),
                 ("score", F64, "sc.score"),
@@ -308,17 +324,19 @@ SOURCES: dict[str, tuple[Source, str]] = {
         ),
         "sc.clinic_id",
     ),
+    # the follow-ups after a series, each with its series (baseline and end-of-session
+    # questionnaires are not follow-ups)
     "follow_ups": (
         Source(
             (
                 ("patient_id", I64, "patient_id"),
+                ("plan_id", I64, "plan_id"),
                 ("days_after_series", I64, "days_after_series"),
-                ("series_end_on", DAY, "date:series_end_on"),
                 ("due_on", DAY, "date:due_on"),
                 ("completed", BOOL, "status = 'completed'"),
             ),
             "outcome_follow_ups",
-            "status <> 'cancelled'",
+            "status <> 'cancelled' AND plan_id IS NOT NULL AND days_after_series IS NOT NULL",
         ),
         "clinic_id",
     ),
@@ -331,6 +349,13 @@ SOURCES: dict[str, tuple[Source, str]] = {
             ),
             "outcome_mme",
             "mme_per_day IS NOT NULL",
+        ),
+        "clinic_id",
+    ),
+    "settings": (
+        Source(
+            (("clinic_id", I64, "clinic_id"), ("baseline_lookback_days", I64, "baseline_lookback_days")),
+            "outcome_settings",
         ),
         "clinic_id",
     ),
@@ -347,6 +372,7 @@ class Columns:
     scores: pa.Table
     follow_ups: pa.Table
     mme: pa.Table
+    settings: pa.Table
 
     def tables(self) -> dict[str, pa.Table]:
         return {name: getattr(self, name) for name in SOURCES}
@@ -489,12 +515,16 @@ def columnar(ex: Extract) -> Columns:
             ae[ae["session_id"].notna()],
             ["session_id", "patient_id", "term_key", "grade", "needed_intervention"],
         ),
-        "scores": (sc, ["patient_id", "instrument", "answered_at", "score"]),
+        "scores": (
+            sc,
+            ["patient_id", "plan_id", "follow_up_id", "timepoint", "instrument", "answered_at", "score"],
+        ),
         "follow_ups": (
-            fu[fu["status"] != "cancelled"],
-            ["patient_id", "days_after_series", "series_end_on", "due_on", "status"],
+            fu[(fu["status"] != "cancelled") & fu["plan_id"].notna() & fu["days_after_series"].notna()],
+            ["patient_id", "plan_id", "days_after_series", "due_on", "status"],
         ),
         "mme": (mm[mm["mme_per_day"].notna()], ["patient_id", "measured_on", "mme_per_day"]),
+        "settings": (ex.settings, ["clinic_id", "baseline_lookback_days"]),
     }
     tables = {}
     for name, (frame, names) in frames.items():

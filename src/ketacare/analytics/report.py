@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ketacare.analytics.registry import Report, Table
-from ketacare.knowledge.outcomes import outcome_rules
+from ketacare.knowledge.outcomes import outcome_rules, registry_definitions
 
 LABELS = {
     "responder30": "≥ 30% NRS reduction",
@@ -118,6 +118,7 @@ def notes(report: Report) -> list[str]:
         f"PGIC: {r.pgic.source} [{r.pgic.tag}].",
         f"Duration of relief: {r.relief.source} [{r.relief.tag}]; {r.window.source} [{r.window.tag}].",
         f"Intervals: {r.confidence_sourced.source} [{r.confidence_sourced.tag}].",
+        *definition_notes(),
     ]
     if report.scope == "research":
         result.append(
@@ -131,6 +132,31 @@ def notes(report: Report) -> list[str]:
             "labels are catalogue codes."
         )
     return result
+
+
+def definition_notes() -> list[str]:
+    """How each figure is defined, in words a clinician reads, with its source."""
+    d = registry_definitions()
+    return [
+        f"Baseline: {d.baseline.source} [{d.baseline.tag}].",
+        f"Primary follow-up: {d.primary.source} [{d.primary.tag}].",
+        "Responders are shown two ways: complete-case ('evaluable' series, with a baseline and a "
+        "primary follow-up) and, in the '_mnr' columns, with a missing primary follow-up counted as "
+        f"no response ('primary due' series). {d.missing.source} [{d.missing.tag}].",
+        "Follow-ups belong to the series they follow; baseline and end-of-session questionnaires "
+        "are not follow-ups. Follow-ups due and answered, and dropout, count each series' own.",
+        "Duration of relief: Kaplan-Meier with a loss dated at the follow-up that found it (the "
+        "latest it can be); follow-ups are days apart, so the loss is interval-censored, and the "
+        "'relief interval median' is the Turnbull estimate on those intervals (lifelines). A series "
+        "without a loss is censored at its last follow-up, not at the next series. Returning for a "
+        "booster may mean relief is waning (informative censoring): the 'booster' columns count such "
+        "a return as a loss. Each patient's first responding series in a group.",
+        "Adverse events per 100 sessions: the events of a series' discharged and aborted sessions over "
+        "those same sessions (aborted sessions in both); by catalogue code.",
+        f"Opioids: {d.mme.source} [{d.mme.tag}].",
+        f"Dropout: {d.dropout.source} [{d.dropout.tag}].",
+        f"Several series per patient: {d.clustering.source} [{d.clustering.tag}].",
+    ]
 
 
 def standalone_html(report: Report) -> str:

@@ -58,11 +58,13 @@ def deidentified(
     agreement_id: int | None = None,
     today: dt.date | None = None,
     clinic_id: int | None = None,
+    as_of: dt.date | None = None,
 ) -> deid.Dataset:
     """An actor's own clinic; with no actor (the server operator's command line) ``clinic_id``,
     or every clinic. ``method``: ``safe_harbor``, or ``limited`` (a limited data set) under the
     active data use agreement ``agreement_id``, refused without one. Each export has a random
-    key of its own, discarded afterwards (``deid.new_export_key``)."""
+    key of its own, discarded afterwards (``deid.new_export_key``). ``as_of``: the report day
+    the export reproduces (default ``today``, else today in UTC)."""
     if method not in deid.METHODS:
         raise InvalidInput(errors={"method": f"Choose one of {', '.join(deid.METHODS)}."})
     scope = actor.clinic_id if actor is not None else clinic_id
@@ -73,7 +75,8 @@ def deidentified(
             f"#{dua.id} with {dua.recipient} ({dua.starts_on} to {dua.ends_on}), "
             f"approved by {dua.approved_by}"
         )
-    data = deid.deidentify(extract.extract(db, scope), None, method, named)
+    day = today or dt.datetime.now(dt.UTC).date()
+    data = deid.deidentify(extract.extract(db, scope), None, method, named, as_of or day)
     audit.record(
         db,
         actor,

@@ -114,6 +114,47 @@ def default_schedule() -> Schedule:
     )
 
 
+@dataclass(frozen=True)
+class Definitions:
+    """How the registry turns questionnaires into figures (design defaults, outcomes.toml)."""
+
+    baseline_lookback_days: int
+    baseline: Sourced
+    primary_day: int
+    primary_window: tuple[int, int]
+    primary: Sourced
+    dropout_due_day: int
+    dropout_from_day: int
+    dropout: Sourced
+    mme_before_lookback_days: int
+    mme_after_window: tuple[int, int]
+    mme: Sourced
+    missing: Sourced
+    clustering: Sourced
+
+
+@cache
+def registry_definitions() -> Definitions:
+    d = _load("outcomes.toml")["definitions"]
+    low, high = (int(v) for v in d["primary_window"])
+    after_low, after_high = (int(v) for v in d["mme_after_window"])
+    return Definitions(
+        baseline_lookback_days=int(d["baseline_lookback_days"]),
+        baseline=_s(d, "baseline_"),
+        primary_day=int(d["primary_day"]),
+        primary_window=(low, high),
+        primary=_s(d, "primary_"),
+        dropout_due_day=int(d["dropout_due_day"]),
+        dropout_from_day=int(d["dropout_from_day"]),
+        dropout=_s(d, "dropout_"),
+        mme_before_lookback_days=int(d["mme_before_lookback_days"]),
+        mme_after_window=(after_low, after_high),
+        mme=_s(d, "mme_"),
+        missing=_s(d, "missing_"),
+        clustering=_s(d, "clustering_"),
+    )
+
+
 @cache
 def outcome_rules() -> OutcomeRules:
     d = _load("outcomes.toml")

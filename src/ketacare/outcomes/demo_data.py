@@ -79,14 +79,14 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
         for row in sessions.patient_sessions(db, nurse, pid):
             if row.status == "discharged" and row.started_at is not None:
                 by_plan[row.plan_id].append(row.started_at)
-        for starts in by_plan.values():
+        for plan_id, starts in by_plan.items():
             first, last = min(starts), max(starts)
             if (now - last).days < 7:
                 continue  # today's boosters: no follow-up yet
             # offset by clinic: each demo clinic shows a different mix of the four trajectories
             kind = TRAJECTORIES[(n + clinic.id) % len(TRAJECTORIES)]
             n += 1
-            _series(db, own, nurse, pid, kind, first, last, now)
+            _series(db, own, nurse, pid, plan_id, kind, first, last, now)
 
 
 def _series(
@@ -94,6 +94,7 @@ def _series(
     rng: random.Random,
     nurse: Principal,
     pid: int,
+    plan_id: int,
     kind: str,
     first: dt.datetime,
     last: dt.datetime,
@@ -115,7 +116,8 @@ def _series(
             recorded_by_id=nurse.user_id,
         )
     )
-    for fu in service.schedule_series(db, nurse, pid, SeriesIn(series_end_on=last.date())):
+    data = SeriesIn(series_end_on=last.date(), plan_id=plan_id)
+    for fu in service.schedule_series(db, nurse, pid, data, series_ends={plan_id: last.date()}):
         day = fu.days_after_series or 0
         at = dt.datetime.combine(fu.due_on, dt.time(18), tzinfo=dt.UTC) + dt.timedelta(
             hours=rng.randint(0, 30)

@@ -26,6 +26,8 @@ class OutcomeSettings(Base):
     link_valid_days: Mapped[int] = mapped_column(Integer)
     reminder_after_days: Mapped[int] = mapped_column(Integer)
     bpi_licence: Mapped[str | None] = mapped_column(String(200))
+    # how far before a series its baseline NRS may be (days); none: the design default
+    baseline_lookback_days: Mapped[int | None] = mapped_column(Integer)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -43,6 +45,9 @@ class FollowUp(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"), index=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    # the series (treatment plan) a follow-up after a series belongs to; none for a baseline or
+    # end-of-session questionnaire, which are not follow-ups
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("treatment_plans.id"), index=True)
     timepoint: Mapped[str] = mapped_column(String(30))
     days_after_series: Mapped[int | None] = mapped_column(Integer)
     series_end_on: Mapped[dt.date | None] = mapped_column(Date)

@@ -15,7 +15,7 @@ from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.contraindications import mme_rule
-from ketacare.knowledge.outcomes import default_schedule, instruments, outcome_rules
+from ketacare.knowledge.outcomes import default_schedule, instruments, outcome_rules, registry_definitions
 from ketacare.outcomes import rules, service
 from ketacare.outcomes.schemas import DiaryIn, OneOffIn, SeriesIn, SettingsIn
 from ketacare.sessions import service as sessions
@@ -47,6 +47,7 @@ def _common() -> dict[str, Any]:
         "RULES": outcome_rules(),
         "SCHEDULE": default_schedule(),
         "MME_RULE": mme_rule(),
+        "DEFINITIONS": registry_definitions(),
     }
 
 
@@ -127,10 +128,24 @@ def _trajectory(db: DbSession, actor: Principal, patient_id: int) -> service.Tra
     return service.trajectory(db, actor, patient_id, starts)
 
 
+def _series_ends(db: DbSession, actor: Principal, patient_id: int) -> dict[int, dt.date]:
+    """The patient's series: plan -> the (UTC) day of its last discharged session."""
+    ends: dict[int, dt.date] = {}
+    for s in sessions.patient_sessions(db, actor, patient_id):
+        if s.status == "discharged" and s.started_at is not None and s.plan_id is not None:
+            day = s.started_at.astimezone(dt.UTC).date()
+            ends[s.plan_id] = max(day, ends.get(s.plan_id, day))
+    return ends
+
+
 def _patient_context(db: DbSession, actor: Principal, patient_id: int) -> dict[str, Any]:
     t = _trajectory(db, actor, patient_id)
     return {
         "t": t,
+        "series_options": [
+            (str(plan), f"Plan {plan} (last session {end.isoformat()})")
+            for plan, end in sorted(_series_ends(db, actor, patient_id).items(), key=lambda kv: kv[1])
+        ],
         "patient_id": patient_id,
         "figure_json": json.dumps(t.figure()),
         "settings_": service.settings_for(db, actor.clinic_id),
@@ -166,7 +181,8 @@ def schedule_series(
     request: Request, db: DbSession, actor: Writer, patient_id: RowId, form: FormData
 ) -> Response:
     try:
-        service.schedule_series(db, actor, patient_id, parse(SeriesIn, form))
+        data = parse(SeriesIn, {k: v for k, v in form.items() if not (k == "plan_id" and not v)})
+        service.schedule_series(db, actor, patient_id, data, series_ends=_series_ends(db, actor, patient_id))
     except InvalidInput as exc:
         return _page_error(request, db, actor, patient_id, exc)
     return RedirectResponse(f"/patients/{patient_id}/outcomes?saved=series", status_code=303)
@@ -212,6 +228,7 @@ def _settings_values(eff: service.EffectiveSettings) -> dict[str, str]:
         "link_valid_days": str(eff.link_valid_days),
         "reminder_after_days": str(eff.reminder_after_days),
         "bpi_licence": eff.bpi_licence or "",
+        "baseline_lookback_days": str(eff.baseline_lookback_days),
     }
 
 

@@ -153,11 +153,20 @@ def pgic_improved(answer: int, rules: OutcomeRules | None = None) -> bool:
 
 @dataclass(frozen=True)
 class Relief:
-    """Duration of relief of one series, for Kaplan-Meier: ``days`` until loss of response
-    (``lost`` true) or until censoring at last contact or the next series (``lost`` false)."""
+    """Duration of relief of one series. Follow-ups are days apart, so a loss of response is
+    known only to lie in an interval: after ``low`` (the last follow-up still in response) and
+    by ``days`` (the follow-up that found it; ``lost`` true). Without a loss, ``days`` = ``low``
+    = the last contact (``lost`` false: censored there)."""
 
     days: float
     lost: bool
+    low: float | None = None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """(lower, upper] of the loss for an interval-censored estimator (upper infinite: censored)."""
+        low = self.days if self.low is None else self.low
+        return (low, self.days) if self.lost else (self.days, float("inf"))
 
 
 def duration_of_relief(
@@ -169,15 +178,16 @@ def duration_of_relief(
 ) -> Relief | None:
     """Time from the end of a series to loss of response (``None``: the series never responded).
 
-    A response is a follow-up within the response window meeting the 30% criterion; loss is the
-    first of ``consecutive_losses`` follow-ups in a row below it. Follow-ups after ``censor_on``
-    (a booster or new series) are ignored and the series is censored there; otherwise it is
-    censored at the last contact.
+    ``follow_ups``: the series' own follow-up scores (never a later series' baseline). A response
+    is a follow-up within the response window meeting the 30% criterion; loss is the first of
+    ``consecutive_losses`` follow-ups in a row below it. Follow-ups on or after ``censor_on`` (the
+    start of the next series, booster or not) are not the series' any more; without a loss the
+    series is censored at its last contact (the last follow-up before then), never at the next
+    series' start (returning for treatment says relief may be waning: informative, handled by
+    the registry's sensitivity estimate).
     """
     r = rules or outcome_rules()
-    points = sorted(
-        (d, v) for d, v in follow_ups if d >= series_end and (censor_on is None or d <= censor_on)
-    )
+    points = sorted((d, v) for d, v in follow_ups if d > series_end and (censor_on is None or d < censor_on))
     window_end = series_end + dt.timedelta(days=r.response_window_days)
     early = [v for d, v in points if d <= window_end]
     if not any(response(baseline, v, r).responder_30 for v in early):
@@ -194,6 +204,9 @@ def duration_of_relief(
         run += 1
         run_start = run_start or day
         if run >= r.consecutive_losses:
-            return Relief(float((run_start - series_end).days), True)
-    last = censor_on or (points[-1][0] if points else series_end)
-    return Relief(float((last - series_end).days), False)
+            # the last day before the loss was found (a same-day answer does not bound it)
+            before = [d for d, _ in points if d < run_start]
+            low = float(((before[-1] if before else series_end) - series_end).days)
+            return Relief(float((run_start - series_end).days), True, low)
+    last = float((points[-1][0] - series_end).days)
+    return Relief(last, False, last)

@@ -16,12 +16,16 @@ class SettingsIn(BaseModel):
     link_valid_days: int = Field(ge=1, le=60)
     reminder_after_days: int = Field(ge=1, le=60)
     bpi_licence: str | None = Field(default=None, max_length=200)
+    # blank: the design default (registry definitions)
+    baseline_lookback_days: int | None = Field(default=None, ge=1, le=365)
 
 
 class SeriesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     series_end_on: dt.date
+    # the series (treatment plan) the follow-ups belong to; blank: the one that ended last by then
+    plan_id: int | None = Field(default=None, ge=1)
 
 
 class OneOffIn(BaseModel):

@@ -24,6 +24,7 @@ from ketacare.knowledge.outcomes import (
     default_schedule,
     instruments,
     outcome_rules,
+    registry_definitions,
 )
 from ketacare.outcomes import rules
 from ketacare.outcomes.mail import Outgoing
@@ -64,6 +65,7 @@ class EffectiveSettings:
     reminder_after_days: int
     bpi_licence: str | None
     own: bool
+    baseline_lookback_days: int = field(default_factory=lambda: registry_definitions().baseline_lookback_days)
 
     @property
     def bpi_licensed(self) -> bool:
@@ -93,7 +95,14 @@ def settings_for(db: Session, clinic_id: int) -> EffectiveSettings:
         monthly_until_days=row.monthly_until_days,
         sourced=base.sourced,
     )
-    return EffectiveSettings(schedule, row.link_valid_days, row.reminder_after_days, row.bpi_licence, True)
+    return EffectiveSettings(
+        schedule,
+        row.link_valid_days,
+        row.reminder_after_days,
+        row.bpi_licence,
+        True,
+        row.baseline_lookback_days or registry_definitions().baseline_lookback_days,
+    )
 
 
 def save_settings(db: Session, actor: Principal, data: SettingsIn) -> EffectiveSettings:
@@ -112,6 +121,7 @@ def save_settings(db: Session, actor: Principal, data: SettingsIn) -> EffectiveS
     row.link_valid_days = data.link_valid_days
     row.reminder_after_days = data.reminder_after_days
     row.bpi_licence = (data.bpi_licence or "").strip() or None
+    row.baseline_lookback_days = data.baseline_lookback_days
     row.updated_by_id = actor.user_id
     row.updated_at = dt.datetime.now(dt.UTC)
     db.flush()
@@ -127,12 +137,33 @@ def _check_instruments(keys: list[str], eff: EffectiveSettings) -> list[str]:
 # --- scheduling ------------------------------------------------------------------------------------
 
 
+def series_of(series_ends: Mapping[int, dt.date], plan_id: int | None, series_end_on: dt.date) -> int | None:
+    """The series (plan) follow-ups after ``series_end_on`` belong to: ``plan_id`` when it is one
+    of the patient's series (``series_ends``: plan -> day of its last discharged session), else
+    the series that ended last by that day (one day of slack: a UTC day against the clinic's).
+    A ``plan_id`` that is not the patient's series is refused."""
+    if plan_id is not None:
+        if plan_id not in series_ends:
+            raise InvalidInput(errors={"plan_id": "Choose one of this patient's treatment series."})
+        return plan_id
+    limit = series_end_on + dt.timedelta(days=1)
+    ended = [(end, plan) for plan, end in series_ends.items() if end <= limit]
+    return max(ended)[1] if ended else None
+
+
 def schedule_series(
-    db: Session, actor: Principal, patient_id: int, data: SeriesIn, today: dt.date | None = None
+    db: Session,
+    actor: Principal,
+    patient_id: int,
+    data: SeriesIn,
+    today: dt.date | None = None,
+    series_ends: Mapping[int, dt.date] | None = None,
 ) -> list[FollowUp]:
-    """The follow-ups after a series ending on ``data.series_end_on``; open follow-ups of an
-    earlier series still to come are cancelled (the new series supersedes them)."""
+    """The follow-ups after a series ending on ``data.series_end_on``, attached to that series
+    (``series_of``; ``series_ends``: the patient's series from the sessions feature); open
+    follow-ups of an earlier series still to come are cancelled (the new series supersedes them)."""
     patients.visible_patient(db, actor, patient_id, "follow_up.schedule")
+    plan_id = series_of(series_ends or {}, data.plan_id, data.series_end_on)
     eff = settings_for(db, actor.clinic_id)
     earlier = db.execute(
         select(FollowUp).where(
@@ -149,6 +180,7 @@ def schedule_series(
         row = FollowUp(
             clinic_id=actor.clinic_id,
             patient_id=patient_id,
+            plan_id=plan_id,
             timepoint=point.timepoint,
             days_after_series=point.days,
             series_end_on=data.series_end_on,
@@ -173,21 +205,25 @@ def schedule_series(
     return created
 
 
-def schedule_after_series(db: Session, actor: Principal, patient_id: int, series_end_on: dt.date) -> int:
-    """The follow-ups after a series, scheduled once (a session's discharge calls this when it
-    ends a series): none are added when that series' follow-ups exist. Returns how many were."""
+def schedule_after_series(
+    db: Session, actor: Principal, patient_id: int, series_end_on: dt.date, plan_id: int
+) -> int:
+    """The follow-ups after a series (``plan_id``), scheduled once (a session's discharge calls
+    this when it ends a series): none are added when that series' follow-ups exist. Returns how
+    many were."""
     existing = db.execute(
         select(FollowUp.id)
         .where(
             FollowUp.patient_id == patient_id,
-            FollowUp.series_end_on == series_end_on,
+            (FollowUp.plan_id == plan_id) | (FollowUp.series_end_on == series_end_on),
             FollowUp.status != "cancelled",
         )
         .limit(1)
     ).first()
     if existing is not None:
         return 0
-    return len(schedule_series(db, actor, patient_id, SeriesIn(series_end_on=series_end_on)))
+    data = SeriesIn(series_end_on=series_end_on, plan_id=plan_id)
+    return len(schedule_series(db, actor, patient_id, data, series_ends={plan_id: series_end_on}))
 
 
 def end_of_session(db: Session, actor: Principal, patient_id: int, on: dt.date) -> FollowUp:

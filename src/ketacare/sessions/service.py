@@ -1617,7 +1617,7 @@ def _follow_up(db: Session, actor: Principal, row: TreatmentSession, at: dt.date
     outcomes.end_of_session(db, actor, row.patient_id, day)
     plan = next((p for p in planning.patient_plans(db, actor, row.patient_id) if p.id == row.plan_id), None)
     if plan is not None and row.number >= plan.sessions:
-        outcomes.schedule_after_series(db, actor, row.patient_id, day)
+        outcomes.schedule_after_series(db, actor, row.patient_id, day, row.plan_id)
 
 
 # --- the session view and the board -----------------------------------------------------------
