@@ -16,7 +16,7 @@ TEXT_LIMIT = 3000
 # fpdf2 wraps a long word by itself; a SHA-256 (64 hex digits) must stay whole.
 LONGEST_WORD = 120
 # A table row must fit on one page: a table cell is cut sooner.
-CELL_LIMIT = 400
+CELL_LIMIT = 200
 
 
 def cell_text(value: object) -> str:
