@@ -63,3 +63,18 @@ def test_privilege_change_and_failed_login_are_in_the_trail(as_role, browser, wo
     page = as_role("auditor").get("/audit")
     assert "auth.login" in page.text and "failure" in page.text
     assert "user.set_role" in page.text
+
+
+def test_csv_export_cannot_carry_a_formula(as_role, world, db) -> None:
+    from ketacare.audit import service
+
+    planted = '=HYPERLINK("http://x","y")'
+    service.record(
+        db, None, "patient.update", "patient", patient_id=world.patient_a.id, detail=planted,
+        username="nurse.t", clinic_id=world.clinic.id,
+    )  # fmt: skip
+    db.commit()
+    export = as_role("auditor").get("/audit.csv", params={"patient": world.patient_a.record_number})
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    [row] = [r for r in rows if r["action"] == "patient.update"]
+    assert row["detail"] == "'" + planted

@@ -196,3 +196,16 @@ def test_report_reads_are_audited(as_role, world, db, active) -> None:  # type: 
     for name in ("balances", "inventory", "destructions", "losses"):
         assert auditor.get(f"/ledger/reports/{name}").status_code == 200
         assert audit_entries(db, f"ledger.report.{name}"), name
+
+
+def test_csv_reports_cannot_carry_a_formula(db, as_role, world, stock) -> None:  # type: ignore[no-untyped-def]
+    planted = '=HYPERLINK("http://x","y")'
+    service.record_theft_loss(
+        db,
+        stock.admin,
+        stock.lot_10.id,
+        TheftLossIn(kind="loss", amount=1, discovered_at=dt.datetime.now(dt.UTC), description=planted),
+    )
+    db.commit()
+    [row] = _csv(as_role("auditor").get("/ledger/reports/losses.csv"))
+    assert row["description"] == "'" + planted and row["amount_mg"] == "1.000"

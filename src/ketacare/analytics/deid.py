@@ -31,6 +31,7 @@ import pandas as pd
 
 from ketacare.analytics import disclosure
 from ketacare.analytics.extract import Extract
+from ketacare.exports import frame_csv
 from ketacare.knowledge.outcomes import outcome_rules, registry_definitions
 from ketacare.knowledge.protocols import ROUTES
 
@@ -107,7 +108,7 @@ class Dataset:
             frame.to_parquet(path, index=False, engine="pyarrow")
             written.append(path)
         path = out / "data_dictionary.csv"
-        self.dictionary.to_csv(path, index=False)
+        frame_csv(self.dictionary, path)
         written.append(path)
         path = out / "README.txt"
         path.write_text(method_statement(self.method, self.agreement), encoding="utf-8")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ketacare.analytics.registry import Report, Table
+from ketacare.exports import frame_csv
 from ketacare.knowledge.outcomes import outcome_rules, registry_definitions
 
 LABELS = {
@@ -186,7 +187,7 @@ def write(report: Report, out: Path) -> list[Path]:
     written = []
     for table in report.tables.values():
         path = out / f"{table.name}.csv"
-        table.frame().to_csv(path, index=False)
+        frame_csv(table.frame(), path)
         written.append(path)
     page = out / "registry.html"
     page.write_text(standalone_html(report), encoding="utf-8")

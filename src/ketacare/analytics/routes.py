@@ -23,6 +23,7 @@ from ketacare.analytics.schemas import AgreementIn, AgreementOut
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput, NotFound
+from ketacare.exports import frame_csv
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, require
 from ketacare.web.forms import FormData
@@ -57,7 +58,7 @@ def _page(request: Request, report: Report, base: str, overrides: tuple[int, int
 def _csv(report: Report, table: str) -> Response:
     if table not in report.tables:
         raise NotFound("No such table.")
-    body = report.tables[table].frame().to_csv(index=False)
+    body = frame_csv(report.tables[table].frame())
     headers = {"Content-Disposition": f'attachment; filename="registry-{report.scope}-{table}.csv"'}
     return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
 

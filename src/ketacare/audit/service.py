@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,6 +15,7 @@ from ketacare import integrity
 from ketacare.audit.models import GENESIS_HASH, SYSTEM_CHAIN, AuditEntry, AuditHead
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
+from ketacare.exports import SafeCsvWriter
 
 # Scheme 1 (the unkeyed entries written before chains were per clinic): these fields, with
 # ``seq`` the entry's place in the one chain there was. Scheme 2 adds the chain and the scheme.
@@ -281,7 +281,7 @@ CSV_COLUMNS = (
 
 def export_csv(db: Session, flt: AuditFilter) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
     writer.writerow(CSV_COLUMNS)
     rows = db.execute(_filtered(flt).order_by(AuditEntry.seq).execution_options(yield_per=1000))
     for entry in rows.scalars():

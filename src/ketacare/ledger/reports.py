@@ -4,9 +4,7 @@ with their due dates. Reading a report is audited (the dispensing log once per p
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from ketacare.audit import service as audit
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import NotFound
-from ketacare.exports import spreadsheet_safe
+from ketacare.exports import csv_text
 from ketacare.ledger import chain, rules
 from ketacare.ledger.models import Inventory, Investigation, LedgerEntry, Lot, Product, Registration
 from ketacare.ledger.rules import EntryKind
@@ -303,12 +301,7 @@ def losses_report(db: Session, actor: Principal, flt: ReportFilter) -> list[Loss
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([spreadsheet_safe(v) for v in row])
-    return buffer.getvalue()
+    return csv_text(header, rows)
 
 
 def _local(value: dt.datetime, zone: zoneinfo.ZoneInfo) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 import matplotlib
 from fpdf import FPDF
 
+from ketacare.documents import SafeTextPdf
+
 FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONT = "DejaVu"
 INK = (29, 37, 48)
@@ -51,7 +53,7 @@ class RxDocument:
 
 
 def _pdf() -> FPDF:
-    pdf = FPDF(format="Letter")
+    pdf = SafeTextPdf(format="Letter")
     pdf.set_auto_page_break(auto=True, margin=18)
     pdf.add_font(FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
     pdf.add_font(FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))

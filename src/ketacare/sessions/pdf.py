@@ -6,6 +6,7 @@ Text is set in DejaVu Sans, which ships with matplotlib, so names and symbols ou
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,10 @@ from fpdf import FPDF
 from fpdf.fonts import FontFace
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ft2font import FT2Font
 
+from ketacare.documents import LONGEST_WORD, SafeTextPdf, cell_text
+from ketacare.exports import document_text
 from ketacare.sessions.report import (
     AE_COLOUR,
     ALARM_COLOUR,
@@ -55,9 +59,32 @@ def _clock_label(x: float, _pos: float | None = None) -> str:
     return (EPOCH + dt.timedelta(days=x)).strftime("%H:%M")
 
 
+@functools.cache
+def _chart_glyphs() -> frozenset[int]:
+    return frozenset(FT2Font(str(FONT_DIR / "DejaVuSans.ttf")).get_charmap())
+
+
+def chart_text(value: object, *, limit: int = 80) -> str:
+    """User text for the chart: one line, drawable by the chart's font, never read as math."""
+    glyphs = _chart_glyphs()
+    return document_text(
+        value,
+        limit=limit,
+        longest_word=LONGEST_WORD,
+        has_glyph=lambda ch: ord(ch) in glyphs,
+        keep_newlines=False,
+    )
+
+
 def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6, dpi: int = 150) -> bytes:
     """The timeline as a PNG: vital signs with alarms and adverse events above; the dose rate,
-    single doses and the predicted concentration (right axis) below."""
+    single doses and the predicted concentration (right axis) below. No text is parsed as
+    mathtext (a ``$`` in an adverse-event term is a dollar sign)."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _timeline_png(tl, width_in=width_in, height_in=height_in, dpi=dpi)
+
+
+def _timeline_png(tl: Timeline, *, width_in: float, height_in: float, dpi: int) -> bytes:
     fig = Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
@@ -73,7 +100,7 @@ def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6
             markersize=3,
             linewidth=1.2,
             color=VITAL_COLOURS.get(s.key, "#444444"),
-            label=s.name,
+            label=chart_text(s.name),
         )
     if tl.alarms:
         top.scatter(
@@ -96,7 +123,7 @@ def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6
                 label="Adverse event" if i == 0 and ax is top else None,
             )
         top.annotate(
-            m.label,
+            chart_text(m.label),
             (x, 1.0),
             xycoords=("data", "axes fraction"),
             xytext=(2, -2),
@@ -105,6 +132,7 @@ def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6
             va="top",
             fontsize=6,
             color=AE_COLOUR,
+            parse_math=False,
         )
     top.set_ylabel("Vital signs")
     top.set_ylim(bottom=0)
@@ -118,7 +146,7 @@ def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6
             where="post",
             color=RATE_COLOUR,
             linewidth=1.8,
-            label=tl.rate.name,
+            label=chart_text(tl.rate.name),
         )
     if tl.doses:
         bottom.scatter(
@@ -153,7 +181,7 @@ def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6
             linestyle="--",
             color=CONC_COLOUR,
             linewidth=1.4,
-            label=tl.concentration.name,
+            label=chart_text(tl.concentration.name),
         )
         right.set_ylabel("ng/mL", color=CONC_COLOUR)
         right.set_ylim(bottom=0)
@@ -161,14 +189,14 @@ def timeline_png(tl: Timeline, *, width_in: float = 10.0, height_in: float = 5.6
         handles, labels = handles + more_handles, labels + more_labels
     if handles:
         bottom.legend(handles, labels, loc="best", fontsize=6, ncol=2, framealpha=0.8)
-    bottom.set_xlabel(f"Clinic time ({tl.zone})")
+    bottom.set_xlabel(f"Clinic time ({chart_text(tl.zone)})")
     bottom.xaxis.set_major_formatter(_clock_label)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
 
 
-class _ReportPdf(FPDF):
+class _ReportPdf(SafeTextPdf):
     def __init__(self, report: Report) -> None:
         super().__init__(orientation="portrait", unit="mm", format="A4")
         self.report = report
@@ -222,8 +250,8 @@ def _facts(pdf: FPDF, facts: tuple[tuple[str, str], ...]) -> None:
     ) as table:
         for label, value in facts:
             row = table.row()
-            row.cell(label, style=FontFace(emphasis="BOLD"))
-            row.cell(value or "—")
+            row.cell(cell_text(label), style=FontFace(emphasis="BOLD"))
+            row.cell(cell_text(value) or "—")
 
 
 def _table(pdf: FPDF, section: Section) -> None:
@@ -244,11 +272,11 @@ def _table(pdf: FPDF, section: Section) -> None:
     ) as table:
         head = table.row()
         for h in t.headers:
-            head.cell(h)
+            head.cell(cell_text(h))
         for cells in t.rows:
             row = table.row()
             for text in cells:
-                row.cell(text or "—")
+                row.cell(cell_text(text) or "—")
     pdf.set_font(FONT, "", 8.5)
 
 

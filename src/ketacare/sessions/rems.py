@@ -8,7 +8,6 @@ clinic (online or by fax); KetaCare does not send it."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import zoneinfo
@@ -24,7 +23,7 @@ from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput, NotFound
-from ketacare.exports import spreadsheet_safe
+from ketacare.exports import SafeCsvWriter, spreadsheet_safe
 from ketacare.knowledge import Sourced
 from ketacare.knowledge.rems import RemsRules, rems_rules
 from ketacare.knowledge.sessions import session_rules
@@ -556,7 +555,7 @@ def export_csv(db: Session, actor: Principal, start: dt.date, end: dt.date) -> s
     numbers = patients.record_numbers(db, actor, {s.patient_id for s, _ in found})
     staff = {u.id: u.full_name for u in auth.staff_directory(db, actor.clinic_id)}
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeCsvWriter(buffer)
     writer.writerow(CSV_COLUMNS)
     for s, form_row in found:
         answers = form_row.answers if form_row is not None else {}

@@ -7,6 +7,7 @@ Pure: built from a ``SessionView`` that is already loaded; no database, no clock
 from __future__ import annotations
 
 import datetime as dt
+import html
 import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -192,6 +193,12 @@ def timeline(v: SessionView) -> Timeline:
     return Timeline(v.zone, tuple(vitals), rate, doses, others, concentration, p.reason, alarms, aes)
 
 
+def _hover(text: str) -> str:
+    """User text shown by Plotly, which reads a subset of HTML in labels: escaped, so a ``<b>`` or
+    a ``<a href>`` in an adverse-event term is shown as typed."""
+    return html.escape(text, quote=False)
+
+
 def _iso(values: tuple[dt.datetime, ...] | list[dt.datetime]) -> list[str]:
     return [t.isoformat(timespec="seconds") for t in values]
 
@@ -205,7 +212,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": s.name,
+                "name": _hover(s.name),
                 "x": _iso(s.times),
                 "y": list(s.values),
                 "line": {"color": VITAL_COLOURS.get(s.key, "#444")},
@@ -222,7 +229,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
                 "name": "Alarm",
                 "x": _iso([m.at for m in tl.alarms]),
                 "y": [m.value for m in tl.alarms],
-                "text": [m.label for m in tl.alarms],
+                "text": [_hover(m.label) for m in tl.alarms],
                 "hovertemplate": "%{text}<extra>alarm</extra>",
                 "marker": {"symbol": "triangle-up", "size": 13, "color": ALARM_COLOUR},
                 "xaxis": "x",
@@ -239,7 +246,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
                 "name": "Adverse event",
                 "x": _iso([m.at for m in tl.adverse_events]),
                 "y": [top for _ in tl.adverse_events],
-                "text": [m.label for m in tl.adverse_events],
+                "text": [_hover(m.label) for m in tl.adverse_events],
                 "hovertemplate": "%{text}<extra>adverse event</extra>",
                 "marker": {"symbol": "x", "size": 12, "color": AE_COLOUR},
                 "xaxis": "x",
@@ -265,7 +272,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": tl.rate.name,
+                "name": _hover(tl.rate.name),
                 "x": _iso(tl.rate.times),
                 "y": list(tl.rate.values),
                 "line": {"shape": "hv", "color": RATE_COLOUR, "width": 2},
@@ -281,7 +288,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
                 "name": "Bolus or dose (mg)",
                 "x": _iso([m.at for m in tl.doses]),
                 "y": [m.value for m in tl.doses],
-                "text": [m.label for m in tl.doses],
+                "text": [_hover(m.label) for m in tl.doses],
                 "hovertemplate": "%{text}<extra></extra>",
                 "marker": {"symbol": "diamond", "size": 10, "color": DOSE_COLOUR},
                 "xaxis": "x",
@@ -296,7 +303,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
                 "name": "Premedication or rescue (mg)",
                 "x": _iso([m.at for m in tl.other_drugs]),
                 "y": [m.value for m in tl.other_drugs],
-                "text": [m.label for m in tl.other_drugs],
+                "text": [_hover(m.label) for m in tl.other_drugs],
                 "hovertemplate": "%{text}<extra></extra>",
                 "marker": {"symbol": "square-open", "size": 9, "color": OTHER_DRUG_COLOUR},
                 "xaxis": "x",
@@ -308,7 +315,7 @@ def plotly_figure(tl: Timeline) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": tl.concentration.name,
+                "name": _hover(tl.concentration.name),
                 "x": _iso(tl.concentration.times),
                 "y": list(tl.concentration.values),
                 "line": {"color": CONC_COLOUR, "dash": "dash"},
