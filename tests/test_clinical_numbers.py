@@ -42,6 +42,8 @@ ALLOWED: dict[tuple[str, float], str] = {
     ("prescribing/rules.py", 12): "months in a year (calendar)",
     ("pharmacology/effects.py", 2): "log(2): a half-life to a rate constant (mathematics)",
     ("pharmacology/effects.py", 1e-300): "a numerical floor against log(0) (mathematics)",
+    ("sessions/rules.py", 1e-09): "floating-point tolerance when comparing a dose to a limit (mathematics)",
+    ("sessions/rules.py", 1e-06): "floating-point tolerance when comparing mg totals (mathematics)",
     # PD thresholds: each Endpoint carries its literature source in ``source``, shown with the
     # value wherever the app shows an endpoint (Hornik 2018, Zanos 2018, Idvall 1979, Olofsen 2022).
     (
