@@ -7,6 +7,7 @@ seen on the patient's header (item 8)."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zoneinfo
 from typing import Any
 
@@ -15,7 +16,6 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import Server
 from tests.browser.test_sessions_live import (
-    BOOKED_BOOSTER,
     CLINIC,
     PRESCRIBER_NAME,
     SQLITE_TIME,
@@ -24,6 +24,21 @@ from tests.browser.test_sessions_live import (
 )
 
 pytestmark = pytest.mark.browser
+
+# The earliest booked session of the clinic not yet checked in, for a patient without an active
+# safety hold (the live-session test takes the latest booster, so the two never meet).
+BOOKED_SESSION = """
+SELECT ps.id, ps.starts_at, p.record_number, p.sex, c.time_zone
+FROM plan_sessions ps
+JOIN treatment_plans tp ON tp.id = ps.plan_id
+JOIN patients p ON p.id = tp.patient_id
+JOIN clinics c ON c.id = ps.clinic_id
+WHERE c.slug = ? AND ps.status = 'booked' AND tp.purpose <> 'booster'
+  AND ps.id NOT IN (SELECT plan_session_id FROM treatment_sessions)
+  AND tp.patient_id NOT IN (SELECT patient_id FROM safety_holds WHERE released_at IS NULL)
+ORDER BY ps.starts_at, ps.id
+LIMIT 1
+"""
 
 NURSE = "nurse.alarm.north"  # made by this module only
 
@@ -63,9 +78,18 @@ def _oscillators_running(page: Any) -> int:
     return int(page.evaluate("window.__osc.started - window.__osc.stopped"))
 
 
+def _wait_playing(page, playing: bool, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll the page's alarm state (page.evaluate runs outside the page's CSP; Playwright's
+    wait_for_function would need 'unsafe-eval', which the app rightly refuses)."""
+    deadline = time.monotonic() + timeout_s
+    while page.evaluate("window.ketacareAlarm.playing") is not playing:
+        assert time.monotonic() < deadline, f"the alarm sound did not become playing={playing}"
+        page.wait_for_timeout(100)
+
+
 def test_alarm_sounds_mutes_visibly_and_stops_on_acknowledge(page, server, login, alarm_nurse) -> None:  # type: ignore[no-untyped-def]
     page.add_init_script(HOOK)
-    plan_session_id, starts_at, _record_number, sex, zone = server.sql_row(BOOKED_BOOSTER, CLINIC)
+    plan_session_id, starts_at, _record_number, sex, zone = server.sql_row(BOOKED_SESSION, CLINIC)
     local_day = (
         dt.datetime.strptime(starts_at, SQLITE_TIME)
         .replace(tzinfo=dt.UTC)
@@ -104,13 +128,13 @@ def test_alarm_sounds_mutes_visibly_and_stops_on_acknowledge(page, server, login
     vitals.get_by_label("Systolic BP (mmHg)").fill("195")
     submit(page, vitals.get_by_role("button", name="Record vitals"))
     page.locator("h1").click()
-    page.wait_for_function("window.ketacareAlarm.playing === true", timeout=5_000)
+    _wait_playing(page, True)
     assert _oscillators_running(page) == 1
 
     # The board sounds too; the mute is visible, counts down and ends by itself.
     page.goto("/sessions-board")
     page.locator("h1").click()
-    page.wait_for_function("window.ketacareAlarm.playing === true", timeout=5_000)
+    _wait_playing(page, True)
     page.locator("#alarm-mute").click()
     state = page.locator("#alarm-sound-state")
     expect(state).to_contain_text("MUTED on this screen")
@@ -119,7 +143,7 @@ def test_alarm_sounds_mutes_visibly_and_stops_on_acknowledge(page, server, login
     assert not _sounding(page) and _oscillators_running(page) == 0
     # The mute expires: move its end to a second from now.
     page.evaluate("sessionStorage.setItem('ketacare.alarmMutedUntil', String(Date.now() + 1000))")
-    page.wait_for_function("window.ketacareAlarm.playing === true", timeout=5_000)
+    _wait_playing(page, True)
     expect(state).not_to_contain_text("MUTED")
 
     # Acknowledge every raised alarm of this session on the board: the tone stops.
@@ -129,7 +153,7 @@ def test_alarm_sounds_mutes_visibly_and_stops_on_acknowledge(page, server, login
         page.wait_for_timeout(1_500)
     raised_elsewhere = page.locator('[data-alarm-status="raised"]').count()
     if raised_elsewhere == 0:
-        page.wait_for_function("window.ketacareAlarm.playing === false", timeout=5_000)
+        _wait_playing(page, False)
         assert _oscillators_running(page) == 0
 
     # The session page: the acknowledged alarm no longer sounds.

@@ -21,7 +21,7 @@ def test_tampered_csrf_token_is_refused_and_nothing_changes(page, server, login)
     page.goto(f"/patients/{pid}")
 
     page.locator("#allergies summary", has_text="Add an allergy").click()
-    page.get_by_label("Substance").fill(SUBSTANCE)
+    page.get_by_label("Substance as written").fill(SUBSTANCE)
     page.get_by_label("Reaction").fill("anaphylaxis")
     form = page.locator(f'form[action="/patients/{pid}/allergies"]')
     token = form.locator('input[name="csrf_token"]')

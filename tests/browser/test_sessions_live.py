@@ -23,7 +23,8 @@ CLINIC = "north"
 NURSE = "nurse.live.north"  # made by this module: no other test logs in as this nurse
 PRESCRIBER_NAME = "Dana Okafor MD"  # dr.north, the prescriber on site
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
-# The last booster the demo booked in this clinic and nobody has checked in yet.
+# The last booster the demo booked in this clinic, nobody has checked in yet, for a patient
+# without an active safety hold (the hold would rightly stop the session).
 BOOKED_BOOSTER = """
 SELECT ps.id, ps.starts_at, p.record_number, p.sex, c.time_zone
 FROM plan_sessions ps
@@ -32,6 +33,7 @@ JOIN patients p ON p.id = tp.patient_id
 JOIN clinics c ON c.id = ps.clinic_id
 WHERE c.slug = ? AND tp.purpose = 'booster' AND ps.status = 'booked'
   AND ps.id NOT IN (SELECT plan_session_id FROM treatment_sessions)
+  AND tp.patient_id NOT IN (SELECT patient_id FROM safety_holds WHERE released_at IS NULL)
 ORDER BY ps.starts_at DESC, ps.id DESC
 LIMIT 1
 """

@@ -18,6 +18,10 @@ VITAL_UNITS: dict[str, str] = {
     "temp_c": "Cel",
     "etco2": "mm[Hg]",
 }
+# The same units as staff read them on a page (UCUM codes stay in the API, HL7 and FHIR).
+VITAL_DISPLAY_UNITS: dict[str, str] = {
+    kind: {"mm[Hg]": "mmHg", "Cel": "°C"}.get(unit, unit) for kind, unit in VITAL_UNITS.items()
+}
 VITAL_LABELS: dict[str, str] = {
     "sbp": "Systolic BP",
     "dbp": "Diastolic BP",

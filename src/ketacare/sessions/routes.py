@@ -20,7 +20,7 @@ from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput
 from ketacare.knowledge.sessions import session_rules
 from ketacare.sessions import rules, service
-from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
+from ketacare.sessions.device import VITAL_DISPLAY_UNITS, VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import (
     AbortIn,
     AdministrationIn,
@@ -472,7 +472,7 @@ def _common() -> dict[str, Any]:
         "alarm_sig": alarm_sig,
         "labels": rules.STATE_LABELS,
         "vital_labels": VITAL_LABELS,
-        "vital_units": VITAL_UNITS,
+        "vital_units": VITAL_DISPLAY_UNITS,
         "knowledge": session_rules(),
         "sparkline": sparkline,
     }
