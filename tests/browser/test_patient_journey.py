@@ -63,9 +63,7 @@ def test_nurse_adds_finds_opens_patient_then_logs_out(page, server, login) -> No
         page.get_by_role("button", name="Search").click()
     assert re.search(r"/patients\?q=Zelda\+Brightwater$", page.url), page.url
     assert page.evaluate("window.__sameDocument === undefined")
-    assert page.get_by_label("Name, date of birth or record number").input_value() == (
-        f"{GIVEN} {FAMILY}"
-    )
+    assert page.get_by_label("Name, date of birth or record number").input_value() == (f"{GIVEN} {FAMILY}")
     page.locator("#results").get_by_role("link", name=f"{FAMILY}, {GIVEN}").click()
     page.wait_for_url(re.compile(rf"/patients/{new_id}$"))
     assert page.get_by_role("heading", level=1).inner_text() == f"{FAMILY}, {GIVEN}"

@@ -31,7 +31,12 @@ from ketacare.pharmacology.units import MIN_PER_H, S_PER_MIN
 
 _WEIGHT_CODES = ("weight_below_range", "weight_above_range")
 _DOSE_KEYS = (
-    "route", "dose_mg", "dose_mg_per_kg", "rate_mg_per_h", "rate_mg_per_kg_h", "start_min",
+    "route",
+    "dose_mg",
+    "dose_mg_per_kg",
+    "rate_mg_per_h",
+    "rate_mg_per_kg_h",
+    "start_min",
     "duration_min",
 )
 DOSE_HELP = (
@@ -60,8 +65,7 @@ def parse_dose(spec: str, weight_kg: float) -> Dose:
         raise PharmacologyInputError(f"bad --dose {spec!r}: {exc}") from exc
     start = num.get("start_min", 0.0)
     duration = num.get("duration_min", 0.0)
-    amounts = [k for k in ("dose_mg", "dose_mg_per_kg", "rate_mg_per_h", "rate_mg_per_kg_h")
-               if k in num]
+    amounts = [k for k in ("dose_mg", "dose_mg_per_kg", "rate_mg_per_h", "rate_mg_per_kg_h") if k in num]
     if len(amounts) != 1:
         raise PharmacologyInputError(
             f"bad --dose {spec!r}: give exactly one of dose_mg, dose_mg_per_kg, "
@@ -81,11 +85,14 @@ def parse_dose(spec: str, weight_kg: float) -> Dose:
 
 
 def _endpoints(
-    model: str, analgesia: float | None, psychotomimetic: float | None,
-    hypnosis: float | None, t_half_ke0_min: float | None, nk_weight: float,
+    model: str,
+    analgesia: float | None,
+    psychotomimetic: float | None,
+    hypnosis: float | None,
+    t_half_ke0_min: float | None,
+    nk_weight: float,
 ) -> list[Endpoint]:
-    overrides = {"analgesia": analgesia, "psychotomimetic": psychotomimetic,
-                 "hypnosis": hypnosis}
+    overrides = {"analgesia": analgesia, "psychotomimetic": psychotomimetic, "hypnosis": hypnosis}
     out = []
     for e in default_endpoints(get_model(model).drug):
         threshold = overrides.get(e.name)
@@ -118,30 +125,35 @@ def _print_simulation(console: Console, sim: Simulation, table_sim: Simulation) 
         table.add_row(*row)
     console.print(table)
     timing_table = Table(title="effects (Ce >= threshold; times in min)")
-    for col in ("endpoint", "threshold ng/mL", "onset", "peak at", "peak ng/mL", "offset",
-                "time above"):
+    for col in ("endpoint", "threshold ng/mL", "onset", "peak at", "peak ng/mL", "offset", "time above"):
         timing_table.add_column(col, justify="right")
     for e in sim.endpoints:
         t = sim.timings[e.name]
         offset = _fmt(t.offset_min) if t.reached else "-"
         if t.reached and t.offset_min is None:
             offset = "after end"
-        timing_table.add_row(e.name, f"{e.threshold_ng_per_ml:g}", _fmt(t.onset_min),
-                             f"{t.peak_min:.1f}", f"{t.peak_ng_per_ml:.1f}", offset,
-                             f"{t.time_above_min:.1f}")
+        timing_table.add_row(
+            e.name,
+            f"{e.threshold_ng_per_ml:g}",
+            _fmt(t.onset_min),
+            f"{t.peak_min:.1f}",
+            f"{t.peak_ng_per_ml:.1f}",
+            offset,
+            f"{t.time_above_min:.1f}",
+        )
     console.print(timing_table)
 
 
-def _simulation_json(sim: Simulation, table_sim: Simulation, patient: Patient,
-                     doses: list[Dose]) -> dict[str, Any]:
+def _simulation_json(
+    sim: Simulation, table_sim: Simulation, patient: Patient, doses: list[Dose]
+) -> dict[str, Any]:
     return {
         "model": sim.model,
         "patient": asdict(patient),
         "doses": [asdict(d) for d in doses],
         "t_min": table_sim.t_min.tolist(),
         "cp_ng_per_ml": table_sim.cp_ng_per_ml.tolist(),
-        "nk_cp_ng_per_ml": None if table_sim.nk_cp_ng_per_ml is None
-        else table_sim.nk_cp_ng_per_ml.tolist(),
+        "nk_cp_ng_per_ml": None if table_sim.nk_cp_ng_per_ml is None else table_sim.nk_cp_ng_per_ml.tolist(),
         "ce_ng_per_ml": {k: v.tolist() for k, v in table_sim.ce_ng_per_ml.items()},
         "timings": {k: asdict(v) for k, v in sim.timings.items()},
         "warnings": [asdict(w) for w in sim.warnings],
@@ -168,12 +180,13 @@ def _print_population(console: Console, result: PopulationResult) -> None:
     for p in result.percentiles:
         table.add_column(f"peak Ce p{p:g} (ng/mL)", justify="right")
     for name, prob in result.p_reach.items():
-        table.add_row(name, f"{prob:.3f}",
-                      *[f"{v:.1f}" for v in result.peak_percentiles[name]])
+        table.add_row(name, f"{prob:.3f}", *[f"{v:.1f}" for v in result.peak_percentiles[name]])
     console.print(table)
     if result.p_analgesia_without_psychotomimetic is not None:
-        console.print("P(analgesic band reached without crossing the psychotomimetic one) = "
-                      f"{result.p_analgesia_without_psychotomimetic:.3f}")
+        console.print(
+            "P(analgesic band reached without crossing the psychotomimetic one) = "
+            f"{result.p_analgesia_without_psychotomimetic:.3f}"
+        )
 
 
 def _fail(message: str) -> typer.Exit:
@@ -188,9 +201,7 @@ def _warn(warnings: tuple[ModelWarning, ...] | list[ModelWarning]) -> None:
 
 def simulate(
     dose: Annotated[list[str], typer.Option("--dose", help=DOSE_HELP)],
-    model: Annotated[str, typer.Option(help=f"One of {', '.join(available_models())}.")] = (
-        DEFAULT_MODEL
-    ),
+    model: Annotated[str, typer.Option(help=f"One of {', '.join(available_models())}.")] = (DEFAULT_MODEL),
     weight: Annotated[float, typer.Option(help="Weight in kg.")] = 70.0,
     age: Annotated[float, typer.Option(help="Age in years.")] = 40.0,
     sex: Annotated[str, typer.Option(help="male or female.")] = "male",
@@ -199,9 +210,7 @@ def simulate(
     every_min: Annotated[float, typer.Option(help="Table row spacing in minutes.")] = 10.0,
     times: Annotated[str | None, typer.Option(help="Table times, e.g. '5,10,20,40'.")] = None,
     analgesia: Annotated[float | None, typer.Option(help="Analgesia threshold, ng/mL.")] = None,
-    psychotomimetic: Annotated[
-        float | None, typer.Option(help="Psychotomimetic threshold, ng/mL.")
-    ] = None,
+    psychotomimetic: Annotated[float | None, typer.Option(help="Psychotomimetic threshold, ng/mL.")] = None,
     hypnosis: Annotated[float | None, typer.Option(help="Hypnosis threshold, ng/mL.")] = None,
     t_half_ke0: Annotated[
         float | None, typer.Option(help="Effect-site t1/2ke0 (min) for analgesia/psych.")
@@ -228,8 +237,7 @@ def simulate(
                 range_problems[0].message + " (use --allow-extrapolation to run anyway)"
             )
         doses = [parse_dose(d, weight) for d in dose]
-        endpoints = _endpoints(model, analgesia, psychotomimetic, hypnosis, t_half_ke0,
-                               nk_weight)
+        endpoints = _endpoints(model, analgesia, psychotomimetic, hypnosis, t_half_ke0, nk_weight)
         if population < 0:
             raise PharmacologyInputError("--population must be zero or more")
         if plot is not None and plot.suffix.lower() not in (".png", ".html"):
@@ -239,9 +247,15 @@ def simulate(
             with Progress(console=Console(stderr=True), transient=True) as bar:
                 task = bar.add_task("virtual patients", total=population)
                 result = simulate_population(
-                    doses, n_patients=population, model=model, weight_kg=weight, age_y=age,
-                    female_fraction=1.0 if sex == "female" else 0.0, seed=seed,
-                    endpoints=endpoints, t_min=grid,
+                    doses,
+                    n_patients=population,
+                    model=model,
+                    weight_kg=weight,
+                    age_y=age,
+                    female_fraction=1.0 if sex == "female" else 0.0,
+                    seed=seed,
+                    endpoints=endpoints,
+                    t_min=grid,
                     progress=lambda done, _total: bar.update(task, completed=done),
                 )
             _warn(result.warnings)
@@ -252,20 +266,18 @@ def simulate(
             if plot is not None:
                 from ketacare.pharmacology.plots import population_figure, write_figure
 
-                write_figure(population_figure(
-                    result, f"{population} virtual patients, {pk.title}"), plot)
+                write_figure(population_figure(result, f"{population} virtual patients, {pk.title}"), plot)
             return
         sim = run_simulation(patient, doses, model=model, t_min=grid, endpoints=endpoints)
         table_times = (
             check_times(np.array([float(x) for x in times.split(",")]))
-            if times else output_times(end_min, every_min)
+            if times
+            else output_times(end_min, every_min)
         )
-        table_sim = run_simulation(patient, doses, model=model, t_min=table_times,
-                                   endpoints=endpoints)
+        table_sim = run_simulation(patient, doses, model=model, t_min=table_times, endpoints=endpoints)
         _warn(sim.warnings)
         if json_output:
-            typer.echo(json.dumps(_simulation_json(sim, table_sim, patient, doses),
-                                  default=_json_default))
+            typer.echo(json.dumps(_simulation_json(sim, table_sim, patient, doses), default=_json_default))
         else:
             _print_simulation(console, sim, table_sim)
         if plot is not None:

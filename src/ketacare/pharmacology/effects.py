@@ -40,16 +40,22 @@ _OLOFSEN_KE0 = "t1/2ke0 8.3 min [V: Olofsen 2022 abstract]"
 
 RACEMIC_ENDPOINTS = (
     Endpoint(
-        "analgesia", 100.0, 8.3,
+        "analgesia",
+        100.0,
+        8.3,
         source="100 ng/mL [V: Hornik 2018 target; Zanos 2018 range 70-160]; " + _OLOFSEN_KE0,
     ),
     Endpoint(
-        "psychotomimetic", 150.0, 8.3,
+        "psychotomimetic",
+        150.0,
+        8.3,
         source="150 ng/mL, lower end of 150-200 (design, facts 4) [V: Zanos 2018 100-250; "
         "Lahti 2001 120]; " + _OLOFSEN_KE0,
     ),
     Endpoint(
-        "hypnosis", 640.0, 0.25,
+        "hypnosis",
+        640.0,
+        0.25,
         source="awakening 0.64 ug/mL [V: Idvall 1979]; t1/2ke0 0.25 min, lower end of "
         "0.25-1 min (design, facts 4; tuned to tpeak 1 min, not measured)",
     ),
@@ -57,13 +63,16 @@ RACEMIC_ENDPOINTS = (
 
 S_KETAMINE_ENDPOINTS = (
     Endpoint(
-        "analgesia", 121.0, 8.3,
+        "analgesia",
+        121.0,
+        8.3,
         source="C50 0.51 nmol/mL = 121 ng/mL S-ketamine [V: Olofsen 2022]; " + _OLOFSEN_KE0,
     ),
     Endpoint(
-        "psychotomimetic", 121.0, 8.3,
-        source="same C50 as analgesia for external perception [V: Olofsen 2022]; "
-        + _OLOFSEN_KE0,
+        "psychotomimetic",
+        121.0,
+        8.3,
+        source="same C50 as analgesia for external perception [V: Olofsen 2022]; " + _OLOFSEN_KE0,
     ),
 )
 """No S-ketamine hypnosis threshold is in the facts file, so none is offered."""
@@ -130,9 +139,7 @@ def _crossing(t0: float, t1: float, c0: float, c1: float, level: float) -> float
     return t0 + (level - c0) * (t1 - t0) / (c1 - c0)
 
 
-def timing(
-    name: str, t_min: FloatArray, conc_ng_per_ml: FloatArray, threshold_ng_per_ml: float
-) -> Timing:
+def timing(name: str, t_min: FloatArray, conc_ng_per_ml: FloatArray, threshold_ng_per_ml: float) -> Timing:
     """Onset, peak, offset and time at or above a threshold for one sampled curve."""
     k_peak = int(np.argmax(conc_ng_per_ml))
     above = conc_ng_per_ml >= threshold_ng_per_ml
@@ -140,15 +147,25 @@ def timing(
     total = 0.0
     if above.any():
         first = int(np.argmax(above))
-        onset = float(t_min[0]) if first == 0 else _crossing(
-            t_min[first - 1], t_min[first], conc_ng_per_ml[first - 1],
-            conc_ng_per_ml[first], threshold_ng_per_ml,
+        onset = (
+            float(t_min[0])
+            if first == 0
+            else _crossing(
+                t_min[first - 1],
+                t_min[first],
+                conc_ng_per_ml[first - 1],
+                conc_ng_per_ml[first],
+                threshold_ng_per_ml,
+            )
         )
         last = int(above.size - 1 - np.argmax(above[::-1]))
         if last < above.size - 1:
             offset = _crossing(
-                t_min[last], t_min[last + 1], conc_ng_per_ml[last],
-                conc_ng_per_ml[last + 1], threshold_ng_per_ml,
+                t_min[last],
+                t_min[last + 1],
+                conc_ng_per_ml[last],
+                conc_ng_per_ml[last + 1],
+                threshold_ng_per_ml,
             )
         total = time_in_band(t_min, conc_ng_per_ml, threshold_ng_per_ml, math.inf)
     return Timing(
@@ -163,7 +180,9 @@ def timing(
 
 
 def time_in_band(
-    t_min: FloatArray, conc_ng_per_ml: FloatArray, lower_ng_per_ml: float,
+    t_min: FloatArray,
+    conc_ng_per_ml: FloatArray,
+    lower_ng_per_ml: float,
     upper_ng_per_ml: float,
 ) -> float:
     """Minutes with lower <= conc < upper, with the curve linear between samples."""
@@ -172,6 +191,7 @@ def time_in_band(
     slope = c1 - c0
     flat = np.abs(slope) < 1e-300
     safe = np.where(flat, 1.0, slope)
+
     # Fraction of each interval spent below a level, for a linear segment.
     def below(level: float) -> FloatArray:
         if math.isinf(level):
@@ -179,5 +199,6 @@ def time_in_band(
         frac = np.clip((level - c0) / safe, 0.0, 1.0)
         rising = np.where(slope > 0, frac, 1.0 - frac)
         return np.where(flat, (c0 < level).astype(np.float64), rising)
+
     inside = below(upper_ng_per_ml) - below(lower_ng_per_ml)
     return float(np.sum(np.clip(inside, 0.0, 1.0) * dt))

@@ -73,7 +73,8 @@ def _blocks(pattern: BoolArray) -> tuple[list[_Block], BoolArray] | None:
         if len(g) > 3:
             return None
         centers = [
-            c for c in g
+            c
+            for c in g
             if all(pattern[c, i] and pattern[i, c] for i in g if i != c)
             and all(not pattern[i, j] for i in g for j in g if i != j and c not in (i, j))
         ]
@@ -84,9 +85,7 @@ def _blocks(pattern: BoolArray) -> tuple[list[_Block], BoolArray] | None:
     return blocks, feeds
 
 
-def _core_eigenvalues(
-    alpha: FloatArray, uw: FloatArray, d: FloatArray
-) -> tuple[FloatArray, BoolArray]:
+def _core_eigenvalues(alpha: FloatArray, uw: FloatArray, d: FloatArray) -> tuple[FloatArray, BoolArray]:
     """Eigenvalues (N, 1 + p) of arrowhead blocks with centre alpha (N,), products
     u_i w_i (N, p) and peripheral diagonal d (N, p); and the patients where they are not
     real. Closed forms: linear, quadratic (stable form) or trigonometric cubic."""
@@ -134,8 +133,12 @@ def _core_eigenvalues(
 
 
 def _arrow_solve(
-    alpha: FloatArray, u: FloatArray, w: FloatArray, d: FloatArray,
-    lam: FloatArray, r: FloatArray,
+    alpha: FloatArray,
+    u: FloatArray,
+    w: FloatArray,
+    d: FloatArray,
+    lam: FloatArray,
+    r: FloatArray,
 ) -> FloatArray:
     """Solve (M - lambda_k I) v_k = r_k for every patient and every k at once, where M is
     the arrowhead [[alpha, u], [w, diag(d)]]: alpha (N,), u, w, d (N, p), lam (N, K),
@@ -175,7 +178,7 @@ def structured_eigen(
         core, not_real = _core_eigenvalues(alpha, u * w, d)
         bad |= not_real
         modes.append(list(range(k, k + len(blk.states))))
-        lam[:, k:k + len(blk.states)] = core
+        lam[:, k : k + len(blk.states)] = core
         k += len(blk.states)
 
     # Within a block or between blocks of which one feeds the other, coincident

@@ -27,7 +27,12 @@ SIGTERMANS_FEMALE_CL_FACTOR = 1.2
 women. No model in the facts file carries it, so it is off by default (factor 1)."""
 
 _DISPOSITION_NAMES = (
-    "v1_l", "v2_l", "v3_l", "cl_l_per_min", "q2_l_per_min", "q3_l_per_min",
+    "v1_l",
+    "v2_l",
+    "v3_l",
+    "cl_l_per_min",
+    "q2_l_per_min",
+    "q3_l_per_min",
 )
 
 
@@ -91,9 +96,7 @@ def _sourced(raw: dict[str, Any]) -> Sourced:
 
 
 def _variability(raw: dict[str, Any]) -> Variability:
-    return Variability(
-        tuple(raw["names"]), np.asarray(raw["covariance"], dtype=np.float64), str(raw["tag"])
-    )
+    return Variability(tuple(raw["names"]), np.asarray(raw["covariance"], dtype=np.float64), str(raw["tag"]))
 
 
 @cache
@@ -111,9 +114,7 @@ def available_models() -> tuple[str, ...]:
 def get_model(key: str) -> PKModel:
     """The model called ``key`` (see :func:`available_models`)."""
     if key not in available_models():
-        raise PharmacologyInputError(
-            f"unknown model {key!r}; choose one of {', '.join(available_models())}"
-        )
+        raise PharmacologyInputError(f"unknown model {key!r}; choose one of {', '.join(available_models())}")
     raw = _catalog()[key]
     params = {k: _sourced(v) for k, v in raw.items() if isinstance(v, dict) and "value" in v}
     variability = _variability(raw["iiv"]) if "iiv" in raw else None

@@ -145,8 +145,7 @@ def simulate_population(
     ages = _as_array(age_y, n_patients, "age_y")
     variability, iiv_warnings = model_variability(plan.model)
     warnings = list(iiv_warnings) + list(plan.warnings)
-    for w, a in {(float(weights.min()), float(ages.min())),
-                 (float(weights.max()), float(ages.max()))}:
+    for w, a in {(float(weights.min()), float(ages.min())), (float(weights.max()), float(ages.max()))}:
         warnings.extend(x for x in check_patient(plan.model, Patient(w, a)) if x not in warnings)
     chol = np.linalg.cholesky(variability.covariance)
     # Separate streams for sex and eta keep every patient's draws independent of chunking.
@@ -163,8 +162,11 @@ def simulate_population(
     row_of: dict[str, int] = {}
     for key, endpoint in {"cp": None, **{e.name: e for e in plan.endpoints}}.items():
         unit = np.eye(len(outputs))
-        weight = (unit[outputs.index("cp")] if endpoint is None
-                  else plan.drive_mg_per_l(outputs, unit[None], endpoint)[0])
+        weight = (
+            unit[outputs.index("cp")]
+            if endpoint is None
+            else plan.drive_mg_per_l(outputs, unit[None], endpoint)[0]
+        )
         row = tuple(float(x) for x in weight * NG_PER_ML_PER_MG_PER_L)
         if row not in rows:
             rows.append(row)
@@ -184,9 +186,7 @@ def simulate_population(
         n = stop - start
         female = sex_rng.random(n) < female_fraction
         eta = eta_rng.standard_normal((n, len(variability.names))) @ chol.T
-        params = typical_parameters(
-            plan.model, weights[start:stop], female, female_clearance_factor
-        )
+        params = typical_parameters(plan.model, weights[start:stop], female, female_clearance_factor)
         f_factor = np.ones(n)
         for k, name in enumerate(variability.names):
             if name == "bioavailability":
@@ -194,9 +194,7 @@ def simulate_population(
             else:
                 params[name] = params[name] * np.exp(eta[:, k])
         system = plan.system(params, f_factor)
-        peaks[start:stop], samples = propagate_summary(
-            system, plan.inputs, times, weight_matrix, band_index
-        )
+        peaks[start:stop], samples = propagate_summary(system, plan.inputs, times, weight_matrix, band_index)
         # _bin_index in place, folded with the (bin, quantity, time) offsets.
         idx = index_buf[:n]
         np.right_shift(samples.view(np.int64), _SHIFT, out=idx)
@@ -210,10 +208,7 @@ def simulate_population(
     counts = np.ascontiguousarray(counts_flat.reshape(_N_BINS + 1, n_q, n_bands).transpose(1, 2, 0))
     q_list = list(percentiles)
     peak_of = {e.name: peaks[:, row_of[e.name]] for e in plan.endpoints}
-    p_reach = {
-        e.name: float(np.mean(peak_of[e.name] >= e.threshold_ng_per_ml))
-        for e in plan.endpoints
-    }
+    p_reach = {e.name: float(np.mean(peak_of[e.name] >= e.threshold_ng_per_ml)) for e in plan.endpoints}
     names = {e.name: e for e in plan.endpoints}
     p_without = None
     if "analgesia" in names and "psychotomimetic" in names:
@@ -225,8 +220,7 @@ def simulate_population(
         percentiles=tuple(q_list),
         band_t_min=band_times,
         cp_bands=_percentiles_from_counts(counts[row_of["cp"]], q_list),
-        ce_bands={e.name: _percentiles_from_counts(counts[row_of[e.name]], q_list)
-                  for e in plan.endpoints},
+        ce_bands={e.name: _percentiles_from_counts(counts[row_of[e.name]], q_list) for e in plan.endpoints},
         peak_percentiles={k: np.percentile(v, q_list) for k, v in peak_of.items()},
         p_reach=p_reach,
         p_analgesia_without_psychotomimetic=p_without,

@@ -73,9 +73,7 @@ def available_routes() -> tuple[str, ...]:
 @cache
 def default_route(name: str) -> Route:
     if name not in available_routes():
-        raise PharmacologyInputError(
-            f"unknown route {name!r}; choose one of {', '.join(available_routes())}"
-        )
+        raise PharmacologyInputError(f"unknown route {name!r}; choose one of {', '.join(available_routes())}")
     raw = _catalog()[name]
     return Route(
         name=name,
@@ -91,8 +89,7 @@ def _with_bioavailability(route: Route, f: float, tag: str) -> Route:
     nk = 1.0 - f if pathway.presystemic_nk > 0 else 0.0
     return replace(
         route,
-        pathways=(replace(pathway, bioavailability=f, presystemic_nk=nk,
-                          sources=(*pathway.sources, tag)),),
+        pathways=(replace(pathway, bioavailability=f, presystemic_nk=nk, sources=(*pathway.sources, tag)),),
     )
 
 

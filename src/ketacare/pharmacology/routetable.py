@@ -64,46 +64,110 @@ class RouteClaimRow:
 def definitions(model: str = DEFAULT_MODEL) -> tuple[Definition, ...]:
     fast_ke0 = get_model(model).params["ke0_opentiva_per_min"].value
     return (
-        Definition("Ce >= 100 ng/mL, t1/2ke0 8.3 min (measured)",
-                   Endpoint("measured", 100.0, 8.3)),
-        Definition(f"Ce >= 100 ng/mL, fast ke0 {fast_ke0} /min (tpeak 1 min)",
-                   Endpoint("fast", 100.0, math.log(2) / fast_ke0)),
+        Definition("Ce >= 100 ng/mL, t1/2ke0 8.3 min (measured)", Endpoint("measured", 100.0, 8.3)),
+        Definition(
+            f"Ce >= 100 ng/mL, fast ke0 {fast_ke0} /min (tpeak 1 min)",
+            Endpoint("fast", 100.0, math.log(2) / fast_ke0),
+        ),
         Definition("Ce >= 50 ng/mL, t1/2ke0 8.3 min", Endpoint("low", 50.0, 8.3)),
-        Definition("plasma K + NK/3 >= 50 ng/mL (norketamine active)",
-                   Endpoint("nk", 50.0, 0.0, nk_weight=NK_WEIGHT_ONE_THIRD)),
+        Definition(
+            "plasma K + NK/3 >= 50 ng/mL (norketamine active)",
+            Endpoint("nk", 50.0, 0.0, nk_weight=NK_WEIGHT_ONE_THIRD),
+        ),
     )
 
 
 CLAIMS = (
-    Claim("iv_bolus", "0.3 mg/kg IV over 1 min", 0.3, None, 1.0,
-          "onset within 1 minute, lasts about 20 minutes", (0.0, 1.0),
-          (20 * ABOUT[0], 20 * ABOUT[1]), False,
-          "reproduced only with a fast effect site (tpeak 1 min); with the measured "
-          "analgesic t1/2ke0 of 8.3 min onset is 2-3 min (facts 4)"),
-    Claim("iv_infusion", "0.5 mg/kg IV over 40 min", 0.5, None, 40.0,
-          "(no clinic claim; the common antidepressant/analgesic infusion)", None, None, False,
-          "onset falls 5-15 min into the infusion; effect ends 15-35 min after it stops "
-          "(facts 4)"),
-    Claim("im", "0.5 mg/kg IM", 0.5, None, 0.0,
-          "slower onset than IV, longer duration", None, None, True,
-          "onset later than IV, yes; at equal dose the effect ends only minutes later than "
-          "after an IV bolus (facts 4); IM F 0.93 is from memory [M], ka assumed"),
-    Claim("intranasal", "50 mg intranasal", None, 50.0, 0.0,
-          "onset about 15 minutes, lasts 4-6 hours", (15 * ABOUT[0], 15 * ABOUT[1]),
-          (240.0, 360.0), False,
-          "onset yes at 50 ng/mL; parent ketamine stays above 50 ng/mL for about 1.6 h, "
-          "not 4-6 h; that needs active norketamine, a slow PD process or a clinical "
-          "definition of duration (facts 4)"),
-    Claim("oral", "2 mg/kg oral", 2.0, None, 0.0,
-          "onset 30-45 minutes, lasts 4-6 hours, low bioavailability", (30.0, 45.0),
-          (240.0, 360.0), False,
-          "low F yes; parent ketamine never reaches 100 ng/mL at <= 2 mg/kg; 4-6 h only "
-          "with norketamine counted at 1/3 potency, which Dahan-group PD data contest "
-          "(facts 3, 4)"),
-    Claim("sublingual", "25 mg sublingual", None, 25.0, 0.0, "(no clinic claim)", None,
-          None, False, "peak under-predicted 1.5-3x by the absorption model (facts 2, 7)"),
-    Claim("rectal", "0.5 mg/kg rectal", 0.5, None, 0.0, "(no clinic claim)", None, None,
-          False, "norketamine exceeds ketamine after rectal dosing (facts 2)"),
+    Claim(
+        "iv_bolus",
+        "0.3 mg/kg IV over 1 min",
+        0.3,
+        None,
+        1.0,
+        "onset within 1 minute, lasts about 20 minutes",
+        (0.0, 1.0),
+        (20 * ABOUT[0], 20 * ABOUT[1]),
+        False,
+        "reproduced only with a fast effect site (tpeak 1 min); with the measured "
+        "analgesic t1/2ke0 of 8.3 min onset is 2-3 min (facts 4)",
+    ),
+    Claim(
+        "iv_infusion",
+        "0.5 mg/kg IV over 40 min",
+        0.5,
+        None,
+        40.0,
+        "(no clinic claim; the common antidepressant/analgesic infusion)",
+        None,
+        None,
+        False,
+        "onset falls 5-15 min into the infusion; effect ends 15-35 min after it stops (facts 4)",
+    ),
+    Claim(
+        "im",
+        "0.5 mg/kg IM",
+        0.5,
+        None,
+        0.0,
+        "slower onset than IV, longer duration",
+        None,
+        None,
+        True,
+        "onset later than IV, yes; at equal dose the effect ends only minutes later than "
+        "after an IV bolus (facts 4); IM F 0.93 is from memory [M], ka assumed",
+    ),
+    Claim(
+        "intranasal",
+        "50 mg intranasal",
+        None,
+        50.0,
+        0.0,
+        "onset about 15 minutes, lasts 4-6 hours",
+        (15 * ABOUT[0], 15 * ABOUT[1]),
+        (240.0, 360.0),
+        False,
+        "onset yes at 50 ng/mL; parent ketamine stays above 50 ng/mL for about 1.6 h, "
+        "not 4-6 h; that needs active norketamine, a slow PD process or a clinical "
+        "definition of duration (facts 4)",
+    ),
+    Claim(
+        "oral",
+        "2 mg/kg oral",
+        2.0,
+        None,
+        0.0,
+        "onset 30-45 minutes, lasts 4-6 hours, low bioavailability",
+        (30.0, 45.0),
+        (240.0, 360.0),
+        False,
+        "low F yes; parent ketamine never reaches 100 ng/mL at <= 2 mg/kg; 4-6 h only "
+        "with norketamine counted at 1/3 potency, which Dahan-group PD data contest "
+        "(facts 3, 4)",
+    ),
+    Claim(
+        "sublingual",
+        "25 mg sublingual",
+        None,
+        25.0,
+        0.0,
+        "(no clinic claim)",
+        None,
+        None,
+        False,
+        "peak under-predicted 1.5-3x by the absorption model (facts 2, 7)",
+    ),
+    Claim(
+        "rectal",
+        "0.5 mg/kg rectal",
+        0.5,
+        None,
+        0.0,
+        "(no clinic claim)",
+        None,
+        None,
+        False,
+        "norketamine exceeds ketamine after rectal dosing (facts 2)",
+    ),
 )
 
 
@@ -147,26 +211,53 @@ def route_claims_table(
     defs = definitions(model)
     endpoints = [d.endpoint for d in defs]
     iv_equal = simulate(
-        patient, [Dose("iv_bolus", 0.5 * weight_kg)], model=model, endpoints=endpoints,
-        end_min=_END_MIN, step_min=_STEP_MIN,
+        patient,
+        [Dose("iv_bolus", 0.5 * weight_kg)],
+        model=model,
+        endpoints=endpoints,
+        end_min=_END_MIN,
+        step_min=_STEP_MIN,
     )
     rows: list[RouteClaimRow] = []
     for claim in CLAIMS:
-        sim = simulate(patient, [_dose(claim, weight_kg)], model=model, endpoints=endpoints,
-                       end_min=_END_MIN, step_min=_STEP_MIN)
+        sim = simulate(
+            patient,
+            [_dose(claim, weight_kg)],
+            model=model,
+            endpoints=endpoints,
+            end_min=_END_MIN,
+            step_min=_STEP_MIN,
+        )
         for d in defs:
             t = sim.timings[d.endpoint.name]
             iv = iv_equal.timings[d.endpoint.name] if claim.relative_to_iv else None
-            rows.append(RouteClaimRow(
-                route=claim.route, regimen=claim.regimen, clinic_claim=claim.claim,
-                definition=d.label, onset_min=t.onset_min, offset_min=t.offset_min,
-                duration_min=t.duration_min, peak_ng_per_ml=t.peak_ng_per_ml,
-                verdict=_verdict(claim, t, iv), why=claim.why,
-            ))
+            rows.append(
+                RouteClaimRow(
+                    route=claim.route,
+                    regimen=claim.regimen,
+                    clinic_claim=claim.claim,
+                    definition=d.label,
+                    onset_min=t.onset_min,
+                    offset_min=t.offset_min,
+                    duration_min=t.duration_min,
+                    peak_ng_per_ml=t.peak_ng_per_ml,
+                    verdict=_verdict(claim, t, iv),
+                    why=claim.why,
+                )
+            )
     topical = default_route("topical")
-    rows.append(RouteClaimRow(
-        route="topical", regimen="gel, cream or patch", clinic_claim="(local effect)",
-        definition="-", onset_min=None, offset_min=None, duration_min=None,
-        peak_ng_per_ml=math.nan, verdict="not simulated", why=topical.reason,
-    ))
+    rows.append(
+        RouteClaimRow(
+            route="topical",
+            regimen="gel, cream or patch",
+            clinic_claim="(local effect)",
+            definition="-",
+            onset_min=None,
+            offset_min=None,
+            duration_min=None,
+            peak_ng_per_ml=math.nan,
+            verdict="not simulated",
+            why=topical.reason,
+        )
+    )
     return tuple(rows)

@@ -35,19 +35,17 @@ class Dose:
         return self.start_min + self.duration_min
 
 
-def infusion(
-    rate_mg_per_kg_h: float, weight_kg: float, start_min: float, duration_min: float
-) -> Dose:
+def infusion(rate_mg_per_kg_h: float, weight_kg: float, start_min: float, duration_min: float) -> Dose:
     """A constant-rate IV infusion given as mg/kg/h."""
     return Dose(
-        "iv_infusion", rate_mg_per_kg_h * weight_kg * duration_min / MIN_PER_H,
-        start_min, duration_min,
+        "iv_infusion",
+        rate_mg_per_kg_h * weight_kg * duration_min / MIN_PER_H,
+        start_min,
+        duration_min,
     )
 
 
-def rate_steps(
-    steps: Sequence[tuple[float, float]], weight_kg: float, end_min: float
-) -> list[Dose]:
+def rate_steps(steps: Sequence[tuple[float, float]], weight_kg: float, end_min: float) -> list[Dose]:
     """An IV infusion with any number of rate changes.
 
     ``steps`` holds (start_min, rate_mg_per_kg_h) pairs in time order; each rate runs
@@ -73,16 +71,12 @@ def validate(doses: Sequence[Dose], routes: dict[str, Route]) -> None:
         if not (math.isfinite(d.start_min) and d.start_min >= 0):
             raise PharmacologyInputError(f"start_min must be zero or more, got {d.start_min}")
         if not (math.isfinite(d.duration_min) and d.duration_min >= 0):
-            raise PharmacologyInputError(
-                f"duration_min must be zero or more, got {d.duration_min}"
-            )
+            raise PharmacologyInputError(f"duration_min must be zero or more, got {d.duration_min}")
         route = routes[d.route]
         if d.route == "iv_infusion" and d.duration_min <= 0:
             raise PharmacologyInputError("iv_infusion needs duration_min > 0")
         if not route.is_iv and d.duration_min > 0:
-            raise PharmacologyInputError(
-                f"duration_min applies to IV routes only, not {d.route}"
-            )
+            raise PharmacologyInputError(f"duration_min applies to IV routes only, not {d.route}")
     infusions = sorted((d for d in doses if d.route == "iv_infusion"), key=lambda d: d.start_min)
     for a, b in itertools.pairwise(infusions):
         if b.start_min < a.end_min - _TIME_TOL_MIN:

@@ -69,12 +69,14 @@ class Plan:
     norketamine: bool
     warnings: tuple[ModelWarning, ...]
 
-    def system(
-        self, params: dict[str, FloatArray], bioavailability_factor: FloatArray
-    ) -> System:
+    def system(self, params: dict[str, FloatArray], bioavailability_factor: FloatArray) -> System:
         return build_system(
-            self.model, params, self.channel_pathways, self.ke0_per_min,
-            self.norketamine, bioavailability_factor,
+            self.model,
+            params,
+            self.channel_pathways,
+            self.ke0_per_min,
+            self.norketamine,
+            bioavailability_factor,
         )
 
     def drive_mg_per_l(self, outputs: tuple[str, ...], y: FloatArray, e: Endpoint) -> FloatArray:
@@ -120,9 +122,7 @@ def make_plan(
     )
 
 
-def output_times(
-    end_min: float = DEFAULT_END_MIN, step_min: float = DEFAULT_STEP_MIN
-) -> FloatArray:
+def output_times(end_min: float = DEFAULT_END_MIN, step_min: float = DEFAULT_STEP_MIN) -> FloatArray:
     """0, step, 2 step, ... up to and including end_min."""
     if not (end_min > 0 and step_min > 0 and np.isfinite(end_min) and np.isfinite(step_min)):
         raise PharmacologyInputError("end_min and step_min must be positive")
@@ -161,7 +161,9 @@ def simulate(
     times = check_times(t_min) if t_min is not None else output_times(end_min, step_min)
     warnings = [*check_patient(plan.model, patient), *plan.warnings]
     params = typical_parameters(
-        plan.model, np.array([patient.weight_kg]), np.array([patient.sex == "female"]),
+        plan.model,
+        np.array([patient.weight_kg]),
+        np.array([patient.sex == "female"]),
         female_clearance_factor,
     )
     system = plan.system(params, np.ones(1))

@@ -94,9 +94,7 @@ def _knots(inputs: Inputs, t_out_min: FloatArray) -> _Knots:
     )
 
 
-def propagate(
-    system: System, inputs: Inputs, t_out_min: FloatArray, method: Method = "auto"
-) -> FloatArray:
+def propagate(system: System, inputs: Inputs, t_out_min: FloatArray, method: Method = "auto") -> FloatArray:
     """Outputs (mg/L) at ``t_out_min`` (strictly increasing, >= 0): shape (T, n_outputs, N).
 
     A value at the time of an impulse includes the impulse.
@@ -113,8 +111,13 @@ def propagate(
     out = np.empty((t_out_min.size, len(system.outputs), lam.shape[0]))
     if good.any():
         out[:, :, good] = _propagate_modal(
-            system.b[good], system.c[good], inputs, knots,
-            lam[good].real, vec[good].real, inv[good].real,
+            system.b[good],
+            system.c[good],
+            inputs,
+            knots,
+            lam[good].real,
+            vec[good].real,
+            inv[good].real,
         )
     sub = System(system.a[bad], system.b[bad], system.c[bad], system.outputs)
     out[:, :, bad] = _propagate_state(sub, inputs, knots)
@@ -166,9 +169,7 @@ def propagate_summary(
         lam, vec, inv, bad = _eigen_batch(system.a)
         if not bad.any():
             wc = np.einsum("qo,pom->pqm", weights, system.c @ vec.real)
-            return _summary_blocked(
-                inv.real @ system.b, wc, lam.real, inputs, knots, sample_index
-            )
+            return _summary_blocked(inv.real @ system.b, wc, lam.real, inputs, knots, sample_index)
     else:
         bad = np.ones(n_patients, dtype=bool)
     peak = np.empty((n_patients, weights.shape[0]))
@@ -211,9 +212,7 @@ def _summary_blocked(
     gain *= gain_1[:, :, None]
 
     # Block starts: the mode state after the start knot's impulses, and the drive.
-    events = np.flatnonzero(
-        (knots.rate_row >= 0) | np.array([bool(i) for i in knots.impulses])
-    )
+    events = np.flatnonzero((knots.rate_row >= 0) | np.array([bool(i) for i in knots.impulses]))
     starts: list[int] = []
     lengths: list[int] = []
     z_start: list[FloatArray] = []

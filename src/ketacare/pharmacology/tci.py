@@ -73,8 +73,7 @@ class TciSchedule:
             if rates[k] > 0:
                 duration = (j - k + 1) * h
                 doses.append(
-                    Dose("iv_infusion", float(rates[k]) * duration, float(self.t_start_min[k]),
-                         duration)
+                    Dose("iv_infusion", float(rates[k]) * duration, float(self.t_start_min[k]), duration)
                 )
             k = j + 1
         return doses
@@ -114,13 +113,9 @@ def tci_schedule(
         raise PharmacologyInputError(f"mode must be 'plasma' or 'effect', got {mode!r}")
     pk = get_model(model)
     warnings = check_patient(pk, patient)
-    params = typical_parameters(
-        pk, np.array([patient.weight_kg]), np.array([patient.sex == "female"])
-    )
+    params = typical_parameters(pk, np.array([patient.weight_kg]), np.array([patient.sex == "female"]))
     ke0 = math.log(2) / t_half_ke0_min
-    system = build_system(
-        pk, params, list(default_route("iv_infusion").pathways), (ke0,), False, np.ones(1)
-    )
+    system = build_system(pk, params, list(default_route("iv_infusion").pathways), (ke0,), False, np.ones(1))
     lam, vec = np.linalg.eig(system.a[0])
     if np.iscomplexobj(lam) or np.linalg.cond(vec) > 1e8:
         raise PharmacologyInputError("effect-site rate coincides with a disposition rate")

@@ -29,9 +29,7 @@ class VarvelMetrics:
     n_samples: int
 
 
-def performance_errors_pct(
-    measured_ng_per_ml: ArrayLike, predicted_ng_per_ml: ArrayLike
-) -> np.ndarray:
+def performance_errors_pct(measured_ng_per_ml: ArrayLike, predicted_ng_per_ml: ArrayLike) -> np.ndarray:
     measured = np.asarray(measured_ng_per_ml, dtype=np.float64)
     predicted = np.asarray(predicted_ng_per_ml, dtype=np.float64)
     if measured.shape != predicted.shape or measured.ndim != 1:
@@ -41,9 +39,7 @@ def performance_errors_pct(
     return np.asarray((measured - predicted) / predicted * 100.0)
 
 
-def varvel(
-    t_min: ArrayLike, measured_ng_per_ml: ArrayLike, predicted_ng_per_ml: ArrayLike
-) -> VarvelMetrics:
+def varvel(t_min: ArrayLike, measured_ng_per_ml: ArrayLike, predicted_ng_per_ml: ArrayLike) -> VarvelMetrics:
     """Metrics for one subject; needs at least two samples at different times."""
     t_h = np.asarray(t_min, dtype=np.float64) / MIN_PER_H
     pe = performance_errors_pct(measured_ng_per_ml, predicted_ng_per_ml)
