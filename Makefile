@@ -16,4 +16,4 @@ demo: $(STAMP)
 	$(VENV)/bin/ketacare demo
 
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto --dist loadfile

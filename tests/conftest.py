@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ketacare import integrity, migrations
 from ketacare.app import create_app
+from ketacare.auth import passwords
 from ketacare.auth.models import Clinic, Role, User
 from ketacare.auth.passwords import hash_password
 from ketacare.config import Environment, Settings, load_settings
@@ -35,7 +37,34 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def database_url(tmp_dir: Path) -> str:
-    return os.environ.get("KETACARE_TEST_DATABASE_URL") or f"sqlite:///{tmp_dir / 'test.sqlite3'}"
+    """The database under test. Under pytest-xdist each worker on PostgreSQL gets its own fresh
+    database (``<name>_gw0``, ...), created here and dropped by the next run that needs the name;
+    on SQLite each worker already has its own temporary directory."""
+    url = os.environ.get("KETACARE_TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp_dir / 'test.sqlite3'}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    name = f"{make_url(url).database}_{worker}"
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes() -> Iterator[PasswordHasher]:
+    """Argon2id at the production cost takes about 0.3 s per hash on a CI core, and nearly every
+    test logs someone in: the suite hashes with the cheapest Argon2id parameters instead (the
+    production parameters are pinned by tests/auth/test_password_parameters.py). Hashes made
+    before this swap, e.g. the timing-equaliser dummy, keep their own cost. Yields the real hasher."""
+    real = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield real
+    passwords._hasher = real
 
 
 @pytest.fixture(autouse=True)

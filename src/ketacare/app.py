@@ -70,7 +70,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None, check_migrat
     app.mount("/static", StaticFiles(directory=PACKAGE_DIR / "web" / "static"), name="static")
     for feature in FEATURES:
         module = importlib.import_module(f"ketacare.{feature}.routes")
-        app.include_router(module.router)
+        # The feature routers have no prefix, tags or dependencies of their own, so their routes
+        # join the app as they are: include_router would make each app build its own copy of all
+        # of them on its first request (about 0.25 s per app on a CI core).
+        app.router.routes.extend(module.router.routes)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,10 @@ def _local_time(value: dt.datetime | None, zone: str, fmt: str = "%Y-%m-%d %H:%M
     return value.astimezone(zoneinfo.ZoneInfo(zone)).strftime(fmt)
 
 
+@lru_cache(maxsize=8)
 def build_templates(clinic_time_zone: str) -> Jinja2Templates:
+    """One environment per time zone, shared by every app built in the process (a new one
+    compiles every template again)."""
     loader = ChoiceLoader(
         [
             FileSystemLoader(str(PACKAGE_DIR / name.replace(".", "/") / "templates"))
