@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+import zoneinfo
 from typing import Any
 
 import pyotp
@@ -13,6 +15,14 @@ from ketacare.audit import service as audit_service
 from ketacare.audit.models import AuditEntry
 
 PASSWORD = "correct horse battery staple"
+
+TEST_CLINIC_ZONE = "America/New_York"  # the world's clinic (tests/conftest.py) and the demo's
+
+
+def clinic_today(zone: str = TEST_CLINIC_ZONE) -> dt.date:
+    """Today as the app sees it: the clinic's date, not the machine's (which, in UTC, is already
+    tomorrow for five hours every evening in New York)."""
+    return dt.datetime.now(zoneinfo.ZoneInfo(zone)).date()
 
 
 def count(db: Session, model: Any, *where: Any) -> int:

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from ketacare.sessions.models import AdverseEvent
-from tests.helpers import audit_entries
+from tests.helpers import audit_entries, clinic_today
 
-TODAY = dt.date.today()
+TODAY = clinic_today()
 
 
 def _agreement(**change: object) -> dict[str, object]:

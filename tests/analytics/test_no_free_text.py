@@ -24,6 +24,7 @@ from ketacare.analytics import report as rendering
 from ketacare.analytics import service
 from ketacare.analytics.schemas import AgreementIn
 from tests.analytics.random_cohort import BASE_ID, fill
+from tests.helpers import clinic_today
 
 IDENTIFIERS = ("Zebulon Quackenbush", "555-867-5309", "zq@example.org", "TST-4242", "1961-04-12")
 FULL = " ".join(IDENTIFIERS)
@@ -134,7 +135,7 @@ def test_identifiers_planted_in_every_free_text_field_reach_no_research_output( 
     assert planted >= MUST_PLANT, MUST_PLANT - planted
     texts: dict[str, str] = {}
     # the operator's command line: the report over every clinic and both exports
-    today = dt.date.today()
+    today = clinic_today()
     report = service.operator_report(db, None, today)
     assert report.scope == "research" and report.table("summary").rows
     texts |= {

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ketacare.analytics import extract, registry
 from ketacare.planning.models import Chair, PlanSession, TreatmentPlan
 from ketacare.sessions.models import TreatmentSession
-from tests.helpers import audit_entries
+from tests.helpers import audit_entries, clinic_today
 
 
 def discharged_series(db: Session, clinic_id: int, patient_id: int, staff_id: int, day: dt.date) -> int:
@@ -84,7 +84,7 @@ def discharged_series(db: Session, clinic_id: int, patient_id: int, staff_id: in
 
 @pytest.fixture
 def seeded(db, world):  # type: ignore[no-untyped-def]
-    day = dt.date.today() - dt.timedelta(days=40)
+    day = clinic_today() - dt.timedelta(days=40)
     discharged_series(db, world.clinic.id, world.patient_a.id, world.users["nurse"].id, day)
     discharged_series(
         db, world.other_clinic.id, world.other_patient.id, world.users["outsider_nurse"].id, day
@@ -96,7 +96,7 @@ def seeded(db, world):  # type: ignore[no-untyped-def]
 def test_extract_reads_the_clinic_only(db, seeded) -> None:  # type: ignore[no-untyped-def]
     ex = extract.extract(db, seeded.clinic.id)
     assert set(ex.sessions["patient_id"]) == {seeded.patient_a.id}
-    report = registry.build(ex, dt.date.today(), research=False)
+    report = registry.build(ex, clinic_today(), research=False)
     assert report.table("summary").rows[0]["patients"] == 1
 
 

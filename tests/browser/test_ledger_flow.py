@@ -11,6 +11,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Server
+from tests.helpers import clinic_today
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 CLINIC = "north"
@@ -38,7 +39,7 @@ def test_delivery_administration_waste_and_inspection_report(page, server: Serve
     page.goto("/ledger/receive")
     page.get_by_label("Product").select_option(index=1)
     page.get_by_label("Lot number").fill(LOT)
-    page.get_by_label("Expiry date").fill((dt.date.today() + dt.timedelta(days=365)).isoformat())
+    page.get_by_label("Expiry date").fill((clinic_today() + dt.timedelta(days=365)).isoformat())
     page.get_by_label("Containers received").fill("2")
     page.get_by_label("Invoice number").fill("INV-BROWSER-1")
     page.locator("#f-supplier").fill("Acme Pharma")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clinic_today
+
 pytestmark = pytest.mark.browser
 
 PRESCRIBER, PATIENT = "np.bay", "patientb.bay"
@@ -85,7 +87,7 @@ def test_referral_eligibility_override_plan_schedule_consent(page, server, login
     assert rows.count() == 5 and "not booked" not in page.locator("#schedule").inner_text()
     assert server.scalar("SELECT count(*) FROM plan_sessions WHERE plan_id = ?", plan_id) == 5
     # Reschedule: session 5 moves a day later at 10:00, with the same checks as booking.
-    later = (dt.date.today() + dt.timedelta(days=6)).isoformat()
+    later = (clinic_today() + dt.timedelta(days=6)).isoformat()
     page.locator("#session-5 summary").click()
     page.get_by_label("New date (session 5)").fill(later)
     page.get_by_label("New start time (session 5)").fill("10:00")

@@ -16,6 +16,7 @@ from ketacare.ledger.models import Lot, Product, Registration
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, ReceiptIn, RegistrationIn
 from ketacare.planning.models import Chair, PlanSession, TreatmentPlan
 from ketacare.sessions.models import TreatmentSession
+from tests.helpers import clinic_today
 
 CLINIC_DEA = "AB1234563"
 SECOND_DEA = "BK2718281"
@@ -31,7 +32,7 @@ def treatment_session(db: Session, clinic_id: int, patient_id: int, staff_id: in
     chair = Chair(clinic_id=clinic_id, room="Room 9", name="Ledger chair", active=True)
     db.add(chair)
     db.flush()
-    today = dt.date.today()
+    today = clinic_today()
     plan = TreatmentPlan(
         clinic_id=clinic_id,
         patient_id=patient_id,
@@ -151,7 +152,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             compounded=True,
         ),
     )
-    expiry = dt.date.today() + dt.timedelta(days=400)
+    expiry = clinic_today() + dt.timedelta(days=400)
     service.take_initial_inventory(
         db,
         admin,

@@ -20,7 +20,7 @@ from ketacare.ledger import chain, service
 from ketacare.ledger.models import LedgerEntry, Lot
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, RegistrationIn
 from ketacare.patients.models import Patient
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, clinic_today
 from tests.ledger.conftest import receipt, treatment_session
 
 THREADS = 8
@@ -77,7 +77,7 @@ def _clinic_with_one_vial(engine: Engine) -> dict[str, int]:
         )
         service.take_initial_inventory(db, admin, InitialInventoryIn(registration_id=reg.id))
         entry = service.record_receipt(
-            db, admin, receipt(reg.id, vial.id, "LAST-1", dt.date.today() + dt.timedelta(days=90))
+            db, admin, receipt(reg.id, vial.id, "LAST-1", clinic_today() + dt.timedelta(days=90))
         )
         session_id = treatment_session(db, clinic.id, patient.id, staff[2].id)
         db.commit()
@@ -209,7 +209,7 @@ def test_simultaneous_deliveries_of_a_new_lot_make_one_lot(scratch_engine: Engin
         registration_id, product_id = lot.registration_id, lot.product_id
 
     def deliver(db, nurse) -> None:  # type: ignore[no-untyped-def]
-        expiry = dt.date.today() + dt.timedelta(days=200)
+        expiry = clinic_today() + dt.timedelta(days=200)
         service.record_receipt(db, nurse, receipt(registration_id, product_id, "NEW-7", expiry))
 
     outcomes = _race(scratch_engine, ids, deliver)

@@ -19,7 +19,7 @@ from ketacare.ledger.schemas import (
     OpeningLineIn,
     RegistrationIn,
 )
-from tests.helpers import count
+from tests.helpers import clinic_today, count
 from tests.ledger.conftest import SECOND_DEA
 
 
@@ -63,7 +63,7 @@ def test_an_initial_inventory_refuses_unknown_products_and_duplicate_lots(db, wo
     )
     line = {
         "lot_number": "A1",
-        "expires_on": dt.date.today() + dt.timedelta(days=9),
+        "expires_on": clinic_today() + dt.timedelta(days=9),
         "supplier": "Acme",
         "counted": 5,
     }

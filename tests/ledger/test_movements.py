@@ -23,7 +23,7 @@ from ketacare.ledger.schemas import (
     TheftLossIn,
     TransferIn,
 )
-from tests.helpers import PASSWORD, audit_entries, count
+from tests.helpers import PASSWORD, audit_entries, clinic_today, count
 from tests.ledger.conftest import SECOND_DEA, Stock, principal, receipt
 
 NOW = dt.datetime.now(dt.UTC)
@@ -123,7 +123,7 @@ def test_a_receipt_before_the_initial_inventory_is_refused(db, world, stock) -> 
         lambda: service.record_receipt(
             db,
             stock.admin,
-            receipt(second.id, stock.vial_50.id, "NEW-1", dt.date.today() + dt.timedelta(days=99)),
+            receipt(second.id, stock.vial_50.id, "NEW-1", clinic_today() + dt.timedelta(days=99)),
         ),
         "registration_id",
         "initial inventory",
@@ -134,7 +134,7 @@ def test_a_receipt_of_another_clinics_product_is_refused(db, world, stock) -> No
     outsider = principal(world.users["outsider_nurse"])
     with pytest.raises(InvalidInput) as caught:
         service.record_receipt(
-            db, outsider, receipt(stock.registration.id, stock.vial_50.id, "X", dt.date.today())
+            db, outsider, receipt(stock.registration.id, stock.vial_50.id, "X", clinic_today())
         )
     assert "registration_id" in caught.value.errors
 
@@ -154,7 +154,7 @@ def test_an_administration_takes_the_dose_out_of_the_lot(db, world, stock) -> No
 
 def test_an_administration_from_an_expired_lot_is_refused(db, world, stock) -> None:  # type: ignore[no-untyped-def]
     db.execute(
-        update(Lot).where(Lot.id == stock.lot_50.id).values(expires_on=dt.date.today() - dt.timedelta(days=2))
+        update(Lot).where(Lot.id == stock.lot_50.id).values(expires_on=clinic_today() - dt.timedelta(days=2))
     )
     db.commit()
     refused(db, world.clinic.id, lambda: administer(db, stock, world), "lot_id", "expired on")
@@ -220,15 +220,15 @@ def test_available_lots_are_in_stock_and_not_expired_and_flag_compounded(db, wor
     service.record_receipt(
         db,
         stock.admin,
-        receipt(stock.registration.id, stock.troche.id, "TRO-1", dt.date.today() + dt.timedelta(days=60), 5),
+        receipt(stock.registration.id, stock.troche.id, "TRO-1", clinic_today() + dt.timedelta(days=60), 5),
     )
     service.record_receipt(
         db,
         stock.admin,
-        receipt(stock.registration.id, stock.vial_10.id, "OLD-1", dt.date.today() + dt.timedelta(days=1)),
+        receipt(stock.registration.id, stock.vial_10.id, "OLD-1", clinic_today() + dt.timedelta(days=1)),
     )
     db.execute(
-        update(Lot).where(Lot.lot_number == "OLD-1").values(expires_on=dt.date.today() - dt.timedelta(days=1))
+        update(Lot).where(Lot.lot_number == "OLD-1").values(expires_on=clinic_today() - dt.timedelta(days=1))
     )
     administer(db, stock, world, lot_id=stock.lot_10.id, amount_mg=150)  # empties OPEN-10
     choices = {c.lot_number: c for c in service.available_lots(db, stock.nurse)}

@@ -12,11 +12,11 @@ from sqlalchemy import select, update
 
 from ketacare.auth.models import LoginSession
 from ketacare.ledger.models import Investigation, LedgerEntry, LedgerSettings, LossReport, Lot, Registration
-from tests.helpers import PASSWORD, audit_entries, count, is_problem
+from tests.helpers import PASSWORD, audit_entries, clinic_today, count, is_problem
 from tests.ledger.conftest import SUPPLIER_DEA
 from tests.test_permissions import _markers, all_routes
 
-TOMORROW_YEAR = (dt.date.today() + dt.timedelta(days=365)).isoformat()
+TOMORROW_YEAR = (clinic_today() + dt.timedelta(days=365)).isoformat()
 
 
 def _ledger_routes(app) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]

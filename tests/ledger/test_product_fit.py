@@ -17,7 +17,7 @@ from ketacare.knowledge.products import dosage_forms, fit_problem, ingredients
 from ketacare.ledger import service
 from ketacare.ledger.models import LedgerEntry
 from ketacare.ledger.schemas import DosageForm, Ingredient, ProductIn
-from tests.helpers import count
+from tests.helpers import clinic_today, count
 from tests.ledger.conftest import receipt
 
 # (ingredient, form, drug, route, fits?, source words) -- each row names its source.
@@ -81,7 +81,7 @@ def _spray_lot(db, stock) -> int:  # type: ignore[no-untyped-def]
             compounded=True,
         ),
     )
-    expiry = dt.date.today() + dt.timedelta(days=200)
+    expiry = clinic_today() + dt.timedelta(days=200)
     entry = service.record_receipt(
         db, stock.admin, receipt(stock.registration.id, spray.id, "SPRAY-9", expiry)
     )

@@ -12,7 +12,7 @@ import pytest
 
 from ketacare.ledger import service
 from ketacare.ledger.schemas import BiennialInventoryIn, CountLineIn, DestructionIn, TheftLossIn
-from tests.helpers import PASSWORD, audit_entries
+from tests.helpers import PASSWORD, audit_entries, clinic_today
 from tests.ledger.conftest import Stock
 
 
@@ -182,7 +182,7 @@ def test_theft_and_loss_report_with_due_dates(as_role, world, active) -> None:  
 
 
 def test_a_date_range_limits_every_report(as_role, world, active) -> None:  # type: ignore[no-untyped-def]
-    future = (dt.date.today() + dt.timedelta(days=10)).isoformat()
+    future = (clinic_today() + dt.timedelta(days=10)).isoformat()
     auditor = as_role("auditor")
     assert _csv(auditor.get(f"/ledger/reports/dispensing.csv?date_from={future}")) == []
     assert _csv(auditor.get(f"/ledger/reports/losses.csv?date_from={future}")) == []

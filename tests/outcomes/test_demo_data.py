@@ -18,6 +18,7 @@ from ketacare.analytics import extract, registry
 from ketacare.auth.models import Clinic
 from ketacare.db import make_engine, make_sessionmaker, transaction
 from ketacare.outcomes.models import FollowUp, MmeReading, OutcomeScore
+from tests.helpers import clinic_today
 
 PATIENTS = 30
 
@@ -63,7 +64,7 @@ def test_every_finished_series_has_baseline_and_follow_up(seeded) -> None:  # ty
 def test_registry_shows_responders_and_relapse(seeded) -> None:  # type: ignore[no-untyped-def]
     db, _ = seeded
     clinic = db.execute(select(Clinic).order_by(Clinic.id)).scalars().first()
-    report = registry.build(extract.extract(db, clinic.id), dt.date.today(), research=False)
+    report = registry.build(extract.extract(db, clinic.id), clinic_today(), research=False)
     overall = next(r for r in report.table("summary").rows if r["dimension"] == "all")
     assert overall["patients"] >= 3 and overall["evaluable"] >= 3
     assert overall["responder30_pct"] is not None and 0 < overall["responder30_pct"] < 100

@@ -12,7 +12,7 @@ from ketacare.outcomes import service
 from ketacare.outcomes.models import DiaryEntry, FollowUp, MmeReading, OutcomeSettings
 from ketacare.patients.models import Medication
 from tests.conftest import SECRET_KEY
-from tests.helpers import count
+from tests.helpers import clinic_today, count
 from tests.outcomes.conftest import baseline_link, series
 from tests.outcomes.test_links import FULL
 
@@ -84,7 +84,7 @@ def test_unconverted_opioid_is_flagged_never_zero(as_role, world, db) -> None:
 
 
 def test_staff_get_a_link_once(as_role, world, db, nurse) -> None:
-    ids = series(db, nurse, world.patient_a.id, dt.date.today())
+    ids = series(db, nurse, world.patient_a.id, clinic_today())
     db.commit()
     page = as_role("nurse").post(f"/outcomes/follow-ups/{ids[0]}/link")
     url = re.search(r'<code id="link-url">[^<]*(/q/[^<]+)</code>', page.text).group(1)

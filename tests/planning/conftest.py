@@ -8,27 +8,28 @@ import pytest
 
 from ketacare.knowledge.contraindications import contraindications, risk_factors
 from ketacare.planning.models import Chair, DutyShift
+from tests.helpers import clinic_today
 
 ALL_NO = {c.key: "no" for c in contraindications()} | {r.key: "no" for r in risk_factors()}
-TOMORROW = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+TOMORROW = (clinic_today() + dt.timedelta(days=1)).isoformat()
 
 
 def screening_body(**answers: str) -> dict[str, object]:
     return {
-        "referred_on": dt.date.today().isoformat(),
+        "referred_on": clinic_today().isoformat(),
         "referral_source": "GP",
         "answers": {**ALL_NO, **answers},
         "prior_therapies": ["anticonvulsant", "physical_therapy"],
         "sbp_mmhg": 124,
         "dbp_mmhg": 78,
-        "lft_on": dt.date.today().isoformat(),
+        "lft_on": clinic_today().isoformat(),
     }
 
 
 def make_ready(client, patient_id: int, weight: float = 80.0, **answers: str) -> None:  # type: ignore[no-untyped-def]
     base = f"/api/v1/patients/{patient_id}"
     assert client.api("POST", f"{base}/conditions", json={"icd10_code": "G90.512"}).status_code == 201
-    measured = {"weight_kg": weight, "measured_on": dt.date.today().isoformat()}
+    measured = {"weight_kg": weight, "measured_on": clinic_today().isoformat()}
     assert client.api("POST", f"{base}/measurements", json=measured).status_code == 201
     saved = client.api("POST", f"{base}/screening", json=screening_body(**answers))
     assert saved.status_code == 201, saved.text
@@ -50,7 +51,7 @@ def crps_plan(**changes: object) -> dict[str, object]:
 
 def roster(db, clinic_id: int, users, days: int = 40, start: str = "08:00", end: str = "18:00") -> None:  # type: ignore[no-untyped-def]
     """Put ``users`` on duty from today for ``days`` days, ``start`` to ``end``."""
-    today = dt.date.today()
+    today = clinic_today()
     db.add_all(
         [
             DutyShift(

@@ -15,7 +15,7 @@ from ketacare.planning import clinical_defaults_service, dosing
 from ketacare.planning.clinical_defaults import KNOWLEDGE, OWN, knowledge_defaults, resolve
 from ketacare.planning.models import ClinicClinicalDefaults, TreatmentPlan
 from ketacare.screening.eligibility import ELIGIBLE, NEEDS_OVERRIDE, PRIOR_THERAPIES, ScreeningFacts, decide
-from tests.helpers import audit_entries, count, is_problem
+from tests.helpers import audit_entries, clinic_today, count, is_problem
 from tests.planning.conftest import crps_plan, screening_body
 
 ACTION = "planning.clinical_default.save"
@@ -24,7 +24,7 @@ ACTION = "planning.clinical_default.save"
 def _ready_with_old_weight(client, patient_id: int, days_old: int) -> None:  # type: ignore[no-untyped-def]
     base = f"/api/v1/patients/{patient_id}"
     assert client.api("POST", f"{base}/conditions", json={"icd10_code": "G90.512"}).status_code == 201
-    measured_on = (dt.date.today() - dt.timedelta(days=days_old)).isoformat()
+    measured_on = (clinic_today() - dt.timedelta(days=days_old)).isoformat()
     weighed = client.api("POST", f"{base}/measurements", json={"weight_kg": 80, "measured_on": measured_on})
     assert weighed.status_code == 201, weighed.text
     assert client.api("POST", f"{base}/screening", json=screening_body()).status_code == 201

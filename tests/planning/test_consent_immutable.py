@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from ketacare.planning.models import Consent
+from tests.helpers import clinic_today
 from tests.planning.conftest import crps_plan, make_ready
 
 
@@ -29,7 +30,7 @@ def test_signed_consent_refuses_update_and_delete_in_the_database(as_role, world
     signed = as_role("patient_a").api(
         "POST",
         f"/api/v1/me/plans/{plan_id}/consent/sign",
-        json={"typed_name": "Ada Lovelace", "signed_on": dt.date.today().isoformat(), "agree": True},
+        json={"typed_name": "Ada Lovelace", "signed_on": clinic_today().isoformat(), "agree": True},
     )
     assert signed.status_code == 200, signed.text
     for statement in (
@@ -50,7 +51,7 @@ def test_orm_change_of_a_signed_consent_fails_too(as_role, world, db) -> None:
     as_role("patient_a").api(
         "POST",
         f"/api/v1/me/plans/{plan_id}/consent/sign",
-        json={"typed_name": "Ada Lovelace", "signed_on": dt.date.today().isoformat(), "agree": True},
+        json={"typed_name": "Ada Lovelace", "signed_on": clinic_today().isoformat(), "agree": True},
     )
     row = db.query(Consent).filter_by(plan_id=plan_id).one()
     with pytest.raises(DBAPIError, match="a signed consent is never changed"), db.begin_nested():

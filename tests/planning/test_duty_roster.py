@@ -13,10 +13,10 @@ from ketacare.errors import InvalidInput, NotFound
 from ketacare.planning import service
 from ketacare.planning.models import DutyShift, PlanSession, ScheduleSettings
 from ketacare.planning.schemas import DutyIn
-from tests.helpers import audit_entries, count, is_problem
+from tests.helpers import audit_entries, clinic_today, count, is_problem
 from tests.planning.conftest import TOMORROW, crps_plan, make_ready, roster
 
-IN_A_WEEK = (dt.date.today() + dt.timedelta(days=7)).isoformat()
+IN_A_WEEK = (clinic_today() + dt.timedelta(days=7)).isoformat()
 
 
 def test_no_prescriber_on_duty_refuses_booking_with_a_clear_message(as_role, world, db, chair_only) -> None:
@@ -46,7 +46,7 @@ def test_no_prescriber_on_duty_refuses_booking_with_a_clear_message(as_role, wor
     )
     assert added.status_code == 201 and added.json()[0]["role"] == "prescriber"
     for n in range(2, 6):
-        day = (dt.date.today() + dt.timedelta(days=n)).isoformat()
+        day = (clinic_today() + dt.timedelta(days=n)).isoformat()
         body = {
             "user_id": world.users["prescriber"].id,
             "on_date": day,
@@ -203,7 +203,7 @@ def test_another_clinics_shift_is_not_found(world, db) -> None:
             outsider,
             DutyIn(
                 user_id=world.users["nurse"].id,
-                on_date=dt.date.today(),
+                on_date=clinic_today(),
                 start_time=dt.time(8),
                 end_time=dt.time(12),
             ),

@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 from ketacare.planning.models import PlanSession, TreatmentPlan
-from tests.helpers import audit_entries, count, is_problem
+from tests.helpers import audit_entries, clinic_today, count, is_problem
 from tests.planning.conftest import crps_plan, make_ready
 
-TODAY = dt.date.today()
+TODAY = clinic_today()
 
 
 def day(n: int) -> str:

@@ -7,7 +7,7 @@ import datetime as dt
 import itertools
 
 from ketacare.planning.models import Consent, PlanSession, TreatmentPlan
-from tests.helpers import audit_entries, count, is_problem
+from tests.helpers import audit_entries, clinic_today, count, is_problem
 from tests.planning.conftest import TOMORROW, crps_plan, make_ready
 
 
@@ -57,19 +57,19 @@ def test_crps_plan_with_pk_cost_schedule_and_consent(as_role, world, db, chairs)
     wrong = patient.api(
         "POST",
         f"/api/v1/me/plans/{plan['id']}/consent/sign",
-        json={"typed_name": "Someone Else", "signed_on": dt.date.today().isoformat(), "agree": True},
+        json={"typed_name": "Someone Else", "signed_on": clinic_today().isoformat(), "agree": True},
     )
     assert is_problem(wrong, 422)
     signed = patient.api(
         "POST",
         f"/api/v1/me/plans/{plan['id']}/consent/sign",
-        json={"typed_name": "Ada Lovelace", "signed_on": dt.date.today().isoformat(), "agree": True},
+        json={"typed_name": "Ada Lovelace", "signed_on": clinic_today().isoformat(), "agree": True},
     )
     assert signed.status_code == 200 and signed.json()["signature_sha256"]
     twice = patient.api(
         "POST",
         f"/api/v1/me/plans/{plan['id']}/consent/sign",
-        json={"typed_name": "Ada Lovelace", "signed_on": dt.date.today().isoformat(), "agree": True},
+        json={"typed_name": "Ada Lovelace", "signed_on": clinic_today().isoformat(), "agree": True},
     )
     assert is_problem(twice, 409)
     assert audit_entries(db, "consent.sign") and audit_entries(db, "plan.schedule")
@@ -178,7 +178,7 @@ def test_responses_gate_boosters_and_two_failures_block_a_series(as_role, world,
     pid = world.patient_a.id
     make_ready(dr, pid)
     url = f"/api/v1/patients/{pid}/plans"
-    today = dt.date.today()
+    today = clinic_today()
     ids = []
     for n in range(2):
         plan = dr.api(

@@ -12,11 +12,12 @@ from sqlalchemy.orm import Session
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.prescribing.models import DeaRegistration, PrescriberProfile, StateLicence
+from tests.helpers import clinic_today
 
 # The prescriber of the test world is "Prescriber": DEA numbers start A P (practitioner, "P").
 DEA_VALID = "AP5836727"  # worked example of takerx.com/verify.html: 5+3+7 + 2*(8+6+2) = 47
 NPI_VALID = "1234567893"  # CMS example: 123456789 with check digit 3
-TODAY = dt.date.today()
+TODAY = clinic_today()
 FAR = TODAY + dt.timedelta(days=700)
 
 

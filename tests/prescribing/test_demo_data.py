@@ -20,6 +20,7 @@ from ketacare.prescribing import service
 from ketacare.prescribing.identifiers import check_dea, npi_error
 from ketacare.prescribing.models import Prescription
 from ketacare.safety.models import BladderScreen, LiverTest, SafetyHold
+from tests.helpers import clinic_today
 
 
 @pytest.fixture(scope="module")
@@ -76,4 +77,4 @@ def test_demo_liver_tests_bladder_screens_and_one_hold(db: Session, slug: str) -
     )
     holds = list(db.execute(select(SafetyHold).where(SafetyHold.clinic_id == clinic_id)).scalars())
     assert len(holds) == 1 and holds[0].kind == "liver" and holds[0].released_at is None
-    assert all(t.drawn_on <= dt.date.today() + dt.timedelta(days=1) for t in tests)
+    assert all(t.drawn_on <= clinic_today() + dt.timedelta(days=1) for t in tests)

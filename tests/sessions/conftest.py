@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from ketacare.planning.models import PlanSession
+from tests.helpers import clinic_today
 from tests.planning.conftest import chairs, crps_plan, make_ready  # noqa: F401 (fixture)
 
 
@@ -36,7 +37,7 @@ def book(as_role, world, db, patient=None, **plan_changes: object) -> Booked:  #
         f"/api/v1/me/plans/{plan_id}/consent/sign",
         json={
             "typed_name": f"{patient.given_name} {patient.family_name}",
-            "signed_on": dt.date.today().isoformat(),
+            "signed_on": clinic_today().isoformat(),
             "agree": True,
         },
     )

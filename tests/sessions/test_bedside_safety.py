@@ -11,7 +11,7 @@ import pytest
 
 from ketacare.safety.models import SafetyHold
 from ketacare.sessions.models import Administration, Alarm, ScoreRecord
-from tests.helpers import count
+from tests.helpers import clinic_today, count
 from tests.sessions.conftest import checked_in, prechecked, running
 
 SCORE_FORMS = ("cadss6", "moaas", "rass", "nrs")
@@ -125,7 +125,7 @@ def test_a_hold_shows_on_the_day_list_session_page_patient_header_and_calendar( 
     assert nurse.api("GET", f"/api/v1/sessions/{sid}").json()["safety_holds"][0]["kind"] == "liver"
     header = nurse.get(f"/patients/{booked.patient_id}").text
     assert f'data-safety-hold="{booked.patient_id}"' in header
-    monday = dt.date.today() - dt.timedelta(days=dt.date.today().weekday())
+    monday = clinic_today() - dt.timedelta(days=clinic_today().weekday())
     calendar = nurse.get(f"/planning/calendar?start={monday.isoformat()}").text
     assert f'data-safety-hold="{booked.patient_id}"' in calendar
 

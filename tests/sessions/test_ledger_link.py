@@ -9,7 +9,7 @@ from ketacare.ledger import service as ledger
 from ketacare.ledger.models import LedgerEntry, Lot
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, RegistrationIn
 from ketacare.sessions.models import Administration
-from tests.helpers import PASSWORD, count
+from tests.helpers import PASSWORD, clinic_today, count
 from tests.ledger.conftest import CLINIC_DEA, principal, receipt
 from tests.sessions.conftest import prechecked
 
@@ -35,7 +35,7 @@ def _lot(db, world) -> int:  # type: ignore[no-untyped-def]
         db, admin, InitialInventoryIn(registration_id=reg.id, lines=[])
     )  # zero on hand
     ledger.record_receipt(
-        db, admin, receipt(reg.id, vial.id, "L50-A", dt.date.today() + dt.timedelta(days=300))
+        db, admin, receipt(reg.id, vial.id, "L50-A", clinic_today() + dt.timedelta(days=300))
     )
     db.commit()
     return int(db.query(Lot).filter_by(lot_number="L50-A").one().id)

@@ -11,7 +11,7 @@ from ketacare.ledger import service as ledger
 from ketacare.ledger.models import LedgerEntry, Lot, Product
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, RegistrationIn
 from ketacare.sessions.models import Administration
-from tests.helpers import PASSWORD, count
+from tests.helpers import PASSWORD, clinic_today, count
 from tests.ledger.conftest import CLINIC_DEA, principal, receipt
 from tests.sessions.conftest import prechecked
 
@@ -47,7 +47,7 @@ def stock_with_spray(db, world) -> dict[str, int]:  # type: ignore[no-untyped-de
         ),
     )
     ledger.take_initial_inventory(db, admin, InitialInventoryIn(registration_id=reg.id, lines=[]))
-    expiry = dt.date.today() + dt.timedelta(days=300)
+    expiry = clinic_today() + dt.timedelta(days=300)
     ledger.record_receipt(db, admin, receipt(reg.id, vial.id, "VIAL-1", expiry))
     ledger.record_receipt(db, admin, receipt(reg.id, spray.id, "SPRAY-1", expiry))
     db.commit()

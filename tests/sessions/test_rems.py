@@ -12,7 +12,7 @@ import pytest
 
 from ketacare.sessions import rems
 from ketacare.sessions.models import RemsForm, TreatmentSession
-from tests.helpers import audit_entries, count, is_problem
+from tests.helpers import audit_entries, clinic_today, count, is_problem
 from tests.sessions.conftest import book, prechecked, running
 
 
@@ -282,7 +282,7 @@ def test_no_device_yet_means_nothing_to_save(as_role, world, db, chairs) -> None
         draft["answers"],
         dose="56",
         lot="L",
-        treatment_date=dt.date.today().isoformat(),
+        treatment_date=clinic_today().isoformat(),
         total_monitoring_min=130,
     )
     body |= {

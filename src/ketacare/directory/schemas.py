@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ketacare import clinic_time
 from ketacare.directory.assessment import ANSWERS, OTHER_CONDITION, screening_rules
 from ketacare.knowledge import pain_conditions
 from ketacare.knowledge.front_door import treatment_options, vetting_defaults
@@ -63,7 +64,7 @@ class AssessmentIn(BaseModel):
     @field_validator("pain_started")
     @classmethod
     def _not_future(cls, value: dt.date) -> dt.date:
-        if value > dt.date.today():
+        if value > clinic_time.latest_today():
             raise ValueError("The pain cannot have started in the future: check the month and year.")
         return value
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
@@ -26,8 +27,6 @@ from ketacare.ledger.service import (
     LotRow,
     amounts,
     check_permission,
-    clinic_today,
-    clinic_zone,
     loss_reports,
     lot_rows,
 )
@@ -45,7 +44,7 @@ class ReportFilter:
 def _bounds(
     db: Session, actor: Principal, flt: ReportFilter
 ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     start = dt.datetime.combine(flt.date_from, dt.time(), tzinfo=zone) if flt.date_from else None
     end = (
         dt.datetime.combine(flt.date_to + dt.timedelta(days=1), dt.time(), tzinfo=zone)
@@ -173,7 +172,7 @@ def entry_list(db: Session, actor: Principal, flt: ReportFilter) -> list[LedgerE
 def balance_report(db: Session, actor: Principal, flt: ReportFilter) -> list[LotLedger]:
     """Every entry of each lot in order with the balance after it (the running balance)."""
     check_permission(actor, Permission.ledger_read)
-    rows = {r.lot.id: r for r in lot_rows(db, actor, clinic_today(db, actor.clinic_id), in_stock=False)}
+    rows = {r.lot.id: r for r in lot_rows(db, actor, clinic_time.today(db, actor.clinic_id), in_stock=False)}
     by_lot: dict[int, list[EntryLine]] = {}
     for entry, prod, lot in _entries(db, actor, flt):
         if entry.lot_id is not None:
@@ -317,7 +316,7 @@ def _ml(amount_ug: int | None, p: Product | None) -> str:
 
 
 def balances_csv(db: Session, actor: Principal, report: list[LotLedger]) -> str:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     header = (
         "registration", "product", "ndc", "strength_mg_per_ml", "lot", "expires_on", "seq", "occurred_at",
         "kind", "change_mg", "change_ml", "balance_mg", "balance_ml", "by", "reference", "entry_hash",
@@ -348,7 +347,7 @@ def balances_csv(db: Session, actor: Principal, report: list[LotLedger]) -> str:
 
 
 def dispensing_csv(db: Session, actor: Principal, report: list[DispensingLine]) -> str:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     header = (
         "given_at", "patient_record_number", "substance", "strength_mg_per_ml", "dosage_form", "ndc", "lot",
         "amount_mg", "amount_ml", "administered_by", "session_id", "seq",
@@ -374,7 +373,7 @@ def dispensing_csv(db: Session, actor: Principal, report: list[DispensingLine]) 
 
 
 def inventory_csv(db: Session, actor: Principal, report: list[InventoryReport]) -> str:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     header = (
         "inventory_id", "kind", "taken_at", "registration", "product", "lot", "book_mg", "counted_mg",
         "discrepancy_mg", "method", "investigation", "outcome",
@@ -405,7 +404,7 @@ def inventory_csv(db: Session, actor: Principal, report: list[InventoryReport]) 
 
 
 def destructions_csv(db: Session, actor: Principal, report: list[EntryLine]) -> str:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     header = (
         "destroyed_at", "registration", "ndc", "name", "strength", "form", "package_ml", "packages",
         "package_state", "total_destroyed_mg", "method", "location", "witness", "witness2", "recorded_by",
@@ -438,7 +437,7 @@ def destructions_csv(db: Session, actor: Principal, report: list[EntryLine]) -> 
 
 
 def losses_csv(db: Session, actor: Principal, report: list[LossView]) -> str:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     header = (
         "discovered_at", "kind", "product", "lot", "amount_mg", "reportable", "notice_due_on",
         "notice_sent_at", "notice_reference", "form106_due_on", "form106_filed_at", "form106_reference",

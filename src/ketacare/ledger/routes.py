@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput, NotFound
@@ -428,7 +429,7 @@ def api_verify(db: DbSession, actor: Reader) -> VerifyOut:
 
 
 def _zone(db: DbSession, actor: Principal) -> zoneinfo.ZoneInfo:
-    return service.clinic_zone(db, actor.clinic_id)
+    return clinic_time.zone(db, actor.clinic_id)
 
 
 def _clock(zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
@@ -1165,7 +1166,7 @@ def report_csv(request: Request, db: DbSession, actor: Reader, name: str) -> Res
         ),
         "losses": lambda: reports.losses_csv(db, actor, reports.losses_report(db, actor, flt)),
     }[name]()
-    filename = f"ketacare-ledger-{name}-{service.clinic_today(db, actor.clinic_id).isoformat()}.csv"
+    filename = f"ketacare-ledger-{name}-{clinic_time.today(db, actor.clinic_id).isoformat()}.csv"
     return Response(
         text,
         media_type="text/csv; charset=utf-8",
@@ -1196,7 +1197,7 @@ def report_page(request: Request, db: DbSession, actor: Reader, name: str) -> Re
             "registrations": service.registrations(db, actor),
             "produced_at": service.now(),
             "produced_by": actor.username,
-            "today": service.clinic_today(db, actor.clinic_id),
+            "today": clinic_time.today(db, actor.clinic_id),
         },
     )
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ketacare import integrity
+from ketacare import clinic_time, integrity
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth import throttle
@@ -125,14 +124,6 @@ def check_permission(actor: Principal, permission: Permission) -> None:
             "Your role does not allow this.",
             audit=[PendingAudit("access.denied", "ledger", None, detail=f"needs {permission.value}")],
         )
-
-
-def clinic_zone(db: Session, clinic_id: int) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(auth.clinic(db, clinic_id).time_zone)
-
-
-def clinic_today(db: Session, clinic_id: int, now: dt.datetime | None = None) -> dt.date:
-    return (now or utcnow()).astimezone(clinic_zone(db, clinic_id)).date()
 
 
 # (design) A floor for back-dated entries: a typo like year 0001 would otherwise sit forever in an
@@ -432,7 +423,7 @@ def lot_rows(db: Session, actor: Principal, today: dt.date, *, in_stock: bool) -
 
 def lots(db: Session, actor: Principal, *, in_stock: bool = False) -> list[LotRow]:
     check_permission(actor, Permission.ledger_read)
-    return lot_rows(db, actor, clinic_today(db, actor.clinic_id), in_stock=in_stock)
+    return lot_rows(db, actor, clinic_time.today(db, actor.clinic_id), in_stock=in_stock)
 
 
 def available_lots(
@@ -488,7 +479,7 @@ class LotDetail:
 def lot_detail(db: Session, actor: Principal, lot_id: int) -> LotDetail:
     check_permission(actor, Permission.ledger_read)
     lot, prod, reg = _lot(db, actor, lot_id, not_found=NotFound)
-    today = clinic_today(db, actor.clinic_id)
+    today = clinic_time.today(db, actor.clinic_id)
     warn = settings(db, actor.clinic_id).expiry_warning_days
     row = LotRow(
         lot,
@@ -685,7 +676,7 @@ def record_administration(
     lot, prod, reg = _lot(db, actor, lot_id)
     if problem := products_knowledge.fit_problem(prod.ingredient, prod.dosage_form, drug, route):
         raise InvalidInput(errors={"lot_id": f"Lot {lot.lot_number} ({prod.name}): {problem}"})
-    given_on = given.astimezone(clinic_zone(db, actor.clinic_id)).date()
+    given_on = given.astimezone(clinic_time.zone(db, actor.clinic_id)).date()
     if rules.is_expired(lot.expires_on, given_on):
         raise InvalidInput(
             errors={
@@ -1118,7 +1109,7 @@ def record_theft_loss(
     name = _person(db, actor)
     discovered = _when(data.discovered_at, "discovered_at", at)
     lot, prod, reg, amount = _outgoing(db, actor, lot_id, data.amount, data.unit.value)
-    discovered_on = discovered.astimezone(clinic_zone(db, actor.clinic_id)).date()
+    discovered_on = discovered.astimezone(clinic_time.zone(db, actor.clinic_id)).date()
     deadlines = rules.loss_deadlines(data.kind.value, data.significant, discovered_on)
     with db.begin_nested():
         audit.record(
@@ -1520,7 +1511,7 @@ class LossView:
 
 def loss_reports(db: Session, actor: Principal, today: dt.date | None = None) -> list[LossView]:
     check_permission(actor, Permission.ledger_read)
-    today = today or clinic_today(db, actor.clinic_id)
+    today = today or clinic_time.today(db, actor.clinic_id)
     rows = db.execute(
         select(LossReport, LedgerEntry, Lot, Product)
         .join(LedgerEntry, LedgerEntry.id == LossReport.entry_id)
@@ -1613,7 +1604,7 @@ class Dashboard:
 
 
 def _registration_statuses(db: Session, actor: Principal, today: dt.date) -> list[RegistrationStatus]:
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     statuses = []
     for reg in registrations(db, actor):
         taken = db.execute(
@@ -1633,7 +1624,7 @@ def dashboard(db: Session, actor: Principal) -> Dashboard:
     """The admin's stock and compliance view (witnesses sign on the same screen as the waste or
     destruction, so no signature is ever left pending)."""
     check_permission(actor, Permission.ledger_read)
-    today = clinic_today(db, actor.clinic_id)
+    today = clinic_time.today(db, actor.clinic_id)
     stock = lot_rows(db, actor, today, in_stock=True)
     return Dashboard(
         today=today,
@@ -1682,13 +1673,13 @@ def retention(db: Session, actor: Principal) -> Retention:
     retention date, and none after it either: the ledger is append-only in the database."""
     check_permission(actor, Permission.ledger_read)
     s = settings(db, actor.clinic_id)
-    zone = clinic_zone(db, actor.clinic_id)
+    zone = clinic_time.zone(db, actor.clinic_id)
     oldest, count = db.execute(
         select(func.min(LedgerEntry.occurred_at), func.count()).where(
             LedgerEntry.clinic_id == actor.clinic_id
         )
     ).one()
-    today = clinic_today(db, actor.clinic_id)
+    today = clinic_time.today(db, actor.clinic_id)
     cutoff_day = rules.add_months(today, -12 * s.retention_years)
     cutoff = dt.datetime.combine(cutoff_day, dt.time(), tzinfo=zone)
     past = db.execute(
@@ -1770,7 +1761,7 @@ def compliance_signal(db: Session, clinic_id: int) -> ComplianceSignal:
     regs = list(db.execute(select(Registration).where(Registration.clinic_id == clinic_id)).scalars())
     if not regs:
         return ComplianceSignal(None, "no controlled-substance ledger kept on KetaCare")
-    today = clinic_today(db, clinic_id)
+    today = clinic_time.today(db, clinic_id)
     problems: list[str] = []
     for reg in regs:
         taken = [

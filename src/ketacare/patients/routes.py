@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
@@ -54,7 +55,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], Any]] = {
 REMOVE_KIND = {"conditions": "condition", "medications": "medication", "allergies": "allergy"}
 
 
-def _form_choices() -> dict[str, Any]:
+def _form_choices(today: dt.date) -> dict[str, Any]:
     return {
         "sexes": list(Sex),
         "drug_classes": list(DrugClass),
@@ -62,16 +63,16 @@ def _form_choices() -> dict[str, Any]:
         "allergens": list(allergens().values()),
         "allergen_names": {a.key: a.display for a in allergens().values()},
         "pain_conditions": pain_conditions(),
-        "today": dt.date.today().isoformat(),
+        "today": today.isoformat(),
     }
 
 
-def _record_context(record: service.PatientRecord) -> dict[str, Any]:
+def _record_context(record: service.PatientRecord, today: dt.date) -> dict[str, Any]:
     return {
         "record": record,
         "patient": record.patient,
-        "age": service.age_years(record.patient.date_of_birth, dt.date.today()),
-        **_form_choices(),
+        "age": service.age_years(record.patient.date_of_birth, today),
+        **_form_choices(today),
     }
 
 
@@ -87,7 +88,7 @@ def patient_list(request: Request, db: DbSession, actor: Reader, q: str = "", pa
         "q": q,
         "page": page,
         "pages": max(1, -(-total // service.PER_PAGE_DEFAULT)),
-        "today": dt.date.today(),
+        "today": clinic_time.today(db, actor.clinic_id),
         "age_years": service.age_years,
     }
     template = "patient_rows.html" if request.headers.get("hx-request") else "patient_list.html"
@@ -95,8 +96,10 @@ def patient_list(request: Request, db: DbSession, actor: Reader, q: str = "", pa
 
 
 @router.get("/patients/new", include_in_schema=False)
-def patient_new(request: Request, actor: Writer) -> Response:
-    return render(request, "patient_form.html", {"mode": "new", **_form_choices()})
+def patient_new(request: Request, db: DbSession, actor: Writer) -> Response:
+    return render(
+        request, "patient_form.html", {"mode": "new", **_form_choices(clinic_time.today(db, actor.clinic_id))}
+    )
 
 
 @router.post("/patients", include_in_schema=False)
@@ -108,7 +111,12 @@ def patient_create(request: Request, db: DbSession, actor: Writer, form: FormDat
         return render(
             request,
             "patient_form.html",
-            {"mode": "new", "values": form, "errors": exc.errors, **_form_choices()},
+            {
+                "mode": "new",
+                "values": form,
+                "errors": exc.errors,
+                **_form_choices(clinic_time.today(db, actor.clinic_id)),
+            },
             422,
         )
     return RedirectResponse(f"/patients/{patient.id}?saved=created", status_code=303)
@@ -120,7 +128,10 @@ def patient_page(request: Request, db: DbSession, actor: Reader, patient_id: Row
     return render(
         request,
         "patient_detail.html",
-        {**_record_context(record), "saved": request.query_params.get("saved")},
+        {
+            **_record_context(record, clinic_time.today(db, actor.clinic_id)),
+            "saved": request.query_params.get("saved"),
+        },
     )
 
 
@@ -133,7 +144,12 @@ def patient_edit(request: Request, db: DbSession, actor: Writer, patient_id: Row
     return render(
         request,
         "patient_form.html",
-        {"mode": "edit", "patient": patient, "values": values, **_form_choices()},
+        {
+            "mode": "edit",
+            "patient": patient,
+            "values": values,
+            **_form_choices(clinic_time.today(db, actor.clinic_id)),
+        },
     )
 
 
@@ -150,7 +166,13 @@ def patient_update(
         return render(
             request,
             "patient_form.html",
-            {"mode": "edit", "patient": patient, "values": form, "errors": exc.errors, **_form_choices()},
+            {
+                "mode": "edit",
+                "patient": patient,
+                "values": form,
+                "errors": exc.errors,
+                **_form_choices(clinic_time.today(db, actor.clinic_id)),
+            },
             422,
         )
     return RedirectResponse(f"/patients/{patient_id}?saved=details", status_code=303)
@@ -176,7 +198,12 @@ def patient_add_item(
         return render(
             request,
             "patient_detail.html",
-            {**_record_context(record), "section": section, "values": form, "errors": exc.errors},
+            {
+                **_record_context(record, clinic_time.today(db, actor.clinic_id)),
+                "section": section,
+                "values": form,
+                "errors": exc.errors,
+            },
             422,
         )
     return RedirectResponse(f"/patients/{patient_id}?saved={section}#{section}", status_code=303)
@@ -195,17 +222,21 @@ def my_record(request: Request, db: DbSession, actor: Self_) -> Response:
     if actor.patient_id is None:
         raise InvalidInput("This account is not linked to a patient record.")
     record = service.record(db, actor, actor.patient_id)
-    return render(request, "patient_detail.html", {**_record_context(record), "read_only": True})
+    return render(
+        request,
+        "patient_detail.html",
+        {**_record_context(record, clinic_time.today(db, actor.clinic_id)), "read_only": True},
+    )
 
 
 # --- JSON API ----------------------------------------------------------------------------
 
 
-def _record_out(record: service.PatientRecord) -> PatientRecordOut:
+def _record_out(record: service.PatientRecord, today: dt.date) -> PatientRecordOut:
     weight, height = record.latest_weight, record.latest_height
     return PatientRecordOut(
         **PatientOut.model_validate(record.patient).model_dump(),
-        age_years=service.age_years(record.patient.date_of_birth, dt.date.today()),
+        age_years=service.age_years(record.patient.date_of_birth, today),
         weight_kg=weight.weight_kg if weight else None,
         weight_measured_on=weight.measured_on if weight else None,
         height_cm=height.height_cm if height else None,
@@ -233,7 +264,7 @@ def api_create(db: DbSession, actor: Writer, body: PatientCreate) -> PatientOut:
 
 @router.get("/api/v1/patients/{patient_id}", response_model=PatientRecordOut, tags=["patients"])
 def api_read(db: DbSession, actor: Reader, patient_id: RowId) -> PatientRecordOut:
-    return _record_out(service.record(db, actor, patient_id))
+    return _record_out(service.record(db, actor, patient_id), clinic_time.today(db, actor.clinic_id))
 
 
 @router.patch("/api/v1/patients/{patient_id}", response_model=PatientOut, tags=["patients"])
@@ -294,4 +325,4 @@ def api_remove_item(
 def api_me(db: DbSession, actor: Self_) -> PatientRecordOut:
     if actor.patient_id is None:
         raise InvalidInput("This account is not linked to a patient record.")
-    return _record_out(service.record(db, actor, actor.patient_id))
+    return _record_out(service.record(db, actor, actor.patient_id), clinic_time.today(db, actor.clinic_id))

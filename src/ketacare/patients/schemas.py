@@ -9,6 +9,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from ketacare import clinic_time
 from ketacare.knowledge import condition_by_code, is_icd10_cm
 from ketacare.knowledge.allergens import allergen_for, allergens
 from ketacare.validation import Email, UsState, UsZip
@@ -51,7 +52,7 @@ class AllergySeverity(enum.StrEnum):
 
 
 def _not_future(value: dt.date | None, what: str) -> dt.date | None:
-    if value is not None and value > dt.date.today():
+    if value is not None and value > clinic_time.latest_today():
         raise ValueError(f"{what} cannot be in the future.")
     return value
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
@@ -53,7 +54,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
     db.flush()
     dr = _principal(auth.user_by_username(db, f"dr.{clinic.slug}"), Role.prescriber)
     admin = _principal(auth.user_by_username(db, f"admin.{clinic.slug}"), Role.clinic_admin)
-    today = dt.date.today()
+    today = clinic_time.today(db, clinic.id)
     # The duty roster: every nurse and prescriber on duty 08:00-18:00 for the next weeks.
     db.add_all(
         [

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
@@ -87,11 +88,11 @@ def _form_context(db: DbSession, actor: Principal, patient_id: int, values: dict
         "chosen": chosen,
         "concentrations": planning_defaults().product_concentrations_mg_per_ml,
         "values": values,
-        "today": dt.date.today().isoformat(),
+        "today": clinic_time.today(db, actor.clinic_id).isoformat(),
     }
 
 
-def _defaults(p: Protocol) -> dict[str, Any]:
+def _defaults(p: Protocol, today: dt.date) -> dict[str, Any]:
     return {
         "protocol_key": p.key,
         "dose": f"{p.dose_default:g}",
@@ -100,7 +101,7 @@ def _defaults(p: Protocol) -> dict[str, Any]:
         "session_duration_min": str(p.duration_min),
         "interval_days": str(p.interval_days),
         "titration_start": f"{p.titration_start:g}" if p.titration_start else "",
-        "start_date": (dt.date.today() + dt.timedelta(days=1)).isoformat(),
+        "start_date": (today + dt.timedelta(days=1)).isoformat(),
         "preferred_time": "09:00",
         "concentration_mg_per_ml": "10",
         "premedication": [],
@@ -128,7 +129,7 @@ def _view_context(v: service.PlanView) -> dict[str, Any]:
         "figure_json": json.dumps(v.evaluation.pk.figure) if v.evaluation.pk.available else "",
         "care_categories": list(CareCategory),
         "care_statuses": list(CareStatus),
-        "today": dt.date.today().isoformat(),
+        "today": clinic_time.today_in(v.clinic_zone).isoformat(),
         "now": dt.datetime.now(dt.UTC),
         "limits": dose_limits(),
     }
@@ -265,7 +266,11 @@ def plans_page(request: Request, db: DbSession, actor: Reader, patient_id: int) 
 def plan_new(request: Request, db: DbSession, actor: Writer, patient_id: int, protocol: str = "") -> Response:
     library = service.protocols(db, actor.clinic_id)
     chosen = next((p for p in library if p.key == protocol), library[0])
-    return render(request, "plan_form.html", _form_context(db, actor, patient_id, _defaults(chosen)))
+    return render(
+        request,
+        "plan_form.html",
+        _form_context(db, actor, patient_id, _defaults(chosen, clinic_time.today(db, actor.clinic_id))),
+    )
 
 
 @router.post("/patients/{patient_id}/plans/new", include_in_schema=False)
@@ -408,7 +413,7 @@ def my_consent(request: Request, db: DbSession, actor: Patient_, plan_id: int) -
             "consent": row,
             "verified": service.verify_consent(row),
             "can_sign": row.signed_at is None,
-            "values": {"signed_on": dt.date.today().isoformat()},
+            "values": {"signed_on": clinic_time.today(db, actor.clinic_id).isoformat()},
             "saved": request.query_params.get("saved"),
         },
     )
@@ -443,14 +448,14 @@ def my_consent_sign(request: Request, db: DbSession, actor: Signer, plan_id: int
 
 @router.get("/planning/calendar", include_in_schema=False)
 def calendar_page(request: Request, db: DbSession, actor: Reader, start: dt.date | None = None) -> Response:
-    first = start or dt.date.today()
+    first = start or clinic_time.today(db, actor.clinic_id)
     entries = service.calendar(db, actor, first, 7)
     days = [first + dt.timedelta(days=i) for i in range(7)]
     return render(
         request,
         "calendar.html",
         {
-            **_clock(service.clinic_zone(db, actor.clinic_id)),
+            **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "entries": entries,
             "days": days,
             "first": first,
@@ -687,7 +692,7 @@ def _duty_context(
 def _duty_defaults(db: DbSession, actor: Principal, first: dt.date) -> dict[str, str]:
     hrs = service.hours(db, actor.clinic_id)
     return {
-        "on_date": max(first, dt.date.today()).isoformat(),
+        "on_date": max(first, clinic_time.today(db, actor.clinic_id)).isoformat(),
         "start_time": f"{hrs.opens:%H:%M}",
         "end_time": f"{hrs.closes:%H:%M}",
         "repeat_weeks": "1",
@@ -696,7 +701,7 @@ def _duty_defaults(db: DbSession, actor: Principal, first: dt.date) -> dict[str,
 
 @router.get("/planning/duty", include_in_schema=False)
 def duty_page(request: Request, db: DbSession, actor: Reader, start: dt.date | None = None) -> Response:
-    first = start or dt.date.today()
+    first = start or clinic_time.today(db, actor.clinic_id)
     context = _duty_context(db, actor, first, _duty_defaults(db, actor, first), {})
     return render(request, "duty.html", {**context, "saved": request.query_params.get("saved")})
 
@@ -707,7 +712,7 @@ def duty_add(request: Request, db: DbSession, actor: Admin, form: FormData) -> R
         rows = service.add_duty(db, actor, parse(DutyIn, form))
     except InvalidInput as exc:
         db.rollback()
-        context = _duty_context(db, actor, dt.date.today(), form, exc.errors)
+        context = _duty_context(db, actor, clinic_time.today(db, actor.clinic_id), form, exc.errors)
         return render(request, "duty.html", context, 422)
     return RedirectResponse(
         f"/planning/duty?start={rows[0].on_date.isoformat()}&saved=added", status_code=303
@@ -720,7 +725,7 @@ def duty_remove(request: Request, db: DbSession, actor: Admin, shift_id: RowId) 
         service.remove_duty(db, actor, shift_id)
     except InvalidInput as exc:
         db.rollback()
-        first = dt.date.today()
+        first = clinic_time.today(db, actor.clinic_id)
         context = _duty_context(db, actor, first, _duty_defaults(db, actor, first), exc.errors)
         return render(request, "duty.html", context, 422)
     return RedirectResponse("/planning/duty?saved=removed", status_code=303)

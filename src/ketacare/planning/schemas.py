@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from ketacare import clinic_time
 from ketacare.validation import LocalTime
 
 TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -89,7 +90,7 @@ class ResponseIn(BaseModel):
     @field_validator("assessed_on")
     @classmethod
     def _past(cls, value: dt.date) -> dt.date:
-        if value > dt.date.today():
+        if value > clinic_time.latest_today():
             raise ValueError("The assessment date cannot be in the future.")
         return value
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
@@ -308,7 +309,7 @@ def add_duty(db: Session, actor: Principal, data: DutyIn) -> list[DutyShift]:
     user = next((m for m in duty_candidates(db, actor) if m.id == data.user_id), None)
     if user is None:
         raise InvalidInput(errors={"user_id": "Choose an active nurse or prescriber of this clinic."})
-    if data.on_date < dt.date.today():
+    if data.on_date < clinic_time.today(db, actor.clinic_id):
         raise InvalidInput(errors={"on_date": "The roster is written for today or later."})
     dates = [data.on_date + dt.timedelta(weeks=w) for w in range(data.repeat_weeks)]
     existing = db.execute(
@@ -457,7 +458,7 @@ def _dosings(p: Protocol, calc: dosing.DoseCalculation, duration_min: int) -> li
 def evaluate(
     db: Session, actor: Principal, patient_id: int, data: PlanIn, *, today: dt.date | None = None
 ) -> Evaluation:
-    today = today or dt.date.today()
+    today = today or clinic_time.today(db, actor.clinic_id)
     p = protocol(db, actor.clinic_id, data.protocol_key)
     record = patients.record(db, actor, patient_id)
     weight = record.latest_weight
@@ -569,7 +570,7 @@ def _rule_errors(db: Session, patient_id: int, data: PlanIn, ev: Evaluation) -> 
         errors["start_date"] = (
             f"Overlaps plan #{clash.id} ({clash.start_date.isoformat()} to {clash.end_date.isoformat()})."
         )
-    if data.start_date < dt.date.today():
+    if data.start_date < clinic_time.today(db, ev.record.patient.clinic_id):
         errors.setdefault("start_date", "A plan starts today or later.")
     return errors
 
@@ -783,12 +784,8 @@ def view(db: Session, actor: Principal, plan_id: int) -> PlanView:
     )
     consent = db.execute(select(Consent).where(Consent.plan_id == plan.id)).scalar_one_or_none()
     audit.record(db, actor, "plan.read", "plan", resource_id=plan.id, patient_id=plan.patient_id)
-    zone = clinic_zone(db, plan.clinic_id)
+    zone = clinic_time.zone_name(db, plan.clinic_id)
     return PlanView(plan, ev, sessions, chair_names, staff_names, care, responses, consent, zone)
-
-
-def clinic_zone(db: Session, clinic_id: int) -> str:
-    return auth.clinic(db, clinic_id).time_zone
 
 
 def patient_plans(db: Session, actor: Principal, patient_id: int) -> list[TreatmentPlan]:
@@ -1331,7 +1328,7 @@ def sign_consent(db: Session, actor: Principal, plan_id: int, data: SignIn) -> C
     expected = f"{patient.given_name} {patient.family_name}".casefold().split()
     if data.typed_name.casefold().split() != expected:
         errors["typed_name"] = "Type your full name as on your record (given name, then family name)."
-    if data.signed_on != dt.date.today():
+    if data.signed_on != clinic_time.today(db, actor.clinic_id):
         errors["signed_on"] = "Use today's date."
     if not data.agree:
         errors["agree"] = "Tick the box to confirm you read and agree to the consent."

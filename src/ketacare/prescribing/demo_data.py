@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
@@ -66,7 +67,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
     np_user = auth.user_by_username(db, f"np.{clinic.slug}")
     nurse_user = auth.user_by_username(db, f"nurse.{clinic.slug}")
     state = patients.visible_patient(db, admin, patient_ids[0], "demo.seed").state or "NY"
-    today = service.clinic_today(db, clinic.id)
+    today = clinic_time.today(db, clinic.id)
     later = add_months(today, 12 * LICENCE_YEARS)
     for user, first, profession, licence_until in (
         (dr_user, "B", "Medicine", later),

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth.permissions import ROLE_PERMISSIONS, Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
@@ -521,7 +522,7 @@ def _patient_page(
             "kinds": [k.value for k in EncounterKind],
             "modalities": [m.value for m in Modality],
             "findings": [f.value for f in PdmpFindings],
-            "today": service.clinic_today(db, actor.clinic_id).isoformat(),
+            "today": clinic_time.today(db, actor.clinic_id).isoformat(),
             **extra,
         },
         status,

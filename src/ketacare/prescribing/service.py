@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
@@ -64,14 +65,8 @@ DRAFT, SIGNED, CANCELLED = "draft", "signed", "cancelled"
 CREDENTIALED_ROLES = (Role.prescriber.value, Role.nurse.value)
 
 
-def clinic_today(db: Session, clinic_id: int) -> dt.date:
-    """Today in the clinic's time zone: prescriptions are dated the day the clinic sees."""
-    zone = zoneinfo.ZoneInfo(auth.clinic(db, clinic_id).time_zone)
-    return utcnow().astimezone(zone).date()
-
-
 def _today(db: Session, actor: Principal, today: dt.date | None) -> dt.date:
-    return today if today is not None else clinic_today(db, actor.clinic_id)
+    return today if today is not None else clinic_time.today(db, actor.clinic_id)
 
 
 # --- settings ----------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ import random
 
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.knowledge.safety import safety_rules
-from ketacare.prescribing import service as prescribing
 from ketacare.safety import service
 from ketacare.safety.schemas import BladderScreenIn, LiverTestIn
 from ketacare.screening.demo_data import DemoClinic
@@ -31,7 +31,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
     nurse = Principal(
         user_id=user.id, username=user.username, role=Role.nurse, clinic_id=clinic.id, client_addr="demo"
     )
-    today = prescribing.clinic_today(db, clinic.id)
+    today = clinic_time.today(db, clinic.id)
     # The sessions demo gives its past series to patients from index 12 on (see its pool).
     treated = patient_ids[12:14] if len(patient_ids) > 13 else patient_ids[-2:]
     no = {key: "no" for key, _ in safety_rules().bladder_items}

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
@@ -36,7 +37,7 @@ URINALYSIS = "urinalysis"
 
 
 def _today(db: Session, actor: Principal, today: dt.date | None) -> dt.date:
-    return today if today is not None else prescribing.clinic_today(db, actor.clinic_id)
+    return today if today is not None else clinic_time.today(db, actor.clinic_id)
 
 
 # --- the clinic's intervals --------------------------------------------------------------------

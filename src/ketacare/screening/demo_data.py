@@ -11,6 +11,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.knowledge.contraindications import contraindications, prior_therapy_rule, risk_factors
 from ketacare.screening.models import ScreeningAssessment
 
@@ -39,7 +40,7 @@ def screening_row(patient_id: int, today: dt.date, **answers: str) -> ScreeningA
 
 
 def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[int]) -> None:
-    today = dt.date.today()
+    today = clinic_time.today(db, clinic.id)
     # Patient A: clear to plan; B: a relative caution to override; a few others in other states.
     rows = [screening_row(patient_ids[0], today), screening_row(patient_ids[1], today, raised_iop="yes")]
     if len(patient_ids) > 4:

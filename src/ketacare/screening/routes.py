@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
@@ -32,7 +32,7 @@ def _choices() -> dict[str, Any]:
         "risk_factors": risk_factors(),
         "prior_options": prior_therapy_rule().options,
         "prior_rule": prior_therapy_rule(),
-        "today": dt.date.today().isoformat(),
+        "today": clinic_time.latest_today().isoformat(),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from ketacare import clinic_time
 from ketacare.knowledge.contraindications import contraindications, prior_therapy_rule, risk_factors
 
 Answer = Literal["yes", "no"]
@@ -17,7 +18,7 @@ def answer_keys() -> list[str]:
 
 
 def _not_future(value: dt.date | None, what: str) -> dt.date | None:
-    if value is not None and value > dt.date.today():
+    if value is not None and value > clinic_time.latest_today():
         raise ValueError(f"{what} cannot be in the future.")
     return value
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
@@ -138,7 +139,14 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             spiked |= run.complete(force_spike=force)
             pain.append(run.nrs_before)
         _document_response(db, own, staff, planned, pain[0])
-    boosters = [b for b in (_plan_again(db, staff, h.patient, _booster_in()) for h in history) if b]
+    boosters = [
+        b
+        for b in (
+            _plan_again(db, staff, h.patient, _booster_in(clinic_time.today(db, staff.prescriber.clinic_id)))
+            for h in history
+        )
+        if b
+    ]
     today = [*boosters[:1], *newcomers, *boosters[1:]]  # running, checked in, booked, booked
     _seed_today(db, own, clinic, staff, [p.booked[0] for p in today], now)
 
@@ -146,27 +154,27 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
 # --- patients and plans --------------------------------------------------------------------
 
 
-def _series_in() -> PlanIn:
+def _series_in(start: dt.date) -> PlanIn:
     """(design) the 0.5 mg/kg over 40 minutes daily series: short sessions keep seeding fast."""
     return PlanIn(
         protocol_key="cleveland_5day",
         dose=0.5,
         dose_unit="mg/kg",
         sessions=5,
-        start_date=dt.date.today(),
+        start_date=start,
         preferred_time="10:00",
         premedication=["ondansetron"],
     )
 
 
-def _booster_in() -> PlanIn:
+def _booster_in(start: dt.date) -> PlanIn:
     return PlanIn(
         protocol_key="single_day_4h",
         purpose=Purpose.booster,
         dose=0.3,
         dose_unit="mg/kg/h",
         sessions=1,
-        start_date=dt.date.today(),
+        start_date=start,
         premedication=["ondansetron"],
     )
 
@@ -190,7 +198,7 @@ def _enrol(db: Session, rng: random.Random, clinic: DemoClinic, staff: Staff, pi
     None, with nothing kept, when the rules refuse this patient (a demo patient's conditions
     may not be an indication)."""
     dr = staff.prescriber
-    today = dt.date.today()
+    today = clinic_time.today(db, clinic.id)
     savepoint = db.begin_nested()
     try:
         screening.save_screening(
@@ -212,7 +220,7 @@ def _enrol(db: Session, rng: random.Random, clinic: DemoClinic, staff: Staff, pi
         weight = record.latest_weight
         kg = weight.weight_kg if weight is not None and weight.weight_kg else 75.0
         patients.add_measurement(db, dr, pid, MeasurementCreate(weight_kg=kg, measured_on=today))
-        plan = planning.create_plan(db, dr, pid, _series_in())
+        plan = planning.create_plan(db, dr, pid, _series_in(today))
         booked = planning.schedule(db, dr, plan.id)
         p = record.patient
         user = auth.create_user(
@@ -247,7 +255,11 @@ def _plan_again(db: Session, staff: Staff, patient: DemoPatient, data: PlanIn) -
             db,
             patient.account,
             plan.id,
-            SignIn(typed_name=patient.name, signed_on=dt.date.today(), agree=True),
+            SignIn(
+                typed_name=patient.name,
+                signed_on=clinic_time.today(db, patient.account.clinic_id),
+                agree=True,
+            ),
         )
     except InvalidInput:
         savepoint.rollback()
@@ -320,7 +332,7 @@ def _seed_today(
 ) -> None:
     """Today's first booked sessions move to times around now, each in a free chair (demo code,
     like ``_move_back``): the first one is running, the second checked in, the rest booked."""
-    tz = zoneinfo.ZoneInfo(service.clinic_zone(db, clinic.id))
+    tz = clinic_time.zone(db, clinic.id)
     chairs = [c.id for c in planning.chairs(db, clinic.id)]
     taken: list[tuple[dt.datetime, dt.datetime, int]] = []
     for n, row in enumerate(booked):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
@@ -538,7 +539,7 @@ def export_csv(db: Session, actor: Principal, start: dt.date, end: dt.date) -> s
         raise InvalidInput(errors={"end": "The end date is before the start date."})
     if (end - start).days > 366:
         raise InvalidInput(errors={"end": "Export at most a year at a time."})
-    tz = zoneinfo.ZoneInfo(service.clinic_zone(db, actor.clinic_id))
+    tz = clinic_time.zone(db, actor.clinic_id)
     begin = dt.datetime.combine(start, dt.time(), tzinfo=tz).astimezone(dt.UTC)
     until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tzinfo=tz).astimezone(dt.UTC)
     found = db.execute(

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.permissions import Permission
@@ -187,7 +188,7 @@ def api_rems_save(db: DbSession, actor: Writer, session_id: RowId, body: rems.Re
 
 
 def _month_so_far(db: DbSession, actor: Principal) -> tuple[dt.date, dt.date]:
-    today = utcnow().astimezone(zoneinfo.ZoneInfo(service.clinic_zone(db, actor.clinic_id))).date()
+    today = clinic_time.today(db, actor.clinic_id)
     return today.replace(day=1), today
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
@@ -220,7 +221,7 @@ def _board_out(rows: list[service.BoardRow]) -> list[dict[str, Any]]:
 def api_day(
     db: DbSession, actor: Reader, date: Annotated[ReasonableDate | None, Query()] = None
 ) -> list[dict[str, Any]]:
-    day = date or _clinic_today(db, actor)
+    day = date or clinic_time.today(db, actor.clinic_id)
     return [
         {
             "plan_session_id": e.booked.plan_session_id,
@@ -429,10 +430,6 @@ def api_save_alarm_settings(db: DbSession, actor: AdminSensitive, body: AlarmSet
 # --- pages ------------------------------------------------------------------------------------
 
 
-def _clinic_today(db: DbSession, actor: Principal) -> dt.date:
-    return utcnow().astimezone(zoneinfo.ZoneInfo(service.clinic_zone(db, actor.clinic_id))).date()
-
-
 def _clock(zone: str) -> dict[str, Any]:
     tz = zoneinfo.ZoneInfo(zone)
 
@@ -482,14 +479,14 @@ def _common() -> dict[str, Any]:
 def day_page(
     request: Request, db: DbSession, actor: Reader, date: Annotated[ReasonableDate | None, Query()] = None
 ) -> Response:
-    day = date or _clinic_today(db, actor)
+    day = date or clinic_time.today(db, actor.clinic_id)
     entries = service.day_list(db, actor, day)
     return render(
         request,
         "sessions_day.html",
         {
             **_common(),
-            **_clock(service.clinic_zone(db, actor.clinic_id)),
+            **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "entries": entries,
             "day": day,
             "prev_day": day - dt.timedelta(days=1),
@@ -506,14 +503,14 @@ def check_in_page(request: Request, db: DbSession, actor: Writer, plan_session_i
         # Shown on the day list with its reason (already checked in, cancelled, another session on).
         db.rollback()
         service.record_conflict(db, actor, exc)
-        day = _clinic_today(db, actor)
+        day = clinic_time.today(db, actor.clinic_id)
         entries = service.day_list(db, actor, day)
         return render(
             request,
             "sessions_day.html",
             {
                 **_common(),
-                **_clock(service.clinic_zone(db, actor.clinic_id)),
+                **_clock(clinic_time.zone_name(db, actor.clinic_id)),
                 "entries": entries,
                 "day": day,
                 "prev_day": day - dt.timedelta(days=1),
@@ -947,7 +944,7 @@ def board_page(request: Request, db: DbSession, actor: Reader) -> Response:
         "board.html",
         {
             **_common(),
-            **_clock(service.clinic_zone(db, actor.clinic_id)),
+            **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "rows": rows,
             "notices": service.notices(db, actor, limit=10),
             "now": utcnow(),
@@ -963,7 +960,7 @@ def board_rows(request: Request, db: DbSession, actor: Reader) -> Response:
         "board_rows.html",
         {
             **_common(),
-            **_clock(service.clinic_zone(db, actor.clinic_id)),
+            **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "rows": rows,
             "notices": service.notices(db, actor, limit=10),
             "now": utcnow(),
@@ -979,7 +976,7 @@ def notices_page(request: Request, db: DbSession, actor: Reader) -> Response:
         "notices.html",
         {
             **_common(),
-            **_clock(service.clinic_zone(db, actor.clinic_id)),
+            **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "items": items,
             "queue": service.review_queue(db, actor),
         },

@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -19,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
@@ -143,10 +143,6 @@ def _transition(
         setattr(row, stamp, now)
 
 
-def clinic_zone(db: Session, clinic_id: int) -> str:
-    return auth.clinic(db, clinic_id).time_zone
-
-
 @dataclass(frozen=True)
 class DayEntry:
     booked: planning.BookedSession
@@ -158,7 +154,7 @@ class DayEntry:
 
 def day_list(db: Session, actor: Principal, day: dt.date) -> list[DayEntry]:
     """The clinic's booked sessions on a clinic-local day, with their treatment session if any."""
-    tz = zoneinfo.ZoneInfo(clinic_zone(db, actor.clinic_id))
+    tz = clinic_time.zone(db, actor.clinic_id)
     begin = dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC)
     booked = planning.booked_sessions_between(db, actor, begin, begin + dt.timedelta(days=1))
     ids = [b.plan_session_id for b in booked]
@@ -641,7 +637,7 @@ def dose_overridden_sessions(db: Session, clinic_id: int) -> int:
 
 def _other_sessions_today_mg(db: Session, row: TreatmentSession, at: dt.datetime) -> float:
     """Ketamine given to the patient in other sessions on the same clinic-local day as ``at``."""
-    zone = zoneinfo.ZoneInfo(clinic_zone(db, row.clinic_id))
+    zone = clinic_time.zone(db, row.clinic_id)
     local = at.astimezone(zone).date()
     start = dt.datetime.combine(local, dt.time(), zone).astimezone(dt.UTC)
     end = dt.datetime.combine(local + dt.timedelta(days=1), dt.time(), zone).astimezone(dt.UTC)
@@ -1613,7 +1609,7 @@ def _follow_up(db: Session, actor: Principal, row: TreatmentSession, at: dt.date
     """At discharge (in the same transaction): the end-of-session questionnaire, and when the
     session is the last of its plan's series, the follow-ups after the series (the outcomes
     feature's schedule: day 1, weeks 1, 2, 4, 8, 12, then monthly). Days are the clinic's."""
-    day = at.astimezone(zoneinfo.ZoneInfo(clinic_zone(db, row.clinic_id))).date()
+    day = at.astimezone(clinic_time.zone(db, row.clinic_id)).date()
     outcomes.end_of_session(db, actor, row.patient_id, day)
     plan = next((p for p in planning.patient_plans(db, actor, row.patient_id) if p.id == row.plan_id), None)
     if plan is not None and row.number >= plan.sessions:
@@ -1763,7 +1759,7 @@ def alarm_panel(db: Session, actor: Principal, session_id: int) -> AlarmPanel:
     row = _session(db, actor, session_id, "session.read")
     alarms = list(db.execute(select(Alarm).where(Alarm.session_id == row.id).order_by(Alarm.id)).scalars())
     staff = {u.id: u.full_name for u in auth.staff_directory(db, actor.clinic_id)}
-    return AlarmPanel(row, alarms, staff, clinic_zone(db, row.clinic_id))
+    return AlarmPanel(row, alarms, staff, clinic_time.zone_name(db, row.clinic_id))
 
 
 def view(
@@ -1842,7 +1838,7 @@ def view(
         billing=rules.billing_units(row.route, tot.infusion_min, tot.total_mg) if tot.first_dose_at else [],
         staff=staff,
         rems=rems,
-        zone=clinic_zone(db, row.clinic_id),
+        zone=clinic_time.zone_name(db, row.clinic_id),
         now=at,
         holds=safety_holds.notices(db, row.clinic_id, row.patient_id),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,7 @@ import plotly
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from ketacare import clinic_time
 from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.permissions import Permission
@@ -73,7 +73,7 @@ def dashboard(
     if actor.role in (Role.prescriber, Role.nurse, Role.clinic_admin):
         context["patient_count"] = patients.count(db, actor)
         context["recent_patients"] = patients.recently_added(db, actor)
-        context["today"] = dt.date.today()
+        context["today"] = clinic_time.today(db, actor.clinic_id)
         context["age_years"] = patients.age_years
     if actor.role == Role.clinic_admin:
         context["staff_counts"] = auth.staff_counts(db, actor.clinic_id)
