@@ -16,6 +16,7 @@ Text2k = Field(min_length=1, max_length=2000)
 # [adult]) and the vital-sign plausibility ranges (sessions.toml [plausible]), both design.
 _ADULT = adult_bounds()
 _PLAUSIBLE = session_rules().plausible
+_ESCALATION_RANGE_S = session_rules().escalation_range_s
 
 
 class PregnancyTest(enum.StrEnum):
@@ -198,8 +199,13 @@ class AlarmSettingIn(BaseModel):
 class AlarmSettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    settings: list[AlarmSettingIn] = Field(min_length=1, max_length=40)
-    escalation_s: int | None = Field(default=None, ge=15, le=3600)
+    settings: list[AlarmSettingIn] = Field(default_factory=list, max_length=40)
+    escalation_s: int | None = Field(default=None, ge=_ESCALATION_RANGE_S[0], le=_ESCALATION_RANGE_S[1])
+    # Design defaults of sessions.toml a clinic may set (ranges there; checked by the service).
+    vitals_within_pct: float | None = Field(default=None, allow_inf_nan=False)
+    spo2_drop_points: float | None = Field(default=None, allow_inf_nan=False)
+    spo2_floor_pct: float | None = Field(default=None, allow_inf_nan=False)
+    mute_s: int | None = None
 
 
 class SessionWasteIn(BaseModel):
