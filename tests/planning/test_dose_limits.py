@@ -113,6 +113,48 @@ def test_clinic_lowered_ceiling_is_applied_and_named() -> None:
     assert SPEC_BY_KEY["day_max_mg_per_kg"].maximum == ceiling_for("home").day_max_mg_per_kg
 
 
+# Inpatient and ICU per-day ceilings (design): clinic-editable downwards only, like the day visit's.
+# (setting, clinic key, knowledge column)
+LOWERABLE = [
+    ("inpatient", "inpatient_day_max_mg", "day_max_mg"),
+    ("inpatient", "inpatient_day_max_mg_per_kg", "day_max_mg_per_kg"),
+    ("icu", "icu_day_max_mg_per_kg", "day_max_mg_per_kg"),
+]
+
+
+@pytest.mark.parametrize(("setting", "key", "column"), LOWERABLE)
+def test_inpatient_and_icu_ceilings_are_editable_downwards_only(setting: str, key: str, column: str) -> None:
+    from pydantic import ValidationError
+
+    from ketacare.planning.schemas import ClinicalDefaultsIn
+
+    spec = SPEC_BY_KEY[key]
+    assert spec.maximum == getattr(ceiling_for(setting), column) == spec.knowledge_value
+    assert "Design default" in spec.source() and "only lower it" in spec.source() and spec.tag() == "design"
+    ClinicalDefaultsIn(**{key: spec.maximum - 1})
+    with pytest.raises(ValidationError, match="outer bound"):
+        ClinicalDefaultsIn(**{key: spec.maximum + 1})
+
+
+def test_clinic_lowered_inpatient_ceiling_refuses_the_plan() -> None:
+    """Correll 2004's 50 mg/h for ~5 days: 1,200 mg a day, within the knowledge ceiling; a clinic
+    that lowers its inpatient day ceiling to 1,000 mg has the plan refused, named as its own."""
+    assert "ceiling" not in {f.code for f in calculate(req("inpatient_continuous", dose=50.0)).blocks}
+    clinic = resolve({"inpatient_day_max_mg": 1000.0})
+    calc = calculate(req("inpatient_continuous", dose=50.0, clinic=clinic, override_reason="refractory CRPS"))
+    ceiling = by_code(calc, "ceiling")
+    assert ceiling.severity == BLOCK and "1000 mg" in ceiling.message and "clinic's own" in ceiling.message
+    assert not calculate(req("inpatient_continuous", dose=40.0, clinic=clinic)).blocks
+
+
+def test_clinic_lowered_icu_ceiling_refuses_the_plan() -> None:
+    icu = dataclasses.replace(LIB["single_day_4h"], setting="icu", dose_max=7.0, duration_min=240)
+    assert "ceiling" not in {f.code for f in calculate(req("single_day_4h", protocol=icu, dose=5.0)).blocks}
+    clinic = resolve({"icu_day_max_mg_per_kg": 10.0})  # 5 mg/kg/h for 4 h = 20 mg/kg
+    calc = calculate(req("single_day_4h", protocol=icu, dose=5.0, clinic=clinic))
+    assert by_code(calc, "ceiling").severity == BLOCK and "clinic's own" in by_code(calc, "ceiling").message
+
+
 def test_every_setting_has_a_ceiling_row_tagged_design() -> None:
     for setting in SETTINGS:
         row = ceiling_for(setting)

@@ -39,7 +39,9 @@ def draft(**changes: object) -> rules.Draft:
 
 
 def patient(**changes: object) -> rules.PatientFacts:
-    base = rules.PatientFacts(home_state="NY", has_address=True, last_pdmp_on=ISSUED - dt.timedelta(days=3))
+    base = rules.PatientFacts(
+        home_state="NY", has_address=True, last_pdmp_on=ISSUED - dt.timedelta(days=3), weight_kg=70.0
+    )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 

@@ -47,6 +47,9 @@ class AdultBounds:
     weight_outer_min_kg: float
     weight_outer_max_kg: float
     weight: Sourced
+    height_outer_min_cm: float
+    height_outer_max_cm: float
+    height: Sourced
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ def adult_bounds() -> AdultBounds:
         weight_outer_min_kg=float(a["weight_outer_min_kg"]),
         weight_outer_max_kg=float(a["weight_outer_max_kg"]),
         weight=Sourced(a["weight_source"], a["weight_tag"]),
+        height_outer_min_cm=float(a["height_outer_min_cm"]),
+        height_outer_max_cm=float(a["height_outer_max_cm"]),
+        height=Sourced(a["height_source"], a["height_tag"]),
     )
 
 

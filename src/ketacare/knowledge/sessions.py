@@ -50,6 +50,7 @@ class SessionRules:
     alarms: tuple[AlarmRule, ...]
     escalation_s: int
     escalation: Sourced
+    escalation_range_s: tuple[int, int]
     alarm_mute_s: int
     alarm_mute: Sourced
     plausible: dict[str, tuple[float, float]]
@@ -74,6 +75,57 @@ class SessionRules:
 
     def ae_term(self, key: str) -> AeTerm | None:
         return next((t for t in self.ae_terms if t.key == key), None)
+
+
+@dataclass(frozen=True)
+class ClinicSettingSpec:
+    """A design default a clinic may set on its alarm and discharge settings page, stored as an
+    AlarmSetting row under ``key``; ``low``..``high`` is the range it may be set to."""
+
+    key: str
+    label: str
+    unit: str
+    default: float
+    low: float
+    high: float
+    sourced: Sourced
+    integer: bool = False
+
+
+@cache
+def clinic_setting_specs() -> tuple[ClinicSettingSpec, ...]:
+    """The discharge rule and the alarm-sound mute: design defaults, clinic-editable."""
+    data = _load("sessions.toml")
+    dis, sound = data["discharge"], data["alarm_sound"]
+    spo2 = Sourced(dis["spo2_source"], dis["spo2_tag"])
+    vitals = Sourced(dis["vitals_source"], dis["vitals_tag"])
+    mute = Sourced(sound["source"], sound["tag"])
+
+    def spec(
+        key: str, label: str, unit: str, table: dict[str, Any], src: Sourced, *, integer: bool = False
+    ) -> ClinicSettingSpec:
+        range_key = "mute_range_s" if key == "mute_s" else f"{key}_range"
+        low, high = table[range_key]
+        return ClinicSettingSpec(key, label, unit, float(table[key]), float(low), float(high), src, integer)
+
+    return (
+        spec(
+            "vitals_within_pct",
+            "Discharge: BP and heart rate back within",
+            "% of baseline",
+            dis,
+            vitals,
+        ),
+        spec(
+            "spo2_drop_points",
+            "Discharge: SpO2 at most this far below baseline",
+            "points",
+            dis,
+            spo2,
+        ),
+        spec("spo2_floor_pct", "Discharge: SpO2 never required above", "%", dis, spo2),
+        spec("mute_s", "Alarm sound: one screen's mute lasts", "s", sound, mute, integer=True),
+    )
 
 
 def _pairs(rows: list[list[Any]]) -> tuple[tuple[int, int], ...]:
@@ -118,6 +170,7 @@ def session_rules() -> SessionRules:
         alarms=alarms,
         escalation_s=int(data["escalation"]["acknowledge_within_s"]),
         escalation=Sourced(data["escalation"]["source"], data["escalation"]["tag"]),
+        escalation_range_s=(int(data["escalation"]["range_s"][0]), int(data["escalation"]["range_s"][1])),
         alarm_mute_s=int(data["alarm_sound"]["mute_s"]),
         alarm_mute=Sourced(data["alarm_sound"]["source"], data["alarm_sound"]["tag"]),
         plausible={k: (float(v[0]), float(v[1])) for k, v in plaus.items() if isinstance(v, list)},

@@ -215,7 +215,7 @@ def destruction_witness_problems(
 
 
 def is_business_day(day: dt.date) -> bool:
-    """Monday to Friday. Public holidays are not in the facts (knowledge: theft_loss.business_days)."""
+    """Monday to Friday. Public holidays are not skipped (knowledge: theft_loss.business_days)."""
     return day.weekday() < 5
 
 

@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from ketacare import clinic_time
 from ketacare.knowledge import condition_by_code, is_icd10_cm
 from ketacare.knowledge.allergens import allergen_for, allergens
+from ketacare.knowledge.dose_limits import adult_bounds
 from ketacare.validation import Email, UsState, UsZip
 
-# Plausibility limits for an adult clinic's scale and stadiometer. (design): these catch typing
-# errors (0 kg, 900 kg); they are not clinical thresholds and can be widened per clinic.
-WEIGHT_KG_MIN, WEIGHT_KG_MAX = 25.0, 350.0
-HEIGHT_CM_MIN, HEIGHT_CM_MAX = 100.0, 250.0
+# Plausibility limits for an adult clinic's scale and stadiometer (design, dose_limits.toml
+# [adult] outer bounds, with their source): these catch typing errors (0 kg, 900 kg).
+_ADULT = adult_bounds()
+WEIGHT_KG_MIN, WEIGHT_KG_MAX = _ADULT.weight_outer_min_kg, _ADULT.weight_outer_max_kg
+HEIGHT_CM_MIN, HEIGHT_CM_MAX = _ADULT.height_outer_min_cm, _ADULT.height_outer_max_cm
 OLDEST_BIRTH_YEAR = 1900
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,9 +14,6 @@ from numpy.typing import NDArray
 from ketacare.pharmacology.errors import PharmacologyInputError
 
 FloatArray = NDArray[np.float64]
-
-NK_WEIGHT_ONE_THIRD = 1.0 / 3.0
-"""Norketamine potency 'thought to be one third' of ketamine's (Fanta 2015) [V]."""
 
 
 @dataclass(frozen=True)
@@ -36,46 +36,35 @@ class Endpoint:
         return math.inf if self.t_half_ke0_min == 0 else math.log(2) / self.t_half_ke0_min
 
 
-_OLOFSEN_KE0 = "t1/2ke0 8.3 min [V: Olofsen 2022 abstract]"
+def _endpoint_data() -> dict[str, Any]:
+    text = files("ketacare.pharmacology").joinpath("endpoints.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
 
-RACEMIC_ENDPOINTS = (
-    Endpoint(
-        "analgesia",
-        100.0,
-        8.3,
-        source="100 ng/mL [V: Hornik 2018 target; Zanos 2018 range 70-160]; " + _OLOFSEN_KE0,
-    ),
-    Endpoint(
-        "psychotomimetic",
-        150.0,
-        8.3,
-        source="150 ng/mL, lower end of 150-200 (design, facts 4) [V: Zanos 2018 100-250; "
-        "Lahti 2001 120]; " + _OLOFSEN_KE0,
-    ),
-    Endpoint(
-        "hypnosis",
-        640.0,
-        0.25,
-        source="awakening 0.64 ug/mL [V: Idvall 1979]; t1/2ke0 0.25 min, lower end of "
-        "0.25-1 min (design, facts 4; tuned to tpeak 1 min, not measured)",
-    ),
-)
 
-S_KETAMINE_ENDPOINTS = (
-    Endpoint(
-        "analgesia",
-        121.0,
-        8.3,
-        source="C50 0.51 nmol/mL = 121 ng/mL S-ketamine [V: Olofsen 2022]; " + _OLOFSEN_KE0,
-    ),
-    Endpoint(
-        "psychotomimetic",
-        121.0,
-        8.3,
-        source="same C50 as analgesia for external perception [V: Olofsen 2022]; " + _OLOFSEN_KE0,
-    ),
-)
-"""No S-ketamine hypnosis threshold is in the facts file, so none is offered."""
+_DATA = _endpoint_data()
+
+NK_WEIGHT_ONE_THIRD = 1.0 / float(_DATA["norketamine"]["potency_divisor"])
+"""Norketamine potency 'thought to be one third' of ketamine's (Fanta 2015) [V]; endpoints.toml."""
+
+
+def _endpoints(drug: str) -> tuple[Endpoint, ...]:
+    return tuple(
+        Endpoint(
+            str(row["name"]),
+            float(row["threshold_ng_per_ml"]),
+            float(row["t_half_ke0_min"]),
+            source=str(row["source"]),
+        )
+        for row in _DATA["endpoint"]
+        if row["drug"] == drug
+    )
+
+
+RACEMIC_ENDPOINTS = _endpoints("racemic")
+"""Racemic ketamine: analgesia, psychotomimetic and hypnosis, from endpoints.toml."""
+
+S_KETAMINE_ENDPOINTS = _endpoints("S-ketamine")
+"""No published S-ketamine hypnosis threshold, so none is offered (endpoints.toml)."""
 
 
 def default_endpoints(drug: str) -> tuple[Endpoint, ...]:

@@ -151,7 +151,7 @@ def model_variability(model: PKModel) -> tuple[Variability, list[ModelWarning]]:
     return borrowed, [
         ModelWarning(
             "borrowed_iiv",
-            f"{model.title} publishes no between-subject variability in the facts file; "
+            f"{model.title} publishes no between-subject variability; "
             "the Otto 2021 S-ketamine/S-norketamine block is used instead",
             borrowed.tag,
         )

@@ -2,8 +2,9 @@
 clinic may set for itself. Pure: the specs, the validated ranges and the values in force.
 
 Guideline limits tagged [V] (bolus 0.35 mg/kg, infusion 0.5-2 mg/kg/h, ...) are never here: they
-are hard limits in ``planning.dosing``. The day-visit ceilings (design) are here, editable only
-below their outer bound; the adult weight bounds (design) within theirs.
+are hard limits in ``planning.dosing``. The absolute ceilings (design) of every setting (day
+visit, inpatient, ICU) are here, editable only below their outer bound; the adult weight bounds
+(design) within theirs.
 """
 
 from __future__ import annotations
@@ -119,28 +120,35 @@ SPECS: tuple[Spec, ...] = (
 )
 
 
-def _day_visit(name: str) -> float:
-    value = getattr(ceiling_for("outpatient"), name)
-    assert value is not None  # the day-visit row sets all four (a test checks)
+def _ceiling_value(setting: str, name: str) -> float:
+    value = getattr(ceiling_for(setting), name)
+    assert value is not None  # each editable ceiling is set in its row (a test checks)
     return float(value)
+
+
+def _day_visit(name: str) -> float:
+    return _ceiling_value("outpatient", name)
 
 
 _ASRA_FLOOR_MG = 80.0  # ASRA/AAPM/ASA 2018 session floor: a ceiling may not go below it (dose_limits.toml)
 
 
-def _ceiling_spec(key: str, label: str, unit: str, minimum: float, used_by: str) -> Spec:
+def _ceiling_spec(
+    key: str, label: str, unit: str, minimum: float, used_by: str, setting: str = "outpatient"
+) -> Spec:
+    """A ceiling a clinic may only lower: its knowledge value is the hard outer bound.
+    ``key`` is ``<setting>_<column>`` for the inpatient and ICU rows, the column for day visits."""
+    column = key.removeprefix(f"{setting}_")
     return Spec(
         key,
         label,
         unit,
         float,
         minimum,
-        _day_visit(key),
-        lambda: _day_visit(key),
-        lambda: ceiling_for("outpatient").sourced.tag,
-        lambda: (
-            ceiling_for("outpatient").sourced.source + " (the hard outer bound: a clinic may only lower it)"
-        ),
+        _ceiling_value(setting, column),
+        lambda: _ceiling_value(setting, column),
+        lambda: ceiling_for(setting).sourced.tag,
+        lambda: ceiling_for(setting).sourced.source + " (the hard outer bound: a clinic may only lower it)",
         used_by,
     )
 
@@ -174,6 +182,30 @@ SPECS = (
         "mg/kg",
         0.5,
         "dose rules and the administration record, across the patient's sessions that day",
+    ),
+    _ceiling_spec(
+        "inpatient_day_max_mg",
+        "Most ketamine in one day of an inpatient infusion",
+        "mg",
+        _ASRA_FLOOR_MG,
+        "dose rules and the administration record of inpatient protocols: above it is refused",
+        "inpatient",
+    ),
+    _ceiling_spec(
+        "inpatient_day_max_mg_per_kg",
+        "Most ketamine per kg in one day of an inpatient infusion",
+        "mg/kg",
+        0.5,
+        "dose rules and the administration record of inpatient protocols: above it is refused",
+        "inpatient",
+    ),
+    _ceiling_spec(
+        "icu_day_max_mg_per_kg",
+        "Most ketamine per kg in one day of an ICU infusion",
+        "mg/kg",
+        0.5,
+        "dose rules and the administration record of ICU protocols: above it is refused",
+        "icu",
     ),
     Spec(
         "adult_weight_min_kg",
@@ -217,6 +249,9 @@ class ClinicalDefaults:
     session_max_mg_per_kg: float
     day_max_mg: float
     day_max_mg_per_kg: float
+    inpatient_day_max_mg: float
+    inpatient_day_max_mg_per_kg: float
+    icu_day_max_mg_per_kg: float
     adult_weight_min_kg: float
     adult_weight_max_kg: float
     own: frozenset[str] = field(default_factory=frozenset)
@@ -254,6 +289,9 @@ def resolve(overrides: Mapping[str, float | None]) -> ClinicalDefaults:
         session_max_mg_per_kg=float(values["session_max_mg_per_kg"]),
         day_max_mg=float(values["day_max_mg"]),
         day_max_mg_per_kg=float(values["day_max_mg_per_kg"]),
+        inpatient_day_max_mg=float(values["inpatient_day_max_mg"]),
+        inpatient_day_max_mg_per_kg=float(values["inpatient_day_max_mg_per_kg"]),
+        icu_day_max_mg_per_kg=float(values["icu_day_max_mg_per_kg"]),
         adult_weight_min_kg=float(values["adult_weight_min_kg"]),
         adult_weight_max_kg=float(values["adult_weight_max_kg"]),
         own=frozenset(own),

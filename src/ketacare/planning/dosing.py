@@ -367,14 +367,25 @@ def ceilings_in_force(setting: str, clinic: ClinicalDefaults) -> CeilingsInForce
             row.sourced.tag,
             "the clinic's own ceiling" if own else "design default, clinic-editable downwards",
         )
+    # Inpatient and ICU rows: only per-day ceilings apply; a clinic may lower the ones the row sets.
+    keys = {"day_max_mg": f"{setting}_day_max_mg", "day_max_mg_per_kg": f"{setting}_day_max_mg_per_kg"}
+    values: dict[str, float | None] = {}
+    own = False
+    for column, key in keys.items():
+        default = getattr(row, column)
+        if default is None or not hasattr(clinic, key):
+            values[column] = default
+        else:
+            values[column] = float(getattr(clinic, key))
+            own = own or key in clinic.own
     return CeilingsInForce(
         row.session_max_mg,
         row.session_max_mg_per_kg,
-        row.day_max_mg,
-        row.day_max_mg_per_kg,
+        values["day_max_mg"],
+        values["day_max_mg_per_kg"],
         row.sourced.source,
         row.sourced.tag,
-        "design default",
+        "the clinic's own ceiling" if own else "design default, clinic-editable downwards",
     )
 
 

@@ -399,6 +399,9 @@ class ClinicalDefaultsIn(BaseModel):
     session_max_mg_per_kg: float | None = Field(default=None, allow_inf_nan=False)
     day_max_mg: float | None = Field(default=None, allow_inf_nan=False)
     day_max_mg_per_kg: float | None = Field(default=None, allow_inf_nan=False)
+    inpatient_day_max_mg: float | None = Field(default=None, allow_inf_nan=False)
+    inpatient_day_max_mg_per_kg: float | None = Field(default=None, allow_inf_nan=False)
+    icu_day_max_mg_per_kg: float | None = Field(default=None, allow_inf_nan=False)
     adult_weight_min_kg: float | None = Field(default=None, allow_inf_nan=False)
     adult_weight_max_kg: float | None = Field(default=None, allow_inf_nan=False)
 
@@ -407,6 +410,9 @@ class ClinicalDefaultsIn(BaseModel):
         "session_max_mg_per_kg",
         "day_max_mg",
         "day_max_mg_per_kg",
+        "inpatient_day_max_mg",
+        "inpatient_day_max_mg_per_kg",
+        "icu_day_max_mg_per_kg",
         "adult_weight_min_kg",
         "adult_weight_max_kg",
     )

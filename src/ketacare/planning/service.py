@@ -544,8 +544,15 @@ def _rule_errors(db: Session, patient_id: int, data: PlanIn, ev: Evaluation) -> 
     if decision.status != ELIGIBLE:
         first = (decision.hard_stops or decision.open_cautions or decision.missing)[:3]
         errors["eligibility"] = f"{decision.label}: " + " ".join(r.message for r in first)
-    for f in ev.calc.blocks:
-        errors.setdefault(FINDING_FIELDS.get(f.field, "dose"), f.message)
+    refused: dict[str, list[str]] = {}
+    for f in ev.calc.blocks:  # every hard limit a field breaks, each with its source
+        refused.setdefault(FINDING_FIELDS.get(f.field, "dose"), []).append(
+            f"{f.message} ({f.source} [{f.tag}])."
+        )
+    for name, texts in refused.items():
+        errors.setdefault(
+            name, " ".join(texts) + " A hard limit: refused, with or without an override reason."
+        )
     if ev.calc.needs_override and not ev.calc.overridden:
         errors["dose_override_reason"] = (
             " ".join(f.message for f in ev.calc.needs_override)

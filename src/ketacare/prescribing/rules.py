@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from ketacare.knowledge.contraindications import mme_rule
 from ketacare.knowledge.prescribing import Product, ScopeDefault, npi_rule, prescribing_rules
 from ketacare.knowledge.products import fit_problem
+from ketacare.planning.clinical_defaults import ClinicalDefaults
+from ketacare.planning.clinical_defaults import knowledge_defaults as planning_knowledge_defaults
+from ketacare.planning.dosing import CeilingsInForce, ceilings_in_force
 from ketacare.prescribing.settings import RxSettings
 from ketacare.screening.eligibility import MedicationFact, mme_per_day
 
@@ -142,6 +145,7 @@ class PatientFacts:
     holds: tuple[str, ...] = ()
     prior: tuple[Supply, ...] = ()
     session_mg_last_window: float = 0.0
+    weight_kg: float | None = None  # the latest recorded weight; None = unknown
 
 
 @dataclass(frozen=True)
@@ -752,6 +756,69 @@ def _content(patient: PatientFacts) -> Check:
     )
 
 
+HOME = "home"  # the protocol setting of a take-home supply (dose_limits.toml [[ceiling]] settings)
+
+
+def home_ceilings(clinic: ClinicalDefaults | None = None) -> CeilingsInForce:
+    """The absolute per-day ceilings for a take-home supply: the day-visit row of dose_limits.toml
+    (settings outpatient and home), lowered by the clinic where it set its own."""
+    return ceilings_in_force(HOME, clinic or planning_knowledge_defaults())
+
+
+def _day_ceiling(draft: Draft, patient: PatientFacts, ceilings: CeilingsInForce) -> Check:
+    """No take-home supply may give more a day than the absolute per-day ceilings (mg and mg/kg):
+    this prescription's mg/day plus the other systemic supplies running on its first day.
+    Above either ceiling: refused, whatever the directions say. Weight unknown: the mg/kg ceiling
+    cannot be checked and the check says so (never taken as met)."""
+    label = "Daily ketamine within the absolute ceiling"
+    src = f"{ceilings.source} [{ceilings.tag}]; {ceilings.note}"
+    if not is_systemic(draft.product.route):
+        r = prescribing_rules()
+        return Check(
+            "day_ceiling",
+            label,
+            PASS,
+            "Topical ketamine is not counted against the ceiling.",
+            r.topical.source,
+            "V",
+        )
+    day = draft.issued_on
+    running = sum(s.mg_per_day for s in patient.prior if is_systemic(s.route) and s.issued_on <= day < s.end)
+    day_mg = round(draft.mg_per_day + running, 2)
+    how = (
+        f"{draft.quantity:g} x {draft.product.strength_mg:g} mg over {draft.days_supply} days"
+        f" = {draft.mg_per_day:g} mg a day"
+    )
+    if running:
+        how += (
+            f", with {round(running, 2):g} mg a day of other take-home supplies running: {day_mg:g} mg a day"
+        )
+    over: list[str] = []
+    if ceilings.day_max_mg is not None and day_mg > ceilings.day_max_mg:
+        over.append(f"above the ceiling of {ceilings.day_max_mg:g} mg a day")
+    per_kg_text = ""
+    if ceilings.day_max_mg_per_kg is not None:
+        if patient.weight_kg is None:
+            per_kg_text = (
+                " Per kg: unknown, no weight on record; the ceiling of"
+                f" {ceilings.day_max_mg_per_kg:g} mg/kg a day is not checked."
+            )
+        else:
+            per_kg = round(day_mg / patient.weight_kg, 2)
+            per_kg_text = f" Per kg: {per_kg:g} mg/kg a day at {patient.weight_kg:g} kg."
+            if per_kg > ceilings.day_max_mg_per_kg:
+                over.append(
+                    f"{per_kg:g} mg/kg a day is above the ceiling of"
+                    f" {ceilings.day_max_mg_per_kg:g} mg/kg a day"
+                )
+    if over:
+        return Check(
+            "day_ceiling", label, BLOCK, f"Refused: {how}, {'; '.join(over)}.{per_kg_text}", src, ceilings.tag
+        )
+    status = WARN if ceilings.day_max_mg_per_kg is not None and patient.weight_kg is None else PASS
+    return Check("day_ceiling", label, status, f"{how}.{per_kg_text}", src, ceilings.tag)
+
+
 def _refills(draft: Draft) -> Check:
     r = prescribing_rules()
     limit = add_months(draft.issued_on, r.refill_window_months)
@@ -773,6 +840,7 @@ def evaluate(
     settings: RxSettings,
     today: dt.date,
     scope: tuple[bool, str, str] | None = None,
+    ceilings: CeilingsInForce | None = None,
 ) -> Evaluation:
     """Every check on one prescription, in the order the page shows them. ``scope`` is the result
     of :func:`scope_allows` for the prescriber's role in the state judged (None: not allowed)."""
@@ -802,6 +870,7 @@ def evaluate(
         _early_refill(draft, patient.prior, settings),
         _overlap(draft, patient.prior),
         _escalation(draft, patient.prior),
+        _day_ceiling(draft, patient, ceilings or home_ceilings()),
         monthly,
         mme_check,
         _benzodiazepine(patient.medications),

@@ -27,6 +27,7 @@ from ketacare.db import utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.knowledge.prescribing import dea_rule, prescribing_rules, product_by_key, scope_defaults
 from ketacare.patients import service as patients
+from ketacare.planning import clinical_defaults_service as clinical_defaults
 from ketacare.prescribing import epcs, rules
 from ketacare.prescribing.identifiers import check_dea, last_name, npi_error
 from ketacare.prescribing.models import (
@@ -887,6 +888,7 @@ def _evaluate(
             s for s in supplies(db, actor.clinic_id, rx.patient_id, exclude=rx.id) if s.issued_on <= issued_on
         ),
         session_mg_last_window=session_mg,
+        weight_kg=weight.weight_kg if (weight := record.latest_weight) is not None else None,
     )
     encounter = _encounter_fact(db, rx)
     prescriber = prescriber_facts(db, actor.clinic_id, rx.prescriber_id)
@@ -898,7 +900,10 @@ def _evaluate(
         if state
         else None
     )
-    return rules.evaluate(_draft(rx, issued_on), prescriber, encounter, patient, settings, today, scope)
+    ceilings = rules.home_ceilings(clinical_defaults.in_force(db, actor.clinic_id))
+    return rules.evaluate(
+        _draft(rx, issued_on), prescriber, encounter, patient, settings, today, scope, ceilings
+    )
 
 
 def _check_encounter(db: Session, actor: Principal, patient_id: int, encounter_id: int | None) -> None:

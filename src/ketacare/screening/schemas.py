@@ -9,6 +9,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from ketacare import clinic_time
 from ketacare.knowledge.contraindications import contraindications, prior_therapy_rule, risk_factors
+from ketacare.knowledge.sessions import session_rules
+
+# Blood pressure entry bounds: the plausibility ranges of sessions.toml [plausible] (design).
+_PLAUSIBLE = session_rules().plausible
 
 Answer = Literal["yes", "no"]
 
@@ -28,8 +32,8 @@ class ScreeningIn(BaseModel):
     referral_source: str | None = Field(default=None, max_length=200)
     answers: dict[str, Answer] = Field(default_factory=dict)
     prior_therapies: list[str] = Field(default_factory=list)
-    sbp_mmhg: float | None = Field(default=None, ge=50, le=300)
-    dbp_mmhg: float | None = Field(default=None, ge=20, le=200)
+    sbp_mmhg: float | None = Field(default=None, ge=_PLAUSIBLE["sbp"][0], le=_PLAUSIBLE["sbp"][1])
+    dbp_mmhg: float | None = Field(default=None, ge=_PLAUSIBLE["dbp"][0], le=_PLAUSIBLE["dbp"][1])
     ecg_on: dt.date | None = None
     lft_on: dt.date | None = None
     notes: str | None = Field(default=None, max_length=4000)

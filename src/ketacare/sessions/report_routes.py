@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import zoneinfo
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import InvalidInput
-from ketacare.knowledge.sessions import AlarmRule, session_rules
+from ketacare.knowledge.sessions import AlarmRule, clinic_setting_specs, session_rules
 from ketacare.sessions import pdf, rems, report, service
 from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import AlarmSettingIn, AlarmSettingsIn
@@ -233,10 +234,13 @@ def _unit(rule: AlarmRule) -> str:
     return UNIT_TEXT.get(VITAL_UNITS.get(rule.vital, ""), VITAL_UNITS.get(rule.vital, ""))
 
 
-def _settings_values(in_force: list[service.AlarmRuleInForce], escalation_s: int) -> dict[str, str]:
+def _settings_values(
+    in_force: list[service.AlarmRuleInForce], escalation_s: int, clinic: list[service.ClinicSettingInForce]
+) -> dict[str, str]:
     values = {r.rule.key: f"{r.rule.value:g}" for r in in_force}
     values |= {f"{r.rule.key}__on": "on" if r.enabled else "" for r in in_force}
     values["escalation_s"] = str(escalation_s)
+    values |= {c.spec.key: f"{c.value:g}" for c in clinic}
     return values
 
 
@@ -250,6 +254,7 @@ def _settings_page(
     status: int = 200,
 ) -> Response:
     in_force, escalation_s = service.alarm_rules_in_force(db, actor.clinic_id)
+    clinic = service.clinic_settings_in_force(db, actor.clinic_id)
     knowledge = session_rules()
     return render(
         request,
@@ -260,10 +265,12 @@ def _settings_page(
             "escalation_default": knowledge.escalation_s,
             "escalation": knowledge.escalation,
             "escalation_own": escalation_s != knowledge.escalation_s,
+            "escalation_range": knowledge.escalation_range_s,
+            "clinic_settings": clinic,
             "units": {r.rule.key: _unit(r.rule) for r in in_force},
             "conditions": CONDITIONS,
             "vital_labels": {**VITAL_LABELS, "moaas": "MOAA/S", "rass": "RASS"},
-            "values": values if values is not None else _settings_values(in_force, escalation_s),
+            "values": values if values is not None else _settings_values(in_force, escalation_s, clinic),
             "errors": errors or {},
             "saved": request.query_params.get("saved"),
         },
@@ -293,10 +300,26 @@ def _settings_from_form(form: dict[str, str], in_force: list[service.AlarmRuleIn
     raw_esc = (form.get("escalation_s") or "").strip()
     if not raw_esc.isdigit():
         errors["escalation_s"] = "Enter whole seconds."
+    extra: dict[str, float | int] = {}
+    for spec in clinic_setting_specs():
+        if spec.key not in form:
+            continue  # not on the form posted: left as it is
+        raw = (form.get(spec.key) or "").strip()
+        try:
+            number = float(raw)
+        except ValueError:
+            errors[spec.key] = "Enter whole seconds." if spec.integer else "Enter a number."
+            continue
+        if not math.isfinite(number):
+            errors[spec.key] = "Enter a number."
+        elif spec.integer and number != int(number):
+            errors[spec.key] = "Enter whole seconds."
+        else:
+            extra[spec.key] = int(number) if spec.integer else number
     try:
         data = parse(
             AlarmSettingsIn,
-            {"settings": settings, "escalation_s": int(raw_esc) if raw_esc.isdigit() else None},
+            {"settings": settings, "escalation_s": int(raw_esc) if raw_esc.isdigit() else None, **extra},
         )
     except InvalidInput as exc:
         errors |= exc.errors
@@ -308,16 +331,18 @@ def _settings_from_form(form: dict[str, str], in_force: list[service.AlarmRuleIn
 @router.post("/alarm-settings", include_in_schema=False)
 def alarm_settings_save(request: Request, db: DbSession, actor: AdminSensitive, form: FormData) -> Response:
     in_force, escalation_s = service.alarm_rules_in_force(db, actor.clinic_id)
+    clinic = {c.spec.key: c.value for c in service.clinic_settings_in_force(db, actor.clinic_id)}
     try:
         data = _settings_from_form(form, in_force)
         # Only what changed is saved, so a rule left as it was keeps showing the default in force.
         current = {r.rule.key: (r.rule.value, r.enabled) for r in in_force}
         changed = [s for s in data.settings if current.get(s.rule_key) != (s.value, s.enabled)]
         escalation = data.escalation_s if data.escalation_s != escalation_s else None
-        if not changed and escalation is None:
+        others = {k: None for k in clinic if getattr(data, k) in (None, clinic[k])}
+        if not changed and escalation is None and len(others) == len(clinic):
             return RedirectResponse("/alarm-settings?saved=unchanged", status_code=303)
         service.save_alarm_settings(
-            db, actor, data.model_copy(update={"settings": changed, "escalation_s": escalation})
+            db, actor, data.model_copy(update={"settings": changed, "escalation_s": escalation, **others})
         )
     except InvalidInput as exc:
         return _settings_page(request, db, actor, values=form, errors=exc.errors, status=422)

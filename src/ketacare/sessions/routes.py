@@ -404,6 +404,21 @@ def api_alarm_settings(db: DbSession, actor: Admin) -> dict[str, Any]:
     in_force, escalation_s = service.alarm_rules_in_force(db, actor.clinic_id)
     return {
         "escalation_s": escalation_s,
+        "settings": [
+            {
+                "key": c.spec.key,
+                "label": c.spec.label,
+                "value": c.value,
+                "default": c.spec.default,
+                "unit": c.spec.unit,
+                "min": c.spec.low,
+                "max": c.spec.high,
+                "clinic_value": c.own,
+                "source": c.spec.sourced.source,
+                "tag": c.spec.sourced.tag,
+            }
+            for c in service.clinic_settings_in_force(db, actor.clinic_id)
+        ],
         "rules": [
             {
                 "rule_key": r.rule.key,
@@ -542,6 +557,7 @@ def _detail(
         "session_detail.html",
         {
             **_common(),
+            "knowledge": service.rules_for_clinic(db, actor.clinic_id),
             **_clock(v.zone),
             "v": v,
             "pre": form,
@@ -944,6 +960,7 @@ def board_page(request: Request, db: DbSession, actor: Reader) -> Response:
         "board.html",
         {
             **_common(),
+            "knowledge": service.rules_for_clinic(db, actor.clinic_id),
             **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "rows": rows,
             "notices": service.notices(db, actor, limit=10),

@@ -6,9 +6,17 @@ import enum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from ketacare.knowledge.dose_limits import adult_bounds
+from ketacare.knowledge.sessions import session_rules
 from ketacare.sessions.device import VITAL_UNITS
 
 Text2k = Field(min_length=1, max_length=2000)
+
+# Input bounds from one sourced table each: the adult weight outer bounds (dose_limits.toml
+# [adult]) and the vital-sign plausibility ranges (sessions.toml [plausible]), both design.
+_ADULT = adult_bounds()
+_PLAUSIBLE = session_rules().plausible
+_ESCALATION_RANGE_S = session_rules().escalation_range_s
 
 
 class PregnancyTest(enum.StrEnum):
@@ -21,12 +29,12 @@ class PregnancyTest(enum.StrEnum):
 class PrecheckIn(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
 
-    weight_kg: float = Field(gt=20, le=350)
-    sbp: float = Field(ge=0, le=400)
-    dbp: float = Field(ge=0, le=300)
-    hr: float = Field(ge=0, le=400)
-    spo2: float = Field(ge=0, le=100)
-    rr: float | None = Field(default=None, ge=0, le=100)
+    weight_kg: float = Field(ge=_ADULT.weight_outer_min_kg, le=_ADULT.weight_outer_max_kg)
+    sbp: float = Field(ge=_PLAUSIBLE["sbp"][0], le=_PLAUSIBLE["sbp"][1])
+    dbp: float = Field(ge=_PLAUSIBLE["dbp"][0], le=_PLAUSIBLE["dbp"][1])
+    hr: float = Field(ge=_PLAUSIBLE["hr"][0], le=_PLAUSIBLE["hr"][1])
+    spo2: float = Field(ge=_PLAUSIBLE["spo2"][0], le=_PLAUSIBLE["spo2"][1])
+    rr: float | None = Field(default=None, ge=_PLAUSIBLE["rr"][0], le=_PLAUSIBLE["rr"][1])
     consent_on_file: bool = False
     ecg_on_file: bool = False
     lft_on_file: bool = False
@@ -191,8 +199,13 @@ class AlarmSettingIn(BaseModel):
 class AlarmSettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    settings: list[AlarmSettingIn] = Field(min_length=1, max_length=40)
-    escalation_s: int | None = Field(default=None, ge=15, le=3600)
+    settings: list[AlarmSettingIn] = Field(default_factory=list, max_length=40)
+    escalation_s: int | None = Field(default=None, ge=_ESCALATION_RANGE_S[0], le=_ESCALATION_RANGE_S[1])
+    # Design defaults of sessions.toml a clinic may set (ranges there; checked by the service).
+    vitals_within_pct: float | None = Field(default=None, allow_inf_nan=False)
+    spo2_drop_points: float | None = Field(default=None, allow_inf_nan=False)
+    spo2_floor_pct: float | None = Field(default=None, allow_inf_nan=False)
+    mute_s: int | None = None
 
 
 class SessionWasteIn(BaseModel):

@@ -25,7 +25,13 @@ from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, KetaCareError, NotFound, PendingAudit
-from ketacare.knowledge.sessions import AlarmRule, SessionRules, session_rules
+from ketacare.knowledge.sessions import (
+    AlarmRule,
+    ClinicSettingSpec,
+    SessionRules,
+    clinic_setting_specs,
+    session_rules,
+)
 from ketacare.ledger import rules as ledger_rules
 from ketacare.ledger import service as ledger
 from ketacare.outcomes import service as outcomes
@@ -211,6 +217,39 @@ def alarm_rules_in_force(db: Session, clinic_id: int) -> tuple[list[AlarmRuleInF
     return out, int(esc.value) if esc is not None else knowledge.escalation_s
 
 
+@dataclass(frozen=True)
+class ClinicSettingInForce:
+    spec: ClinicSettingSpec
+    value: float
+    own: bool  # the clinic set it
+
+
+def clinic_settings_in_force(db: Session, clinic_id: int) -> list[ClinicSettingInForce]:
+    """The discharge rule and the alarm-sound mute as the clinic set them (else the defaults)."""
+    specs = clinic_setting_specs()
+    own = {
+        s.rule_key: s.value
+        for s in db.execute(
+            select(AlarmSetting).where(
+                AlarmSetting.clinic_id == clinic_id, AlarmSetting.rule_key.in_([s.key for s in specs])
+            )
+        ).scalars()
+    }
+    return [ClinicSettingInForce(s, own.get(s.key, s.default), s.key in own) for s in specs]
+
+
+def clinic_session_values(db: Session, clinic_id: int) -> dict[str, float]:
+    return {c.spec.key: c.value for c in clinic_settings_in_force(db, clinic_id)}
+
+
+def rules_for_clinic(db: Session, clinic_id: int) -> SessionRules:
+    """The session rules with the clinic's own discharge values in place of the defaults."""
+    knowledge = session_rules()
+    values = clinic_session_values(db, clinic_id)
+    discharge = {**knowledge.discharge, **{k: v for k, v in values.items() if k in knowledge.discharge}}
+    return dataclasses.replace(knowledge, discharge=discharge, alarm_mute_s=int(values["mute_s"]))
+
+
 def _active_rules(db: Session, clinic_id: int) -> tuple[list[AlarmRule], int]:
     in_force, escalation_s = alarm_rules_in_force(db, clinic_id)
     return [r.rule for r in in_force if r.enabled], escalation_s
@@ -228,6 +267,16 @@ def save_alarm_settings(db: Session, actor: Principal, data: AlarmSettingsIn) ->
         low, high = _setting_range(rule)
         if not low <= s.value <= high:
             errors[s.rule_key] = f"Choose a value between {low:g} and {high:g}."
+    extra: list[tuple[str, float, bool]] = []
+    for spec in clinic_setting_specs():
+        value = getattr(data, spec.key)
+        if value is None:
+            continue
+        if not spec.low <= value <= spec.high or (spec.integer and value != int(value)):
+            whole = "whole " if spec.integer else ""
+            errors[spec.key] = f"Choose a {whole}value between {spec.low:g} and {spec.high:g} {spec.unit}."
+        else:
+            extra.append((spec.key, float(value), True))
     if errors:
         raise InvalidInput(errors=errors)
     own = {
@@ -239,6 +288,7 @@ def save_alarm_settings(db: Session, actor: Principal, data: AlarmSettingsIn) ->
     items = [(s.rule_key, s.value, s.enabled) for s in data.settings]
     if data.escalation_s is not None:
         items.append(("escalation_s", float(data.escalation_s), True))
+    items += extra
     for key, value, enabled in items:
         row = own.get(key)
         if row is None:
@@ -1545,7 +1595,8 @@ def checklist(db: Session, row: TreatmentSession, at: dt.datetime) -> list[rules
     ).scalar_one_or_none()
     checks = row.discharge_checks or {}
     first = min((g.at for g in given if g.drug in rules.KETAMINE_DRUGS), default=None)
-    vitals_pct = float(session_rules().discharge["vitals_within_pct"])
+    in_force = rules_for_clinic(db, row.clinic_id)
+    vitals_pct = float(in_force.discharge["vitals_within_pct"])
     return rules.discharge_checklist(
         rules.DischargeInput(
             drug=row.drug,
@@ -1560,7 +1611,7 @@ def checklist(db: Session, row: TreatmentSession, at: dt.datetime) -> list[rules
             open_alarms=len(_open_alarms(db, row.id)),
             vitals_within_pct=vitals_pct,
         ),
-        session_rules(),
+        in_force,
         at,
     )
 

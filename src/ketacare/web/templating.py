@@ -37,7 +37,7 @@ NAV: list[tuple[str, str, Permission]] = [
     ("Duty", "/planning/duty", Permission.plan_read),
     ("Protocols", "/planning/protocols", Permission.plan_read),
     ("Prices", "/planning/prices", Permission.planning_admin),
-    ("Alarm settings", "/alarm-settings", Permission.session_admin),
+    ("Alarm and discharge settings", "/alarm-settings", Permission.session_admin),
     ("Controlled substances", "/ledger", Permission.ledger_read),
     ("Safety", "/safety", Permission.safety_read),
     ("Registry", "/registry", Permission.registry_read),

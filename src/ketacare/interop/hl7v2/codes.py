@@ -59,7 +59,7 @@ OBSERVATION_CODES: tuple[ObservationCode, ...] = (
         "19889-5",
         "Carbon dioxide [Partial pressure] in Exhaled gas --at end expiration",
         "etco2",
-        "HL7 Japan anesthesia-chart example and open-source EMS code; not in the facts file",
+        "HL7 Japan anesthesia-chart example and an open-source EMS code list",
         "V*",
     ),
     # --- IEEE 11073-10101 (MDC) -----------------------------------------------------------
