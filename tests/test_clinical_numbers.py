@@ -305,3 +305,36 @@ def test_no_internal_wording_in_user_visible_data() -> None:
 )
 def test_the_wording_scan_catches_internal_phrases(text: str, caught: int) -> None:
     assert len(internal_wording("x.toml", text)) == caught
+
+
+def _code_strings(source: str) -> list[tuple[int, str]]:
+    """The string literals of a module that can reach a person: not docstrings (comments are not
+    strings at all)."""
+    tree = ast.parse(source)
+    docstrings = {  # a bare string statement: a docstring, also after an attribute
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_no_internal_wording_in_code_strings_or_templates() -> None:
+    """Messages, sources and labels written in the code or the templates cite the public source
+    too (the same class of defect as in the data files)."""
+    offences = [
+        f"{path.relative_to(SRC).as_posix()}:{line}: {text[:120]}"
+        for path in sorted(SRC.rglob("*.py"))
+        for line, text in _code_strings(path.read_text())
+        if INTERNAL_WORDING.search(text)
+    ]
+    offences += [
+        f"{path.relative_to(SRC).as_posix()}: {match.group(0)}"
+        for path in sorted(SRC.rglob("*.html"))
+        for match in INTERNAL_WORDING.finditer(re.sub(r"\{#.*?#\}", "", path.read_text(), flags=re.S))
+    ]
+    assert not offences, "\n".join(offences)

@@ -13,8 +13,8 @@ from ketacare.pharmacology.models import PKModel
 
 IV_ROUTES = ("iv_bolus", "iv_infusion")
 _CALIBRATION_GAP = (
-    "facts 2 and 7 [R]: with literature F and a Tmax-fitted ka the predicted ketamine Cmax "
-    "is 1.5-3x below published oral and sublingual peaks (e.g. oral 0.5 mg/kg: 15 vs "
+    "Known limit of the absorption model [R]: with literature F and a Tmax-fitted ka the "
+    "predicted ketamine Cmax is 1.5-3x below published oral and sublingual peaks (e.g. oral 0.5 mg/kg: 15 vs "
     "45 ng/mL, Grant 1981); AUC agrees"
 )
 

@@ -89,7 +89,7 @@ CLAIMS = (
         (20 * ABOUT[0], 20 * ABOUT[1]),
         False,
         "reproduced only with a fast effect site (tpeak 1 min); with the measured "
-        "analgesic t1/2ke0 of 8.3 min onset is 2-3 min (facts 4)",
+        "analgesic t1/2ke0 of 8.3 min (Olofsen 2022) onset is 2-3 min (KetaCare simulation)",
     ),
     Claim(
         "iv_infusion",
@@ -101,7 +101,7 @@ CLAIMS = (
         None,
         None,
         False,
-        "onset falls 5-15 min into the infusion; effect ends 15-35 min after it stops (facts 4)",
+        "onset falls 5-15 min into the infusion; effect ends 15-35 min after it stops (KetaCare simulation)",
     ),
     Claim(
         "im",
@@ -114,7 +114,7 @@ CLAIMS = (
         None,
         True,
         "onset later than IV, yes; at equal dose the effect ends only minutes later than "
-        "after an IV bolus (facts 4); IM F 0.93 is from memory [M], ka assumed",
+        "after an IV bolus (KetaCare simulation); IM F 0.93 is from memory [M], ka assumed",
     ),
     Claim(
         "intranasal",
@@ -128,7 +128,7 @@ CLAIMS = (
         False,
         "onset yes at 50 ng/mL; parent ketamine stays above 50 ng/mL for about 1.6 h, "
         "not 4-6 h; that needs active norketamine, a slow PD process or a clinical "
-        "definition of duration (facts 4)",
+        "definition of duration (KetaCare simulation)",
     ),
     Claim(
         "oral",
@@ -142,7 +142,7 @@ CLAIMS = (
         False,
         "low F yes; parent ketamine never reaches 100 ng/mL at <= 2 mg/kg; 4-6 h only "
         "with norketamine counted at 1/3 potency, which Dahan-group PD data contest "
-        "(facts 3, 4)",
+        "(Olofsen 2022; KetaCare simulation)",
     ),
     Claim(
         "sublingual",
@@ -154,7 +154,7 @@ CLAIMS = (
         None,
         None,
         False,
-        "peak under-predicted 1.5-3x by the absorption model (facts 2, 7)",
+        "peak under-predicted 1.5-3x by the absorption model (Rolan 2014; Grant 1981)",
     ),
     Claim(
         "rectal",
@@ -166,7 +166,7 @@ CLAIMS = (
         None,
         None,
         False,
-        "norketamine exceeds ketamine after rectal dosing (facts 2)",
+        "norketamine exceeds ketamine after rectal dosing (Malinovsky 1996)",
     ),
 )
 

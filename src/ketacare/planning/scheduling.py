@@ -13,7 +13,9 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-PRESCRIBER_ONSITE_SOURCE = "Spravato REMS (REMS-FDA) [V]; clinical-facts 1.6"
+PRESCRIBER_ONSITE_SOURCE = (
+    "Spravato REMS (REMS-FDA): prescriber onsite during administration and monitoring [V]"
+)
 
 
 @dataclass(frozen=True)

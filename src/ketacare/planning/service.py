@@ -1228,7 +1228,7 @@ CONSENT_RISKS = (
     (
         "With repeated treatment: liver and bladder (urinary) problems; liver tests and bladder symptom "
         "questions may be needed.",
-        "ASRA-2018 testing (GC) and clinical-facts section 9 rule 10 [V]",
+        "ASRA-2018 testing (grade C); FDA 2023 warning on compounded ketamine (bladder symptoms) [V]",
     ),
     ("Misuse: ketamine is a Schedule III controlled substance with abuse potential.", "Spravato label [V]"),
     (

@@ -726,7 +726,10 @@ def _compounded(draft: Draft) -> Check:
 
 
 def _holds(patient: PatientFacts) -> Check:
-    src = "Long-term safety holds (clinical-facts 3.4: LFT and bladder rules, design)"
+    src = (
+        "Long-term safety holds: liver tests (ASRA/AAPM/ASA 2018) and bladder symptoms "
+        "(FDA 2023 warning); the hold rules are clinic defaults (design)"
+    )
     if patient.holds:
         return Check(
             "safety_hold", "Safety hold", BLOCK, "Active hold: " + "; ".join(patient.holds), src, "design"

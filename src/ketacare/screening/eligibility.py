@@ -122,7 +122,7 @@ def _indication(codes: tuple[str, ...]) -> tuple[list[Reason], str | None, str |
                     "indication",
                     "missing",
                     "No pain condition with an ASRA-2018 evidence grade is on the record.",
-                    "ASRA-2018 evidence grades (clinical-facts 1.1)",
+                    "ASRA/AAPM/ASA 2018 consensus guideline: evidence grades per condition",
                     "V",
                 )
             ],
@@ -145,7 +145,8 @@ def _indication(codes: tuple[str, ...]) -> tuple[list[Reason], str | None, str |
                 "off_label_weak",
                 "indication",
                 "Off-label with weak or no evidence: say so in the consent.",
-                "clinical-facts 1.1 rule consequence and section 9 rule 2 (ASRA-2018)",
+                "ASRA/AAPM/ASA 2018 consensus guideline: only CRPS carries grade B; other uses are "
+                "off-label with weak or no evidence and need off-label consent",
                 "V",
             )
         )

@@ -34,7 +34,9 @@ class ObservationCode:
     tag: str  # V, V* or M
 
 
-_FACTS_71 = "clinical-facts.md 7.1"
+_LOINC_VITALS = (
+    "LOINC (loinc.org): the codes of the FHIR R4 vital-signs profile (hl7.org/fhir/R4/observation-vitalsigns)"
+)
 _DK_CORE = "HL7 Denmark DK Core IG, ValueSet dk-core-IEEEBasicObservation (hl7dk/dk-core)"
 _PHD = "HL7 Personal Health Device IG, Observation bloodPress-1.0.1 (hl7.org/fhir/uv/phd)"
 _US_CORE = "US Core IG, Observation satO2-fiO2 example (hl7.org/fhir/us/core)"
@@ -43,17 +45,17 @@ _VENDOR = "IHE PCD / GE-style sample ORU^R01 messages in public monitor-gateway 
 
 OBSERVATION_CODES: tuple[ObservationCode, ...] = (
     # --- LOINC --------------------------------------------------------------------------
-    ObservationCode(LOINC, "8480-6", "Systolic blood pressure", "sbp", _FACTS_71, "V"),
-    ObservationCode(LOINC, "8462-4", "Diastolic blood pressure", "dbp", _FACTS_71, "V"),
+    ObservationCode(LOINC, "8480-6", "Systolic blood pressure", "sbp", _LOINC_VITALS, "V"),
+    ObservationCode(LOINC, "8462-4", "Diastolic blood pressure", "dbp", _LOINC_VITALS, "V"),
     ObservationCode(LOINC, "8478-0", "Mean blood pressure", "map", _FHIR_MBP, "V"),
-    ObservationCode(LOINC, "8867-4", "Heart rate", "hr", _FACTS_71, "V"),
+    ObservationCode(LOINC, "8867-4", "Heart rate", "hr", _LOINC_VITALS, "V"),
     ObservationCode(
-        LOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "spo2", _FACTS_71, "V"
+        LOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry", "spo2", _LOINC_VITALS, "V"
     ),
     # Tagged [M] in the facts file; seen beside 59408-5 in the US Core example, so V here.
     ObservationCode(LOINC, "2708-6", "Oxygen saturation in Arterial blood", "spo2", _US_CORE, "V"),
-    ObservationCode(LOINC, "9279-1", "Respiratory rate", "rr", _FACTS_71, "V"),
-    ObservationCode(LOINC, "8310-5", "Body temperature", "temp_c", _FACTS_71, "V"),
+    ObservationCode(LOINC, "9279-1", "Respiratory rate", "rr", _LOINC_VITALS, "V"),
+    ObservationCode(LOINC, "8310-5", "Body temperature", "temp_c", _LOINC_VITALS, "V"),
     ObservationCode(
         LOINC,
         "19889-5",
