@@ -218,6 +218,91 @@ def anchored_positions(anchors: list[Anchor]) -> set[int]:
     return {a.seq for a in anchors if a.seq > 0}
 
 
+# --- walking a chain -----------------------------------------------------------------------------
+
+GENESIS_HASH = "0" * 64  # the prev_hash of a chain's first entry
+
+
+@dataclass(frozen=True)
+class Link:
+    """One stored entry of a chain as the walk sees it. ``computed_hash`` is the entry's hash
+    recomputed from its stored fields (and its own ``prev_hash``) by the chain's owner."""
+
+    seq: int
+    prev_hash: str
+    scheme: int
+    stored_hash: str
+    computed_hash: str
+    legacy_allowed: bool = False  # an unkeyed (scheme 1) hash is acceptable here, before any keyed one
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+
+def walk_chain(
+    links: Iterable[Link],
+    head: tuple[int, str] | None,
+    anchors: list[Anchor] | None = None,
+    *,
+    head_required: bool = True,
+    altered: str = "entry {seq} was altered after it was written",
+) -> ChainCheck:
+    """Walk one chain in order (the audit trail's and the ledger's alike) and name the first entry
+    that was edited, inserted or removed; then the head (entries cut from the end) and the
+    anchored checkpoints (a chain rewritten from some entry on)."""
+    anchors = anchors or []
+    wanted = anchored_positions(anchors)
+    hash_at: dict[int, str] = {}
+    prev_hash = GENESIS_HASH
+    checked = 0
+    keyed_seen = False
+    for link in links:
+        expected = checked + 1
+        if link.seq != expected:
+            return ChainCheck(
+                False, checked, expected, f"entry {expected} is missing (next stored is {link.seq})"
+            )
+        if link.prev_hash != prev_hash:
+            return ChainCheck(
+                False,
+                checked,
+                link.seq,
+                f"entry {link.seq} does not follow entry {checked} (inserted or reordered)",
+            )
+        legacy = link.scheme == SCHEME_LEGACY
+        if link.scheme not in (SCHEME_LEGACY, SCHEME_KEYED) or (
+            legacy and (keyed_seen or not link.legacy_allowed)
+        ):
+            return ChainCheck(
+                False, checked, link.seq, f"entry {link.seq} claims an unkeyed hash where none can be"
+            )
+        keyed_seen = keyed_seen or link.scheme == SCHEME_KEYED
+        if link.computed_hash != link.stored_hash:
+            return ChainCheck(False, checked, link.seq, altered.format(seq=link.seq))
+        prev_hash = link.stored_hash
+        if link.seq in wanted:
+            hash_at[link.seq] = prev_hash
+        checked += 1
+    if head is None and checked and head_required:
+        return ChainCheck(False, checked, None, "the chain's head record is missing (deleted)")
+    head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
+    if (head is not None or head_required) and (head_seq != checked or head_hash != prev_hash):
+        return ChainCheck(
+            False,
+            checked,
+            checked + 1,
+            f"the chain ends at entry {checked} but {head_seq} were written (entries removed from the end)",
+        )
+    if problem := check_anchors(anchors, checked, hash_at):
+        return ChainCheck(False, checked, None, problem)
+    return ChainCheck(True, checked)
+
+
 # --- anchoring after commit ----------------------------------------------------------------------
 
 _HEADS = "ketacare.integrity.heads"

@@ -17,9 +17,10 @@ import datetime as dt
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ketacare import integrity
 from ketacare.db import Base
 
-GENESIS_HASH = "0" * 64
+GENESIS_HASH = integrity.GENESIS_HASH
 SYSTEM_CHAIN = 0
 
 

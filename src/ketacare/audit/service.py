@@ -313,63 +313,23 @@ def verify(
     head_required: bool = True,
 ) -> VerifyResult:
     """Walk one chain in order; name the first entry that was edited, inserted or removed."""
-    anchors = anchors or []
-    wanted = integrity.anchored_positions(anchors)
-    hash_at: dict[int, str] = {}
-    prev_hash = GENESIS_HASH
-    expected_seq = 1
-    checked = 0
-    keyed_seen = False
-    for entry in entries:
-        if entry.chain_seq != expected_seq:
-            return VerifyResult(
-                False,
-                checked,
-                expected_seq,
-                f"entry {expected_seq} is missing (next stored entry is {entry.chain_seq})",
-            )
-        if entry.prev_hash != prev_hash:
-            return VerifyResult(
-                False,
-                checked,
-                entry.chain_seq,
-                f"entry {entry.chain_seq} does not follow the one before it (inserted or reordered)",
-            )
-        legacy_allowed = entry.chain_id == SYSTEM_CHAIN and not keyed_seen and entry.seq == entry.chain_seq
-        if entry.scheme not in (integrity.SCHEME_LEGACY, integrity.SCHEME_KEYED) or (
-            entry.scheme == integrity.SCHEME_LEGACY and not legacy_allowed
-        ):
-            return VerifyResult(
-                False,
-                checked,
-                entry.chain_seq,
-                f"entry {entry.chain_seq} claims an unkeyed hash where none can be",
-            )
-        keyed_seen = keyed_seen or entry.scheme == integrity.SCHEME_KEYED
-        if entry_hash(entry, prev_hash, key) != entry.entry_hash:
-            return VerifyResult(
-                False,
-                checked,
-                entry.chain_seq,
-                f"entry {entry.chain_seq} was altered after it was written",
-            )
-        prev_hash = entry.entry_hash
-        if entry.chain_seq in wanted:
-            hash_at[entry.chain_seq] = prev_hash
-        expected_seq += 1
-        checked += 1
-    if head is None and checked and head_required:
-        return VerifyResult(False, checked, None, "the chain's head record is missing (deleted)")
-    if head is not None and (head.seq != checked or head.last_hash != prev_hash):
-        return VerifyResult(
-            False,
-            checked,
-            checked + 1,
-            f"the chain ends at entry {checked} but {head.seq} were written (entries removed from the end)",
+    links = (
+        integrity.Link(
+            seq=entry.chain_seq,
+            prev_hash=entry.prev_hash,
+            scheme=entry.scheme,
+            stored_hash=entry.entry_hash,
+            computed_hash=entry_hash(entry, entry.prev_hash, key),
+            # Unkeyed hashes exist only at the start of the system chain, from before the
+            # chains were keyed and split per clinic (the position in both sequences agrees).
+            legacy_allowed=entry.chain_id == SYSTEM_CHAIN and entry.seq == entry.chain_seq,
         )
-    if problem := integrity.check_anchors(anchors, checked, hash_at):
-        return VerifyResult(False, checked, None, problem)
-    return VerifyResult(True, checked)
+        for entry in entries
+    )
+    found = integrity.walk_chain(
+        links, (head.seq, head.last_hash) if head is not None else None, anchors, head_required=head_required
+    )
+    return VerifyResult(found.ok, found.checked, found.first_bad_seq, found.problem)
 
 
 def chain_ids(db: Session, anchors: integrity.AnchorLog | None = None) -> list[int]:

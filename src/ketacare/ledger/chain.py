@@ -203,12 +203,7 @@ def move(db: Session, lot: Lot, prod: Product, change_ug: int, field_name: str =
 # --- verification -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    ok: bool
-    checked: int
-    first_bad_seq: int | None = None
-    problem: str = ""
+VerifyResult = integrity.ChainCheck
 
 
 def verify_chain(
@@ -220,60 +215,32 @@ def verify_chain(
     anchors: list[integrity.Anchor] | None = None,
     key: bytes | None = None,
 ) -> VerifyResult:
-    """Walk one clinic's chain in order; name the first entry that was edited, inserted or removed."""
-    lots, inventories, anchors = lots or {}, inventories or {}, anchors or []
-    wanted = integrity.anchored_positions(anchors)
-    hash_at: dict[int, str] = {}
-    prev_hash = GENESIS_HASH
-    expected = 1
-    checked = 0
-    keyed_seen = False
-    for entry in entries:
-        if entry.seq != expected:
-            return VerifyResult(
-                False, checked, expected, f"entry {expected} is missing (next stored is {entry.seq})"
-            )
-        if entry.prev_hash != prev_hash:
-            return VerifyResult(
-                False,
-                checked,
-                entry.seq,
-                f"entry {entry.seq} does not follow entry {entry.seq - 1} (inserted or reordered)",
-            )
-        if entry.scheme not in (integrity.SCHEME_LEGACY, integrity.SCHEME_KEYED) or (
-            entry.scheme == integrity.SCHEME_LEGACY and keyed_seen
-        ):
-            return VerifyResult(
-                False, checked, entry.seq, f"entry {entry.seq} claims an unkeyed hash after keyed entries"
-            )
-        keyed_seen = keyed_seen or entry.scheme == integrity.SCHEME_KEYED
-        lot = lots.get(entry.lot_id) if entry.lot_id is not None else None
-        inventory = inventories.get(entry.inventory_id) if entry.inventory_id is not None else None
-        if entry_hash(entry, prev_hash, lot=lot, inventory=inventory, key=key) != entry.entry_hash:
-            return VerifyResult(
-                False,
-                checked,
-                entry.seq,
-                f"entry {entry.seq} (or its lot or inventory) was altered after it was written",
-            )
-        prev_hash = entry.entry_hash
-        if entry.seq in wanted:
-            hash_at[entry.seq] = prev_hash
-        expected += 1
-        checked += 1
-    if head is None and checked:
-        return VerifyResult(False, checked, None, "the chain's head record is missing (deleted)")
-    head_seq, head_hash = (head.seq, head.last_hash) if head else (0, GENESIS_HASH)
-    if head_seq != checked or head_hash != prev_hash:
-        return VerifyResult(
-            False,
-            checked,
-            checked + 1,
-            f"the chain ends at entry {checked} but {head_seq} were written (entries removed from the end)",
+    """Walk one clinic's chain in order; name the first entry that was edited, inserted or removed.
+    An entry's hash covers its lot's and inventory's facts, so editing those shows too."""
+    lots, inventories = lots or {}, inventories or {}
+    links = (
+        integrity.Link(
+            seq=entry.seq,
+            prev_hash=entry.prev_hash,
+            scheme=entry.scheme,
+            stored_hash=entry.entry_hash,
+            computed_hash=entry_hash(
+                entry,
+                entry.prev_hash,
+                lot=lots.get(entry.lot_id) if entry.lot_id is not None else None,
+                inventory=inventories.get(entry.inventory_id) if entry.inventory_id is not None else None,
+                key=key,
+            ),
+            legacy_allowed=True,  # entries written before the ledger chains were keyed
         )
-    if problem := integrity.check_anchors(anchors, checked, hash_at):
-        return VerifyResult(False, checked, None, problem)
-    return VerifyResult(True, checked)
+        for entry in entries
+    )
+    return integrity.walk_chain(
+        links,
+        (head.seq, head.last_hash) if head is not None else None,
+        anchors,
+        altered="entry {seq} (or its lot or inventory) was altered after it was written",
+    )
 
 
 def verify_balances(entries: Iterable[LedgerEntry], balances: dict[int, int]) -> str:

@@ -30,9 +30,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ketacare import integrity
 from ketacare.db import Base, utcnow
 
-GENESIS_HASH = "0" * 64
+GENESIS_HASH = integrity.GENESIS_HASH
 # The least retention the law allows, held by the database too (21 USC 827(b), knowledge: retention).
 MIN_RETENTION_YEARS = 2
 
