@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -45,3 +46,19 @@ def today(db: Session, clinic_id: int, now: dt.datetime | None = None) -> dt.dat
 def latest_today() -> dt.date:
     """The latest date that is today somewhere: later dates are in the future for everyone."""
     return utcnow().astimezone(_LATEST_ZONE).date()
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time: aware UTC (a naive one, as SQLite may hand back, is UTC)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def clock(zone_or_name: str | dt.tzinfo, default_fmt: str = "%Y-%m-%d %H:%M") -> dict[str, Any]:
+    """What a page needs to show stored times as clinic time: ``clinic_time(value, fmt)`` (an
+    empty string for no time) and ``clinic_zone``, the zone's name."""
+    tz = zoneinfo.ZoneInfo(zone_or_name) if isinstance(zone_or_name, str) else zone_or_name
+
+    def clinic_time(value: dt.datetime | None, fmt: str = default_fmt) -> str:
+        return "" if value is None else as_utc(value).astimezone(tz).strftime(fmt)
+
+    return {"clinic_time": clinic_time, "clinic_zone": str(zone_or_name)}

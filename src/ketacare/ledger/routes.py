@@ -432,13 +432,6 @@ def _zone(db: DbSession, actor: Principal) -> zoneinfo.ZoneInfo:
     return clinic_time.zone(db, actor.clinic_id)
 
 
-def _clock(zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
-    def clinic_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        return "" if value is None else value.astimezone(zone).strftime(fmt)
-
-    return {"clinic_time": clinic_time, "clinic_zone": str(zone)}
-
-
 def _local(value: str | None, zone: zoneinfo.ZoneInfo, name: str) -> str | None:
     """A ``datetime-local`` form value is clinic time; the schemas want an aware ISO time."""
     if not value or not value.strip():
@@ -496,7 +489,7 @@ def dashboard_page(request: Request, db: DbSession, actor: Reader) -> Response:
         "ledger_dashboard.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "d": service.dashboard(db, actor),
             "saved": request.query_params.get("saved"),
         },
@@ -518,7 +511,7 @@ def _setup(
         "ledger_setup.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "registrations": service.registrations(db, actor),
             "products": service.products(db, actor),
             "settings": service.settings(db, actor.clinic_id),
@@ -592,7 +585,7 @@ def _product(
         "ledger_product.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "p": prod,
             "lots": [r for r in service.lots(db, actor) if r.product.id == prod.id],
             "home_ack": service.requires_home_acknowledgement(prod),
@@ -643,7 +636,7 @@ def _receive(
         "ledger_receive.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "registrations": service.registrations(db, actor, active_only=True),
             "products": prods,
             "product_options": [(str(p.id), service.product_label(p)) for p in prods],
@@ -701,7 +694,7 @@ def _lot_page(
         "ledger_lot.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "d": d,
             "lines": [reports.EntryLine(e, d.row.product) for e in d.entries],
             "witness_options": [(str(w.user_id), w.name) for w in witnesses],
@@ -845,7 +838,7 @@ def _inventory(
         "ledger_inventory.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "registrations": regs,
             "reg": reg,
             "status": statuses.get(reg.id) if reg else None,
@@ -995,7 +988,7 @@ def _listing(
         template,
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "items": items,
             "errors": errors or {},
             "target": target,
@@ -1124,7 +1117,7 @@ def reports_page(request: Request, db: DbSession, actor: Reader) -> Response:
         "ledger_reports.html",
         {
             **_common(actor),
-            **_clock(_zone(db, actor)),
+            **clinic_time.clock(_zone(db, actor)),
             "lot_options": [
                 (
                     str(r.lot.id),
@@ -1186,7 +1179,7 @@ def report_page(request: Request, db: DbSession, actor: Reader, name: str) -> Re
         "ledger_report.html",
         {
             **_common(actor),
-            **_clock(zone),
+            **clinic_time.clock(zone),
             **_report_context(db, actor, name, flt),
             "name": name,
             "title": "Inspection report" if name == "inspection" else REPORTS[name],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import zoneinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -109,19 +108,9 @@ def _defaults(p: Protocol, today: dt.date) -> dict[str, Any]:
     }
 
 
-def _clock(zone: str) -> dict[str, Any]:
-    """Session times in the clinic's own time zone (the one scheduling books in)."""
-    tz = zoneinfo.ZoneInfo(zone)
-
-    def clinic_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        return "" if value is None else value.astimezone(tz).strftime(fmt)
-
-    return {"clinic_time": clinic_time, "clinic_zone": zone}
-
-
 def _view_context(v: service.PlanView) -> dict[str, Any]:
     return {
-        **_clock(v.clinic_zone),
+        **clinic_time.clock(v.clinic_zone),
         "v": v,
         "plan": v.plan,
         "patient": v.evaluation.record.patient,
@@ -455,7 +444,7 @@ def calendar_page(request: Request, db: DbSession, actor: Reader, start: dt.date
         request,
         "calendar.html",
         {
-            **_clock(clinic_time.zone_name(db, actor.clinic_id)),
+            **clinic_time.clock(clinic_time.zone_name(db, actor.clinic_id)),
             "entries": entries,
             "days": days,
             "first": first,

@@ -316,7 +316,7 @@ def _session_exposures(db: Session, actor: Principal, patient_id: int) -> list[m
     for row in sessions.patient_sessions(db, actor, patient_id):
         if row.started_at is None:
             continue
-        started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=dt.UTC)
+        started = clinic_time.as_utc(row.started_at)
         found.append(
             monitoring.Exposure(
                 monitoring.SESSION, started.astimezone(zone).date(), row.route, 0.0, series=row.plan_id

@@ -130,8 +130,7 @@ CSV_COLUMNS = ("session_id", "record_number", "form_status", "saved_at", "saved_
 # --- suggesting the answers from the record (pure) --------------------------------------------
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+_aware = clinic_time.as_utc
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ketacare import clinic_time
 from ketacare.knowledge.billing import billing_codes
 from ketacare.knowledge.sessions import session_rules
 from ketacare.sessions import rules
@@ -58,9 +59,7 @@ PREGNANCY_LABELS = {
 }
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    """Rows read back from SQLite are naive UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+_aware = clinic_time.as_utc
 
 
 def _num(value: float | None, digits: int = 1) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import zoneinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -446,12 +445,7 @@ def api_save_alarm_settings(db: DbSession, actor: AdminSensitive, body: AlarmSet
 
 
 def _clock(zone: str) -> dict[str, Any]:
-    tz = zoneinfo.ZoneInfo(zone)
-
-    def clinic_time(value: dt.datetime | None, fmt: str = "%H:%M") -> str:
-        return "" if value is None else service._aware(value).astimezone(tz).strftime(fmt)
-
-    return {"clinic_time": clinic_time, "clinic_zone": zone}
+    return clinic_time.clock(zone, "%H:%M")
 
 
 def sparkline(points: list[tuple[dt.datetime, float]], now: dt.datetime) -> Markup:

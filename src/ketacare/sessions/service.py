@@ -85,9 +85,7 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now if now is not None else utcnow()
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    """Rows read back from SQLite are naive UTC; make every time aware for arithmetic."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+_aware = clinic_time.as_utc
 
 
 # --- reading ----------------------------------------------------------------------------------
