@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ketacare.auth.models import Clinic
+from ketacare.auth import queries as auth_queries
 from ketacare.db import utcnow
 from ketacare.errors import NotFound
 
@@ -23,10 +23,10 @@ _LATEST_ZONE = dt.timezone(dt.timedelta(hours=14))
 
 
 def zone_name(db: Session, clinic_id: int) -> str:
-    clinic = db.get(Clinic, clinic_id)
-    if clinic is None:
+    name = auth_queries.clinic_time_zone(db, clinic_id)
+    if name is None:
         raise NotFound("No such clinic.")
-    return clinic.time_zone
+    return name
 
 
 def zone(db: Session, clinic_id: int) -> zoneinfo.ZoneInfo:

@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 SECRET_KEY = "x" * 40
 VIEWPORT = {"width": 1280, "height": 800}
-STARTUP_TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 120.0  # generous: under pytest-xdist two servers and two browsers share the cores
 
 # The server builds its settings exactly as the fixture below does; argv: data_dir, secret, port.
 LAUNCHER = """

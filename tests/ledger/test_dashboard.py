@@ -7,6 +7,7 @@ import datetime as dt
 
 from sqlalchemy import update
 
+from ketacare import clinic_time
 from ketacare.ledger import rules, service
 from ketacare.ledger.models import LedgerSettings, Lot
 from ketacare.ledger.schemas import (
@@ -23,7 +24,7 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def test_expiring_and_expired_lots(db, world, stock) -> None:  # type: ignore[no-untyped-def]
-    today = service.clinic_today(db, world.clinic.id)
+    today = clinic_time.today(db, world.clinic.id)
     service.record_receipt(
         db,
         stock.admin,

@@ -9,44 +9,19 @@ visit, inpatient, ICU) are here, editable only below their outer bound; the adul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ketacare.clinic_settings import KNOWLEDGE, OWN, Spec, in_force, note, number
 from ketacare.knowledge.contraindications import prior_therapy_rule
 from ketacare.knowledge.dose_limits import adult_bounds, ceiling_for, planning_defaults
-
-OWN, KNOWLEDGE = "clinic", "knowledge"
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One editable default: its knowledge value, tag and source, and the range a clinic may set."""
-
-    key: str
-    label: str
-    unit: str
-    kind: type[int] | type[float]
-    minimum: float
-    maximum: float
-    knowledge: Callable[[], float]
-    tag: Callable[[], str]
-    source: Callable[[], str]
-    used_by: str
-
-    @property
-    def knowledge_value(self) -> float:
-        return self.knowledge()
-
-    def range_label(self) -> str:
-        return f"{self.minimum:g}-{self.maximum:g} {self.unit}".strip()
-
 
 SPECS: tuple[Spec, ...] = (
     Spec(
         "weight_max_age_days",
         "Planning weight valid for",
         "days",
-        int,
+        "int",
         1,
         180,
         lambda: planning_defaults().weight_max_age_days,
@@ -58,7 +33,7 @@ SPECS: tuple[Spec, ...] = (
         "pump_increment_ml_per_h",
         "Pump rate increment",
         "mL/h",
-        float,
+        "float",
         0.01,
         1.0,
         lambda: planning_defaults().pump_increment_ml_per_h,
@@ -70,7 +45,7 @@ SPECS: tuple[Spec, ...] = (
         "syringe_increment_ml",
         "Syringe volume increment",
         "mL",
-        float,
+        "float",
         0.01,
         1.0,
         lambda: planning_defaults().syringe_increment_ml,
@@ -82,7 +57,7 @@ SPECS: tuple[Spec, ...] = (
         "prior_therapies_minimum",
         "Prior therapies tried (not first line)",
         "therapies",
-        int,
+        "int",
         1,
         len(prior_therapy_rule().options),
         lambda: prior_therapy_rule().minimum,
@@ -94,7 +69,7 @@ SPECS: tuple[Spec, ...] = (
         "psychotomimetic_long_min",
         "Long time above the psychotomimetic band",
         "min",
-        float,
+        "float",
         1,
         240,
         lambda: planning_defaults().psychotomimetic_long_min,
@@ -106,7 +81,7 @@ SPECS: tuple[Spec, ...] = (
         "high_frequency_sessions",
         "High-dose, high-frequency series from",
         "sessions",
-        int,
+        "int",
         2,
         30,
         lambda: planning_defaults().high_frequency_sessions,
@@ -143,7 +118,7 @@ def _ceiling_spec(
         key,
         label,
         unit,
-        float,
+        "float",
         minimum,
         _ceiling_value(setting, column),
         lambda: _ceiling_value(setting, column),
@@ -211,7 +186,7 @@ SPECS = (
         "adult_weight_min_kg",
         "Lowest adult weight KetaCare doses",
         "kg",
-        float,
+        "float",
         adult_bounds().weight_outer_min_kg,
         adult_bounds().weight_max_kg,
         lambda: adult_bounds().weight_min_kg,
@@ -223,7 +198,7 @@ SPECS = (
         "adult_weight_max_kg",
         "Highest adult weight KetaCare doses",
         "kg",
-        float,
+        "float",
         adult_bounds().weight_min_kg,
         adult_bounds().weight_outer_max_kg,
         lambda: adult_bounds().weight_max_kg,
@@ -261,23 +236,13 @@ class ClinicalDefaults:
 
     def note(self, key: str) -> str:
         """How a message names the value: the clinic's own setting or the knowledge default."""
-        spec = SPEC_BY_KEY[key]
-        if key in self.own:
-            return f"clinic's own setting; knowledge default {spec.knowledge_value:g} [{spec.tag()}]"
-        return f"knowledge default [{spec.tag()}], clinic-editable"
+        return note(SPEC_BY_KEY[key], key in self.own)
 
 
 def resolve(overrides: Mapping[str, float | None]) -> ClinicalDefaults:
     """The values in force: the clinic's override where set, else the knowledge default."""
-    values: dict[str, float] = {}
-    own = set()
-    for spec in SPECS:
-        value = overrides.get(spec.key)
-        if value is None:
-            values[spec.key] = spec.knowledge_value
-        else:
-            values[spec.key] = value
-            own.add(spec.key)
+    found, own = in_force(SPECS, overrides)
+    values = {key: number(value) for key, value in found.items()}
     return ClinicalDefaults(
         weight_max_age_days=int(values["weight_max_age_days"]),
         pump_increment_ml_per_h=float(values["pump_increment_ml_per_h"]),
@@ -294,7 +259,7 @@ def resolve(overrides: Mapping[str, float | None]) -> ClinicalDefaults:
         icu_day_max_mg_per_kg=float(values["icu_day_max_mg_per_kg"]),
         adult_weight_min_kg=float(values["adult_weight_min_kg"]),
         adult_weight_max_kg=float(values["adult_weight_max_kg"]),
-        own=frozenset(own),
+        own=own,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from ketacare.audit import service as audit
 from ketacare.auth.principal import Principal
+from ketacare.clinic_settings import Value, number, shown
 from ketacare.errors import InvalidInput
 from ketacare.planning.clinical_defaults import SPEC_BY_KEY, SPECS, ClinicalDefaults, resolve
 from ketacare.planning.models import ClinicClinicalDefaults
@@ -33,8 +34,8 @@ def in_force(db: Session, clinic_id: int) -> ClinicalDefaults:
     return resolve(overrides(db, clinic_id))
 
 
-def _shown(value: float | None, knowledge: float) -> str:
-    return f"{value:g}" if value is not None else f"default ({knowledge:g})"
+def _shown(value: Value, knowledge: Value) -> str:
+    return shown(value) if value is not None else f"default ({shown(knowledge)})"
 
 
 def save(db: Session, actor: Principal, data: ClinicalDefaultsIn) -> ClinicalDefaults:
@@ -49,7 +50,7 @@ def save(db: Session, actor: Principal, data: ClinicalDefaultsIn) -> ClinicalDef
         if spec.key not in data.model_fields_set:
             continue
         value = getattr(data, spec.key)
-        new = None if value is None else spec.kind(value)
+        new = spec.coerce(value)
         old = getattr(row, spec.key, None)
         if old == new:
             continue
@@ -57,8 +58,8 @@ def save(db: Session, actor: Principal, data: ClinicalDefaultsIn) -> ClinicalDef
         changes.append(
             f"{spec.key}: {_shown(old, spec.knowledge_value)} -> {_shown(new, spec.knowledge_value)}"
         )
-    low = row.adult_weight_min_kg or SPEC_BY_KEY["adult_weight_min_kg"].knowledge_value
-    high = row.adult_weight_max_kg or SPEC_BY_KEY["adult_weight_max_kg"].knowledge_value
+    low = row.adult_weight_min_kg or number(SPEC_BY_KEY["adult_weight_min_kg"].knowledge_value)
+    high = row.adult_weight_max_kg or number(SPEC_BY_KEY["adult_weight_max_kg"].knowledge_value)
     if low >= high:
         raise InvalidInput(
             errors={

@@ -421,9 +421,10 @@ class ClinicalDefaultsIn(BaseModel):
         from ketacare.planning.clinical_defaults import SPEC_BY_KEY
 
         spec = SPEC_BY_KEY[str(info.field_name)]
-        if value is not None and not spec.minimum <= value <= spec.maximum:
+        low, high = spec.bounds()
+        if value is not None and not low <= value <= high:
             raise ValueError(
-                f"{spec.label}: give {spec.range_label()} (the outer bound is {spec.maximum:g} {spec.unit})."
+                f"{spec.label}: give {spec.range_label()} (the outer bound is {high:g} {spec.unit})."
             )
         return value
 
@@ -432,7 +433,7 @@ class ClinicalDefaultsIn(BaseModel):
     def _at_most_options(cls, value: int | None) -> int | None:
         from ketacare.planning.clinical_defaults import SPEC_BY_KEY
 
-        top = SPEC_BY_KEY["prior_therapies_minimum"].maximum
+        _, top = SPEC_BY_KEY["prior_therapies_minimum"].bounds()
         if value is not None and value > top:
             raise ValueError(f"At most {top:g}: there are only {top:g} prior therapies to choose from.")
         return value

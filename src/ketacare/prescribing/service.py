@@ -23,6 +23,7 @@ from ketacare.audit import service as audit
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
+from ketacare.clinic_settings import Value, shown
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, PendingAudit
 from ketacare.knowledge.prescribing import dea_rule, prescribing_rules, product_by_key, scope_defaults
@@ -57,7 +58,7 @@ from ketacare.prescribing.schemas import (
     ScopeRuleIn,
     SignIn,
 )
-from ketacare.prescribing.settings import SPEC_BY_KEY, SPECS, RxSettings, Value, resolve, shown
+from ketacare.prescribing.settings import SPEC_BY_KEY, SPECS, RxSettings, resolve
 from ketacare.safety import holds_service
 from ketacare.screening.eligibility import MedicationFact
 from ketacare.sessions import service as sessions

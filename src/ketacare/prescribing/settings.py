@@ -8,37 +8,11 @@ extension changes it without a release). The Schedule III refill limits are law 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ketacare.clinic_settings import KNOWLEDGE, OWN, Spec, Value, in_force, note, number
 from ketacare.knowledge.prescribing import prescribing_rules
-
-OWN, KNOWLEDGE = "clinic", "knowledge"
-Value = dt.date | float | None
-
-
-@dataclass(frozen=True)
-class Spec:
-    key: str
-    label: str
-    unit: str
-    kind: str  # date, int, float
-    minimum: float | None
-    maximum: float | None
-    knowledge: Callable[[], Value]
-    tag: Callable[[], str]
-    source: Callable[[], str]
-    used_by: str
-
-    @property
-    def knowledge_value(self) -> Value:
-        return self.knowledge()
-
-    def range_label(self) -> str:
-        if self.minimum is None or self.maximum is None:
-            return ""
-        return f"{self.minimum:g}-{self.maximum:g} {self.unit}".strip()
-
 
 SPECS: tuple[Spec, ...] = (
     Spec(
@@ -132,47 +106,23 @@ class RxSettings:
 
     def note(self, key: str) -> str:
         """How a check names the value: the clinic's own setting or the knowledge default."""
-        spec = SPEC_BY_KEY[key]
-        if key in self.own:
-            return f"clinic's own setting; knowledge default {shown(spec.knowledge_value)} [{spec.tag()}]"
-        return f"knowledge default [{spec.tag()}], clinic-editable"
-
-
-def shown(value: Value) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return f"{value:g}"
+        return note(SPEC_BY_KEY[key], key in self.own)
 
 
 def resolve(overrides: Mapping[str, Value]) -> RxSettings:
-    values: dict[str, Value] = {}
-    own = set()
-    for spec in SPECS:
-        value = overrides.get(spec.key)
-        if value is None:
-            values[spec.key] = spec.knowledge_value
-        else:
-            values[spec.key] = value
-            own.add(spec.key)
+    values, own = in_force(SPECS, overrides)
     end = values["flexibility_end"]
     assert isinstance(end, dt.date)
     limit = values["monthly_limit_mg"]
     return RxSettings(
         flexibility_end=end,
-        flexibility_alert_days=int(_num(values["flexibility_alert_days"])),
-        pdmp_window_days=int(_num(values["pdmp_window_days"])),
-        early_refill_min_used_pct=int(_num(values["early_refill_min_used_pct"])),
-        monthly_limit_mg=None if limit is None else _num(limit),
-        credential_alert_days=int(_num(values["credential_alert_days"])),
-        own=frozenset(own),
+        flexibility_alert_days=int(number(values["flexibility_alert_days"])),
+        pdmp_window_days=int(number(values["pdmp_window_days"])),
+        early_refill_min_used_pct=int(number(values["early_refill_min_used_pct"])),
+        monthly_limit_mg=None if limit is None else number(limit),
+        credential_alert_days=int(number(values["credential_alert_days"])),
+        own=own,
     )
-
-
-def _num(value: Value) -> float:
-    assert isinstance(value, int | float)
-    return float(value)
 
 
 def knowledge_defaults() -> RxSettings:
