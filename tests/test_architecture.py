@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import ketacare
 
 SRC = Path(ketacare.__file__).resolve().parent
@@ -68,3 +70,55 @@ def test_routes_hold_no_queries() -> None:
             if name.startswith("sqlalchemy") and name not in ("sqlalchemy.orm", "sqlalchemy.orm.Session"):
                 offences.append(f"{rel} imports {name}")
     assert not offences, "queries belong in service.py:\n" + "\n".join(offences)
+
+
+# The pure rule modules: every feature's rules.py and the rule modules with a telling name.
+RULE_MODULES = sorted(
+    {p.relative_to(SRC).as_posix() for p in SRC.glob("*/rules.py")}
+    | {
+        "screening/eligibility.py",
+        "planning/dosing.py",
+        "planning/costing.py",
+        "safety/monitoring.py",
+        "analytics/disclosure.py",
+    }
+)
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+
+
+def _clock_reads(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
+            if name in CLOCK_CALLS:
+                found.append(f"line {node.lineno}: {ast.unparse(func)}()")
+    return found
+
+
+@pytest.mark.parametrize("rel", RULE_MODULES)
+def test_rules_modules_read_no_clock_and_no_database(rel: str) -> None:
+    """A rule is a plain function of what it is given: the time comes in as an argument, and no
+    rule queries the database or imports the web layer (STYLE: pure clinical rules)."""
+    tree = ast.parse((SRC / rel).read_text(), filename=rel)
+    io = [
+        name
+        for name in _imports(tree)
+        if name.split(".")[0] in ("sqlalchemy", "fastapi", "starlette", "httpx", "smtplib", "socket")
+        or name.startswith(("ketacare.db", "ketacare.web", "ketacare.audit"))
+        or (name.startswith("ketacare.") and name.split(".")[-1] in ("service", "models", "routes"))
+    ]
+    assert not io, f"{rel} imports I/O: {io}"
+    assert not _clock_reads(tree), f"{rel} reads the clock: {_clock_reads(tree)}"
+
+
+def test_the_clock_scan_catches_a_clock_read() -> None:
+    tree = ast.parse("import datetime as dt\ndef f():\n    return dt.datetime.now(dt.UTC)\n")
+    assert _clock_reads(tree) == ["line 3: dt.datetime.now()"]
