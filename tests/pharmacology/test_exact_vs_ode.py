@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from ketacare.pharmacology.effects import Endpoint
-from ketacare.pharmacology.models import available_models, get_model, typical_parameters
+from ketacare.pharmacology.pk_models import available_models, get_model, typical_parameters
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.simulate import make_plan
 from ketacare.pharmacology.solve import propagate

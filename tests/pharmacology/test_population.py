@@ -8,7 +8,7 @@ from scipy.stats import norm
 
 from ketacare.pharmacology.effects import Endpoint
 from ketacare.pharmacology.errors import PharmacologyInputError
-from ketacare.pharmacology.models import get_model, model_variability
+from ketacare.pharmacology.pk_models import get_model, model_variability
 from ketacare.pharmacology.population import simulate_population
 from ketacare.pharmacology.schedule import Dose
 

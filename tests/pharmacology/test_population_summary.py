@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ketacare.pharmacology.models import typical_parameters
+from ketacare.pharmacology.pk_models import typical_parameters
 from ketacare.pharmacology.population import _EDGES, _bin_index, _percentiles_from_counts
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.simulate import make_plan, output_times

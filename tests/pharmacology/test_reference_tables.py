@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ketacare.pharmacology.effects import Endpoint
-from ketacare.pharmacology.models import Patient, derived_quantities, get_model
+from ketacare.pharmacology.pk_models import Patient, derived_quantities, get_model
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.simulate import simulate
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ketacare.pharmacology.effects import Endpoint, effect_fraction, time_in_band, timing
 from ketacare.pharmacology.errors import PharmacologyInputError
-from ketacare.pharmacology.models import Patient
+from ketacare.pharmacology.pk_models import Patient
 from ketacare.pharmacology.routetable import route_claims_table
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.simulate import simulate

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ketacare.pharmacology.errors import PharmacologyInputError
-from ketacare.pharmacology.models import Patient
+from ketacare.pharmacology.pk_models import Patient
 from ketacare.pharmacology.schedule import Dose, infusion, rate_steps
 from ketacare.pharmacology.simulate import simulate
 

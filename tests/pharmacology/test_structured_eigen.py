@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ketacare.pharmacology.eigen import structured_eigen
-from ketacare.pharmacology.models import available_models, typical_parameters
+from ketacare.pharmacology.pk_models import available_models, typical_parameters
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.simulate import make_plan, output_times
 from ketacare.pharmacology.solve import _eigen, _eigen_batch, propagate, propagate_summary

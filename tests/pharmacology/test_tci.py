@@ -5,7 +5,7 @@ import pytest
 
 from ketacare.pharmacology.effects import Endpoint
 from ketacare.pharmacology.errors import PharmacologyInputError
-from ketacare.pharmacology.models import Patient
+from ketacare.pharmacology.pk_models import Patient
 from ketacare.pharmacology.simulate import simulate
 from ketacare.pharmacology.tci import tci_schedule
 from ketacare.pharmacology.varvel import varvel, varvel_population

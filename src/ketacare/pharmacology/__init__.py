@@ -9,6 +9,7 @@ The public API (see docs/pharmacology.md):
 * :func:`simulate_population` - virtual populations, percentiles and probabilities.
 """
 
+from ketacare.pharmacology.administration import available_routes, default_route
 from ketacare.pharmacology.effects import (
     NK_WEIGHT_ONE_THIRD,
     Endpoint,
@@ -17,7 +18,7 @@ from ketacare.pharmacology.effects import (
     time_in_band,
 )
 from ketacare.pharmacology.errors import ModelWarning, PharmacologyInputError
-from ketacare.pharmacology.models import (
+from ketacare.pharmacology.pk_models import (
     DEFAULT_MODEL,
     SIGTERMANS_FEMALE_CL_FACTOR,
     Patient,
@@ -25,7 +26,6 @@ from ketacare.pharmacology.models import (
     get_model,
 )
 from ketacare.pharmacology.population import PopulationResult, simulate_population
-from ketacare.pharmacology.routes import available_routes, default_route
 from ketacare.pharmacology.routetable import RouteClaimRow, route_claims_table
 from ketacare.pharmacology.schedule import Dose, infusion, rate_steps
 from ketacare.pharmacology.simulate import Simulation, simulate

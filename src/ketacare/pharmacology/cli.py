@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ketacare.pharmacology.effects import Endpoint, default_endpoints
 from ketacare.pharmacology.errors import ModelWarning, PharmacologyInputError
-from ketacare.pharmacology.models import (
+from ketacare.pharmacology.pk_models import (
     DEFAULT_MODEL,
     Patient,
     available_models,

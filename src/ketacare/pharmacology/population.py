@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from ketacare.pharmacology.effects import Endpoint
 from ketacare.pharmacology.errors import ModelWarning, PharmacologyInputError
-from ketacare.pharmacology.models import (
+from ketacare.pharmacology.pk_models import (
     DEFAULT_MODEL,
     Patient,
     check_patient,

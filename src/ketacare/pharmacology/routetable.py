@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ketacare.pharmacology.administration import default_route
 from ketacare.pharmacology.effects import NK_WEIGHT_ONE_THIRD, Endpoint, Timing
-from ketacare.pharmacology.models import DEFAULT_MODEL, Patient, get_model
-from ketacare.pharmacology.routes import default_route
+from ketacare.pharmacology.pk_models import DEFAULT_MODEL, Patient, get_model
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.simulate import simulate
 

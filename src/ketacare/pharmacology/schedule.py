@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ketacare.pharmacology.administration import Route
 from ketacare.pharmacology.errors import PharmacologyInputError
-from ketacare.pharmacology.routes import Route
 from ketacare.pharmacology.units import MIN_PER_H
 
 FloatArray = NDArray[np.float64]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ketacare.pharmacology.administration import Pathway, Route, route_for
 from ketacare.pharmacology.effects import (
     Endpoint,
     Timing,
@@ -18,7 +19,7 @@ from ketacare.pharmacology.effects import (
     validate_endpoints,
 )
 from ketacare.pharmacology.errors import ModelWarning, PharmacologyInputError
-from ketacare.pharmacology.models import (
+from ketacare.pharmacology.pk_models import (
     DEFAULT_MODEL,
     Patient,
     PKModel,
@@ -26,7 +27,6 @@ from ketacare.pharmacology.models import (
     get_model,
     typical_parameters,
 )
-from ketacare.pharmacology.routes import Pathway, Route, route_for
 from ketacare.pharmacology.schedule import Dose, Inputs, to_inputs, validate
 from ketacare.pharmacology.solve import Method, propagate
 from ketacare.pharmacology.system import System, build_system

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ketacare.pharmacology.models import PKModel, norketamine_model
-from ketacare.pharmacology.routes import Pathway
+from ketacare.pharmacology.administration import Pathway
+from ketacare.pharmacology.pk_models import PKModel, norketamine_model
 
 FloatArray = NDArray[np.float64]
 

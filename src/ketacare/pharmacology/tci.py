@@ -20,15 +20,15 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from ketacare.pharmacology.administration import default_route
 from ketacare.pharmacology.errors import ModelWarning, PharmacologyInputError
-from ketacare.pharmacology.models import (
+from ketacare.pharmacology.pk_models import (
     DEFAULT_MODEL,
     Patient,
     check_patient,
     get_model,
     typical_parameters,
 )
-from ketacare.pharmacology.routes import default_route
 from ketacare.pharmacology.schedule import Dose
 from ketacare.pharmacology.system import build_system
 from ketacare.pharmacology.units import NG_PER_ML_PER_MG_PER_L, S_PER_MIN

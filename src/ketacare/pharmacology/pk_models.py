@@ -1,4 +1,4 @@
-"""Published ketamine disposition models, loaded from ``models.toml``.
+"""Published ketamine disposition models, loaded from ``pk_models.toml``.
 
 Each model keeps its citation, population, sampling site, validity limits and the
 source tag of every number, so that a plan can show where a prediction comes from.
@@ -101,7 +101,7 @@ def _variability(raw: dict[str, Any]) -> Variability:
 
 @cache
 def _catalog() -> dict[str, Any]:
-    text = files("ketacare.pharmacology").joinpath("models.toml").read_text(encoding="utf-8")
+    text = files("ketacare.pharmacology").joinpath("pk_models.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 

@@ -1,4 +1,4 @@
-"""Routes of administration, loaded from ``routes.toml``."""
+"""Routes of administration, loaded from ``administration.toml``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from importlib.resources import files
 from typing import Any
 
 from ketacare.pharmacology.errors import ModelWarning, PharmacologyInputError
-from ketacare.pharmacology.models import PKModel
+from ketacare.pharmacology.pk_models import PKModel
 
 IV_ROUTES = ("iv_bolus", "iv_infusion")
 _CALIBRATION_GAP = (
@@ -21,7 +21,7 @@ _CALIBRATION_GAP = (
 
 @dataclass(frozen=True)
 class Pathway:
-    """One absorption pathway; see the header of routes.toml."""
+    """One absorption pathway; see the header of administration.toml."""
 
     dose_fraction: float
     bioavailability: float
@@ -61,7 +61,7 @@ def _pathway(raw: dict[str, Any]) -> Pathway:
 
 @cache
 def _catalog() -> dict[str, Any]:
-    text = files("ketacare.pharmacology").joinpath("routes.toml").read_text(encoding="utf-8")
+    text = files("ketacare.pharmacology").joinpath("administration.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
