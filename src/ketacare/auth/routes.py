@@ -28,7 +28,7 @@ from ketacare.web.deps import (
     public,
     require,
 )
-from ketacare.web.forms import FormData, FormLists, safe_next
+from ketacare.web.forms import FormData, FormLists, form_action, safe_next
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -214,12 +214,16 @@ def account_page(request: Request, actor: Account) -> Response:
 
 @router.post("/account/password", include_in_schema=False)
 def account_password(request: Request, db: DbSession, actor: Account, form: FormData) -> Response:
-    try:
-        service.change_own_password(db, actor, form.get("current_password", ""), form.get("new_password", ""))
-    except InvalidInput as exc:
-        db.rollback()
-        return render(request, "account.html", {"user": request.state.user, "errors": exc.errors}, 422)
-    return RedirectResponse("/account?saved=password", status_code=303)
+    return form_action(
+        db,
+        lambda: service.change_own_password(
+            db, actor, form.get("current_password", ""), form.get("new_password", "")
+        ),
+        done="/account?saved=password",
+        again=lambda errors: render(
+            request, "account.html", {"user": request.state.user, "errors": errors}, 422
+        ),
+    )
 
 
 # --- staff administration ----------------------------------------------------------------

@@ -47,7 +47,7 @@ from ketacare.knowledge.protocols import ROUTES
 from ketacare.pharmacology.routetable import RouteClaimRow, route_claims_table
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, client_addr, public, require
-from ketacare.web.forms import FormData, FormLists
+from ketacare.web.forms import FormData, FormLists, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -634,17 +634,19 @@ def slots_page(request: Request, db: DbSession, actor: Manager) -> Response:
 
 @router.post("/directory/slots", include_in_schema=False)
 def slots_add(request: Request, db: DbSession, actor: Manager, form: FormData) -> Response:
-    try:
-        service.add_slots(db, actor, parse(SlotsIn, {k: v for k, v in form.items() if v.strip()}), _now())
-    except InvalidInput as exc:
-        db.rollback()
-        return render(
+    return form_action(
+        db,
+        lambda: service.add_slots(
+            db, actor, parse(SlotsIn, {k: v for k, v in form.items() if v.strip()}), _now()
+        ),
+        done="/directory/slots",
+        again=lambda errors: render(
             request,
             "slots.html",
-            {"slots": service.clinic_slots(db, actor, _now()), "values": form, "errors": exc.errors},
+            {"slots": service.clinic_slots(db, actor, _now()), "values": form, "errors": errors},
             422,
-        )
-    return RedirectResponse("/directory/slots", status_code=303)
+        ),
+    )
 
 
 @router.post("/directory/slots/{slot_id}/withdraw", include_in_schema=False)
@@ -765,9 +767,11 @@ def my_review_page(request: Request, db: DbSession, actor: Reviewer) -> Response
 
 @router.post("/my/review", include_in_schema=False)
 def my_review_submit(request: Request, db: DbSession, actor: Reviewer, form: FormData) -> Response:
-    try:
-        service.submit_review(db, actor, parse(ReviewIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return render(request, "my_review.html", {"row": None, "values": form, "errors": exc.errors}, 422)
-    return RedirectResponse("/my/review", status_code=303)
+    return form_action(
+        db,
+        lambda: service.submit_review(db, actor, parse(ReviewIn, form)),
+        done="/my/review",
+        again=lambda errors: render(
+            request, "my_review.html", {"row": None, "values": form, "errors": errors}, 422
+        ),
+    )

@@ -36,7 +36,7 @@ from ketacare.patients.schemas import (
 )
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, require
-from ketacare.web.forms import FormData
+from ketacare.web.forms import FormData, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -104,22 +104,22 @@ def patient_new(request: Request, db: DbSession, actor: Writer) -> Response:
 
 @router.post("/patients", include_in_schema=False)
 def patient_create(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
-    try:
-        patient = service.create(db, actor, parse(PatientCreate, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return render(
+    return form_action(
+        db,
+        lambda: service.create(db, actor, parse(PatientCreate, form)),
+        done=lambda patient: f"/patients/{patient.id}?saved=created",
+        again=lambda errors: render(
             request,
             "patient_form.html",
             {
                 "mode": "new",
                 "values": form,
-                "errors": exc.errors,
+                "errors": errors,
                 **_form_choices(clinic_time.today(db, actor.clinic_id)),
             },
             422,
-        )
-    return RedirectResponse(f"/patients/{patient.id}?saved=created", status_code=303)
+        ),
+    )
 
 
 @router.get("/patients/{patient_id}", include_in_schema=False)

@@ -45,7 +45,7 @@ from ketacare.prescribing.schemas import (
 )
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, require
-from ketacare.web.forms import FormData
+from ketacare.web.forms import FormData, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -252,14 +252,14 @@ def _credential_form(
     form: dict[str, str],
     action: Any,
 ) -> Response:
-    try:
-        action()
-    except InvalidInput as exc:
-        db.rollback()
-        return _credentials_page(
-            request, db, actor, user_id, 422, section=section, values=form, errors=exc.errors
-        )
-    return RedirectResponse(f"/credentials/{user_id}?saved={section}", status_code=303)
+    return form_action(
+        db,
+        lambda: action(),
+        done=f"/credentials/{user_id}?saved={section}",
+        again=lambda errors: _credentials_page(
+            request, db, actor, user_id, 422, section=section, values=form, errors=errors
+        ),
+    )
 
 
 @router.post("/credentials/{user_id}/licences", include_in_schema=False)
@@ -333,11 +333,11 @@ def credential_remove(
 @router.post("/credentials-scope", include_in_schema=False)
 def scope_save(request: Request, db: DbSession, actor: CredentialManager, form: FormData) -> Response:
     data = {**form, "allowed": form.get("allowed") == "yes"}
-    try:
-        service.save_scope_rule(db, actor, parse(ScopeRuleIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        return render(
+    return form_action(
+        db,
+        lambda: service.save_scope_rule(db, actor, parse(ScopeRuleIn, data)),
+        done="/credentials?saved=scope",
+        again=lambda errors: render(
             request,
             "rx_credentials.html",
             {
@@ -347,12 +347,12 @@ def scope_save(request: Request, db: DbSession, actor: CredentialManager, form: 
                 "roles": [r.value for r in StaffRole],
                 "activities": [a.value for a in Activity],
                 "values": form,
-                "errors": exc.errors,
+                "errors": errors,
                 "section": "scope",
             },
             422,
-        )
-    return RedirectResponse("/credentials?saved=scope", status_code=303)
+        ),
+    )
 
 
 @router.post("/credentials-scope/{rule_id}/remove", include_in_schema=False)
@@ -385,12 +385,12 @@ def settings_page(request: Request, db: DbSession, actor: CredentialReader) -> R
 @router.post("/prescribing/settings", include_in_schema=False)
 def settings_save(request: Request, db: DbSession, actor: SettingsManager, form: FormData) -> Response:
     data: dict[str, Any] = {k: (v if v.strip() else None) for k, v in form.items()}
-    try:
-        service.save_settings(db, actor, parse(RxSettingsIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        return _settings_page(request, db, actor, 422, values=form, errors=exc.errors)
-    return RedirectResponse("/prescribing/settings?saved=1", status_code=303)
+    return form_action(
+        db,
+        lambda: service.save_settings(db, actor, parse(RxSettingsIn, data)),
+        done="/prescribing/settings?saved=1",
+        again=lambda errors: _settings_page(request, db, actor, 422, values=form, errors=errors),
+    )
 
 
 # --- credential API ------------------------------------------------------------------------------
@@ -568,14 +568,14 @@ def pdmp_add(request: Request, db: DbSession, actor: RxWriter, patient_id: RowId
 def prescription_add(
     request: Request, db: DbSession, actor: RxWriter, patient_id: RowId, form: FormData
 ) -> Response:
-    try:
-        rx = service.create_draft(db, actor, patient_id, parse(PrescriptionIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return _patient_page(
-            request, db, actor, patient_id, 422, section="prescription", values=form, errors=exc.errors
-        )
-    return RedirectResponse(f"/prescriptions/{rx.id}", status_code=303)
+    return form_action(
+        db,
+        lambda: service.create_draft(db, actor, patient_id, parse(PrescriptionIn, form)),
+        done=lambda rx: f"/prescriptions/{rx.id}",
+        again=lambda errors: _patient_page(
+            request, db, actor, patient_id, 422, section="prescription", values=form, errors=errors
+        ),
+    )
 
 
 def _rx_page(
@@ -613,12 +613,14 @@ def prescription_update(
     data: dict[str, Any] = {
         k: form.get(k) for k in ("encounter_id", "compounded_ack", "mme_justification") if k in form
     }
-    try:
-        service.update_draft(db, actor, rx_id, parse(DraftUpdateIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        return _rx_page(request, db, actor, rx_id, 422, section="update", values=form, errors=exc.errors)
-    return RedirectResponse(f"/prescriptions/{rx_id}?saved=update", status_code=303)
+    return form_action(
+        db,
+        lambda: service.update_draft(db, actor, rx_id, parse(DraftUpdateIn, data)),
+        done=f"/prescriptions/{rx_id}?saved=update",
+        again=lambda errors: _rx_page(
+            request, db, actor, rx_id, 422, section="update", values=form, errors=errors
+        ),
+    )
 
 
 @router.post("/prescriptions/{rx_id}/sign", include_in_schema=False)
@@ -637,12 +639,14 @@ def prescription_sign(
 def prescription_cancel(
     request: Request, db: DbSession, actor: RxSigner, rx_id: RowId, form: FormData
 ) -> Response:
-    try:
-        service.cancel(db, actor, rx_id, parse(CancelIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return _rx_page(request, db, actor, rx_id, 422, section="cancel", values=form, errors=exc.errors)
-    return RedirectResponse(f"/prescriptions/{rx_id}?saved=cancelled", status_code=303)
+    return form_action(
+        db,
+        lambda: service.cancel(db, actor, rx_id, parse(CancelIn, form)),
+        done=f"/prescriptions/{rx_id}?saved=cancelled",
+        again=lambda errors: _rx_page(
+            request, db, actor, rx_id, 422, section="cancel", values=form, errors=errors
+        ),
+    )
 
 
 @router.post("/prescriptions/{rx_id}/discard", include_in_schema=False)

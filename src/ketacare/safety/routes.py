@@ -33,7 +33,7 @@ from ketacare.safety.schemas import (
 )
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, require
-from ketacare.web.forms import FormData
+from ketacare.web.forms import FormData, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -253,12 +253,12 @@ def settings_page(request: Request, db: DbSession, actor: SettingsReader) -> Res
 
 @router.post("/safety/settings", include_in_schema=False)
 def settings_save(request: Request, db: DbSession, actor: SettingsManager, form: FormData) -> Response:
-    try:
-        service.save_settings(db, actor, parse(SafetySettingsIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return _settings_page(request, db, actor, 422, values=form, errors=exc.errors)
-    return RedirectResponse("/safety/settings?saved=1", status_code=303)
+    return form_action(
+        db,
+        lambda: service.save_settings(db, actor, parse(SafetySettingsIn, form)),
+        done="/safety/settings?saved=1",
+        again=lambda errors: _settings_page(request, db, actor, 422, values=form, errors=errors),
+    )
 
 
 # --- JSON API ------------------------------------------------------------------------------------

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+from starlette.responses import Response
 
+from ketacare.errors import InvalidInput
 from ketacare.web.csrf import CSRF_FIELD
+
+T = TypeVar("T")
 
 
 async def form_data(request: Request) -> dict[str, str]:
@@ -36,3 +43,24 @@ def safe_next(target: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return default
     return target
+
+
+def form_action(
+    db: Session,
+    action: Callable[[], T],
+    *,
+    done: str | Callable[[T], str],
+    again: Callable[[dict[str, str]], Response],
+) -> Response:
+    """The one path of a form post on a page: the action succeeds and the browser is sent on
+    (303 to ``done``, Post/Redirect/Get), or its input is refused, what it began is rolled back,
+    and the same form comes back (``again`` with the errors, answered 422) holding what was typed.
+    A refusal for another reason (409 and the rest) is not caught: the error pages show it."""
+    try:
+        result = action()
+    except InvalidInput as exc:
+        db.rollback()
+        page = again(exc.errors)
+        page.status_code = 422
+        return page
+    return RedirectResponse(done(result) if callable(done) else done, status_code=303)
