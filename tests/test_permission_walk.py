@@ -1,28 +1,33 @@
 """The permission walk (issue #16): every route the app has, walked from ``app.routes`` (never a
-hand-written list), by every role of the demo clinic, by anonymous callers and by users of the
-other clinic, against the demo data set, so that every path parameter is a real object of the
-walking clinic and a role that should succeed is seen to succeed.
+hand-written list), by every role of the demo clinic, an API token, anonymous callers, users of
+the other clinic and another patient, against the demo data set, so that every path parameter is
+a real object of the walking clinic and a role that should succeed is seen to succeed.
 
 What each call must answer (the declared permission and ``ROLE_PERMISSIONS`` are the contract):
 
 * anonymous: 401 (API, FHIR) or a 303 to the login page (pages); never 200, never data;
-* a role without the permission: exactly 403;
-* a role with it, GET: a success (2xx, or the route's own redirect), never 401/403/404/5xx;
-  any other method with an empty body: the gate passed (422, a 303 back to the form, 409, ...),
-  never 401/403/404/5xx;
-* a user of the other clinic holding the permission, GET on the walking clinic's ids: 404, and
-  the body names none of the walking clinic's patients.
+* a role (or the token) without the permission: exactly 403; a token never passes a sensitive
+  route;
+* a role with it, GET: 200 (202 for the FHIR bulk kick-offs), never 401/403/404/5xx; any other
+  method with an empty body: the gate passed (422, a 303 back to the form, 409, ...), never
+  401/403/404/5xx;
+* a user of the other clinic holding the permission, on the walking clinic's ids: 404 (422 for a
+  body refused before any lookup), and no body names the walking clinic's patient; on the routes
+  that name no object (lists, boards, exports, FHIR searches), nothing of the walking clinic;
+* another patient of the clinic, on patient A's plan: 403, and nothing of patient A;
+* a sensitive route with a password confirmed a day ago: 401 reauthentication-required (API)
+  or a 303 to /reauth (pages).
 
 Every call runs in a savepoint that is rolled back, and each client's cookies are restored after
 it, so no call sees another's effects (a POST that signs, deletes or logs out changes nothing
 for the next). Sensitive routes are walked inside the recent-password window the log-in opens.
 
-The walk's size (December 2026): 316 route paths, 368 route x method pairs (157 of them GET;
-one pair excluded, POST /logout), walked by 8 callers (6 roles, an API token, anonymous): 2,944
-calls, of which 735 are allowed; plus 367 other-clinic calls, 68 stale-password calls and 4 calls
-of another patient: 3,383 calls in all, on one demo build (about 1.5 CPU minutes on SQLite). The
-counts are asserted from the app (so the walk cannot shrink unnoticed) and printed in the failure
-messages.
+The walk's size (December 2026): 316 route paths, 369 route x method pairs (157 of them GET;
+none excluded), walked by 8 callers (6 roles, an API token, anonymous): 2,952 calls, 735 of them
+allowed; plus 367 other-clinic calls on objects, 242 other-clinic and other-patient calls on
+lists, 68 stale-password calls and 4 other-patient calls on objects: 3,633 calls in all, on one
+demo build (about 1.5 CPU minutes on SQLite). The counts are asserted from the app (so the walk
+cannot shrink unnoticed) and printed in the failure messages.
 """
 
 from __future__ import annotations
@@ -80,9 +85,9 @@ ROLES = {
 FLOW_MARKERS = {"public", "mfa-stage"}
 
 # Routes a walk cannot call, with the reason. Kept short on purpose.
-EXCLUDED: dict[tuple[str, str], str] = {
-    ("POST", "/logout"): "public; ends the walking client's login (walked by tests/auth)",
-}
+# (None today: POST /logout is walked too, as each call is rolled back and the walker's cookies
+# restored after it.)
+EXCLUDED: dict[tuple[str, str], str] = {}
 
 # Where a role's declared permission is narrowed by design inside the service, so the role is
 # refused although it holds the permission: (method, path, role) -> reason. The narrowing must
@@ -114,6 +119,7 @@ class Env:
     outsiders: dict[str, Walker]  # role -> walker of the other clinic
     ids: dict[str, dict[str, Any]]  # role -> path parameter -> value (role-specific where needed)
     forbidden_text: list[str]  # what the other clinic must never see
+    patient_a_text: list[str]  # what another patient of the clinic must never see
 
 
 def _scratch_url(tmp: Path) -> tuple[str, Any]:
@@ -389,6 +395,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     base = _clinic_ids(db, clinic_id)
     jobs = _fhir_jobs(db, export_dir, home)
     forbidden = [WALKED_FAMILY, demo.CLINICS[0][2] + "-"]  # the family name, the record prefix
+    record = _one(db, "SELECT record_number FROM patients WHERE id = :p", p=base["patient_id"])
     db.commit()
     ids = {}
     for role in [*USERS, "anonymous"]:
@@ -423,7 +430,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     db.commit()
     db.close()
     try:
-        yield Env(app, connection, walkers, outsiders, ids, forbidden)
+        yield Env(app, connection, walkers, outsiders, ids, forbidden, [WALKED_FAMILY, record])
     finally:
         for walker in [*walkers.values(), *outsiders.values()]:
             walker.client.close()
@@ -705,7 +712,33 @@ def test_another_patient_of_the_clinic_is_refused(env: Env) -> None:
         expected = (403,) if call.method == "GET" else (403, 422)
         if response.status_code not in expected:
             problems.append(_problem("patient_b", call, url, response, f"another patient's plan: {expected}"))
-        if any(t in response.text for t in env.forbidden_text):
+        if any(t in response.text for t in env.patient_a_text):
             problems.append(_problem("patient_b", call, url, response, "patient A's data shown"))
     assert walked >= 3, f"only {walked} calls walked for another patient"
     assert not problems, "\n".join(problems)
+
+
+def test_other_clinic_lists_name_nothing_of_this_clinic(env: Env) -> None:
+    """Every GET that names no object (lists, boards, dashboards, reports, exports, FHIR
+    searches), as each user of the other clinic holding its permission: the answer is their own
+    clinic's, so it names neither the walking clinic's patient nor any of its record numbers.
+    Patient B of the walking clinic likewise sees nothing of patient A on their own pages."""
+    callers = [(role, outsider, env.forbidden_text) for role, outsider in env.outsiders.items()]
+    callers.append(("patient", env.walkers["patient_b"], env.patient_a_text))
+    problems, walked = [], 0
+    for call in walk(env.app):
+        if call.method != "GET" or _object_params(call) or call.marker in FLOW_MARKERS:
+            continue
+        for role, outsider, forbidden in callers:
+            if not call.allowed(outsider) or (call.method, call.path, role) in NARROWED:
+                continue
+            url = _url(call, env.ids[role])
+            response = _send(env, outsider, call, url)
+            walked += 1
+            if response.status_code >= 500:
+                problems.append(_problem(role, call, url, response, "server error"))
+            leaked = [t for t in forbidden if t in response.text]
+            if leaked:
+                problems.append(_problem(role, call, url, response, f"another clinic sees {leaked}"))
+    assert walked >= 150, f"only {walked} list calls walked for the other clinic"
+    assert not problems, f"{len(problems)} of {walked} other-clinic calls went wrong:\n" + "\n".join(problems)
