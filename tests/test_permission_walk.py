@@ -359,7 +359,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         data_dir=tmp,
         database_url=url,
         secret_key="walk-secret-key-" + "w" * 32,
-        reauth_window_minutes=30,  # the whole walk runs inside the password window of its log-in
+        # The whole walk runs inside the password window of its log-in, and no login idles out
+        # (each call's touch of the login is rolled back with the call): on a slow machine too.
+        reauth_window_minutes=60,
+        idle_timeout_minutes=120,
     )
     engine = make_engine(url)
     migrations.upgrade(engine)
