@@ -83,6 +83,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     migrations.upgrade(engine)
     yield engine
     engine.dispose()
+    base = os.environ.get("KETACARE_TEST_DATABASE_URL")
+    if base and url != base:  # a worker's own PostgreSQL database
+        admin = create_engine(make_url(base).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")
