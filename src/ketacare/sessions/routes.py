@@ -19,7 +19,17 @@ from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput
 from ketacare.knowledge.sessions import session_rules
-from ketacare.sessions import rules, service
+from ketacare.sessions import (
+    administration,
+    adverse_events,
+    alarm_settings,
+    checkin,
+    common,
+    discharge,
+    monitoring,
+    rules,
+    views,
+)
 from ketacare.sessions.device import VITAL_DISPLAY_UNITS, VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import (
     AbortIn,
@@ -60,7 +70,7 @@ Device = Annotated[Principal, require(Permission.device_vitals)]
 
 
 def _t(value: dt.datetime | None) -> str | None:
-    return None if value is None else service._aware(value).isoformat()
+    return None if value is None else clinic_time.as_utc(value).isoformat()
 
 
 def _alarm_out(a: Any) -> dict[str, Any]:
@@ -104,7 +114,7 @@ def _ae_out(a: Any) -> dict[str, Any]:
     }
 
 
-def session_out(v: service.SessionView) -> dict[str, Any]:
+def session_out(v: views.SessionView) -> dict[str, Any]:
     s = v.session
     return {
         "id": s.id,
@@ -192,7 +202,7 @@ def session_out(v: service.SessionView) -> dict[str, Any]:
     }
 
 
-def _board_out(rows: list[service.BoardRow]) -> list[dict[str, Any]]:
+def _board_out(rows: list[views.BoardRow]) -> list[dict[str, Any]]:
     return [
         {
             "session_id": r.session.id,
@@ -233,71 +243,71 @@ def api_day(
             "status": e.session.status if e.session else rules.SCHEDULED,
             "safety_holds": [{"kind": h.kind, "reason": h.reason} for h in e.holds],
         }
-        for e in service.day_list(db, actor, day)
+        for e in checkin.day_list(db, actor, day)
     ]
 
 
 @router.post("/api/v1/plan-sessions/{plan_session_id}/check-in", status_code=201, tags=["sessions"])
 def api_check_in(db: DbSession, actor: Writer, plan_session_id: RowId) -> dict[str, Any]:
-    row = service.check_in(db, actor, plan_session_id)
-    return session_out(service.view(db, actor, row.id))
+    row = checkin.check_in(db, actor, plan_session_id)
+    return session_out(views.view(db, actor, row.id))
 
 
 @router.get("/api/v1/sessions/{session_id}", tags=["sessions"])
 def api_session(db: DbSession, actor: Reader, session_id: RowId) -> dict[str, Any]:
-    return session_out(service.view(db, actor, session_id))
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/bp-decision", tags=["sessions"])
 def api_bp_decision(
     db: DbSession, actor: Prescriber, session_id: RowId, body: BpDecisionIn
 ) -> dict[str, Any]:
-    service.document_bp_decision(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    checkin.document_bp_decision(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/prechecks", tags=["sessions"])
 def api_prechecks(db: DbSession, actor: Writer, session_id: RowId, body: PrecheckIn) -> dict[str, Any]:
-    service.complete_prechecks(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    checkin.complete_prechecks(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/administrations", status_code=201, tags=["sessions"])
 def api_administration(
     db: DbSession, actor: Writer, session_id: RowId, body: AdministrationIn
 ) -> dict[str, Any]:
-    service.record_administration(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    administration.record_administration(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/waste", tags=["sessions"])
 def api_waste(db: DbSession, actor: Signer, session_id: RowId, body: SessionWasteIn) -> dict[str, Any]:
     """The remainder of a container wasted with a witness (both confirm a password); a ledger entry."""
-    service.waste(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    administration.waste(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/end-dosing", tags=["sessions"])
 def api_end_dosing(db: DbSession, actor: Writer, session_id: RowId, body: NoteIn) -> dict[str, Any]:
-    service.end_dosing(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    administration.end_dosing(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/abort", tags=["sessions"])
 def api_abort(db: DbSession, actor: Writer, session_id: RowId, body: AbortIn) -> dict[str, Any]:
-    service.abort(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    administration.abort(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/vitals", status_code=201, tags=["sessions"])
 def api_vitals(db: DbSession, actor: Writer, session_id: RowId, body: VitalsIn) -> dict[str, Any]:
-    alarms = service.record_vitals(db, actor, session_id, body.readings)
+    alarms = monitoring.record_vitals(db, actor, session_id, body.readings)
     return {"stored": len(body.readings), "alarms": [_alarm_out(a) for a in alarms]}
 
 
 @router.post("/api/v1/sessions/{session_id}/scores", status_code=201, tags=["sessions"])
 def api_score(db: DbSession, actor: Writer, session_id: RowId, body: ScoreIn) -> dict[str, Any]:
-    s = service.record_score(db, actor, session_id, body)
+    s = monitoring.record_score(db, actor, session_id, body)
     return {"id": s.id, "scale": s.scale, "items": s.items, "total": s.total, "phase": s.phase}
 
 
@@ -305,26 +315,26 @@ def api_score(db: DbSession, actor: Writer, session_id: RowId, body: ScoreIn) ->
 def api_adverse_event(
     db: DbSession, actor: Writer, session_id: RowId, body: AdverseEventIn
 ) -> dict[str, Any]:
-    return _ae_out(service.record_adverse_event(db, actor, session_id, body))
+    return _ae_out(adverse_events.record_adverse_event(db, actor, session_id, body))
 
 
 @router.post("/api/v1/adverse-events/{ae_id}/review", tags=["sessions"])
 def api_ae_review(db: DbSession, actor: Prescriber, ae_id: RowId, body: ReasonIn) -> dict[str, Any]:
-    return _ae_out(service.review_adverse_event(db, actor, ae_id, body))
+    return _ae_out(adverse_events.review_adverse_event(db, actor, ae_id, body))
 
 
 @router.post("/api/v1/sessions/{session_id}/discharge-checks", tags=["sessions"])
 def api_discharge_checks(
     db: DbSession, actor: Writer, session_id: RowId, body: DischargeChecksIn
 ) -> dict[str, Any]:
-    service.record_discharge_checks(db, actor, session_id, body)
-    return session_out(service.view(db, actor, session_id))
+    discharge.record_discharge_checks(db, actor, session_id, body)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/discharge", tags=["sessions"])
 def api_discharge(db: DbSession, actor: Writer, session_id: RowId, body: DischargeIn) -> dict[str, Any]:
-    service.discharge(db, actor, session_id, _no_override(body))
-    return session_out(service.view(db, actor, session_id))
+    discharge.discharge(db, actor, session_id, _no_override(body))
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/sessions/{session_id}/discharge-override", tags=["sessions"])
@@ -332,8 +342,8 @@ def api_discharge_override(
     db: DbSession, actor: Overrider, session_id: RowId, body: ReasonIn
 ) -> dict[str, Any]:
     """A prescriber discharges before the checklist is green, with the reason on record."""
-    service.discharge(db, actor, session_id, DischargeIn(override_reason=body.reason))
-    return session_out(service.view(db, actor, session_id))
+    discharge.discharge(db, actor, session_id, DischargeIn(override_reason=body.reason))
+    return session_out(views.view(db, actor, session_id))
 
 
 def _no_override(body: DischargeIn) -> DischargeIn:
@@ -348,23 +358,23 @@ def _no_override(body: DischargeIn) -> DischargeIn:
 
 @router.post("/api/v1/sessions/{session_id}/sign", tags=["sessions"])
 def api_sign(db: DbSession, actor: Signer, session_id: RowId) -> dict[str, Any]:
-    service.sign(db, actor, session_id)
-    return session_out(service.view(db, actor, session_id))
+    views.sign(db, actor, session_id)
+    return session_out(views.view(db, actor, session_id))
 
 
 @router.post("/api/v1/alarms/{alarm_id}/acknowledge", tags=["sessions"])
 def api_ack(db: DbSession, actor: Writer, alarm_id: RowId, body: NoteIn) -> dict[str, Any]:
-    return _alarm_out(service.acknowledge_alarm(db, actor, alarm_id, body))
+    return _alarm_out(monitoring.acknowledge_alarm(db, actor, alarm_id, body))
 
 
 @router.post("/api/v1/alarms/{alarm_id}/resolve", tags=["sessions"])
 def api_resolve(db: DbSession, actor: Writer, alarm_id: RowId, body: NoteIn) -> dict[str, Any]:
-    return _alarm_out(service.resolve_alarm(db, actor, alarm_id, body))
+    return _alarm_out(monitoring.resolve_alarm(db, actor, alarm_id, body))
 
 
 @router.get("/api/v1/board", tags=["sessions"])
 def api_board(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
-    return _board_out(service.board(db, actor))
+    return _board_out(views.board(db, actor))
 
 
 @router.get("/api/v1/notices", tags=["sessions"])
@@ -377,19 +387,19 @@ def api_notices(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
             "session_id": n.session_id,
             "created_at": _t(n.created_at),
         }
-        for n in service.notices(db, actor)
+        for n in monitoring.notices(db, actor)
     ]
 
 
 @router.post("/api/v1/notices/read", tags=["sessions"])
 def api_notices_read(db: DbSession, actor: Reader) -> dict[str, int]:
-    return {"marked": service.mark_notices_read(db, actor)}
+    return {"marked": monitoring.mark_notices_read(db, actor)}
 
 
 @router.post("/api/v1/devices/vitals", status_code=201, tags=["sessions"])
 def api_device_vitals(db: DbSession, actor: Device, body: DeviceBatchIn) -> dict[str, Any]:
     """For monitors and gateways with an API token holding the ``device:vitals`` scope."""
-    result = service.device_batch(db, actor, body)
+    result = monitoring.device_batch(db, actor, body)
     return {
         "session_id": result.session_id,
         "stored": result.stored,
@@ -400,7 +410,7 @@ def api_device_vitals(db: DbSession, actor: Device, body: DeviceBatchIn) -> dict
 
 @router.get("/api/v1/alarm-settings", tags=["sessions"])
 def api_alarm_settings(db: DbSession, actor: Admin) -> dict[str, Any]:
-    in_force, escalation_s = service.alarm_rules_in_force(db, actor.clinic_id)
+    in_force, escalation_s = alarm_settings.alarm_rules_in_force(db, actor.clinic_id)
     return {
         "escalation_s": escalation_s,
         "settings": [
@@ -416,7 +426,7 @@ def api_alarm_settings(db: DbSession, actor: Admin) -> dict[str, Any]:
                 "source": c.spec.sourced.source,
                 "tag": c.spec.sourced.tag,
             }
-            for c in service.clinic_settings_in_force(db, actor.clinic_id)
+            for c in alarm_settings.clinic_settings_in_force(db, actor.clinic_id)
         ],
         "rules": [
             {
@@ -437,7 +447,7 @@ def api_alarm_settings(db: DbSession, actor: Admin) -> dict[str, Any]:
 
 @router.put("/api/v1/alarm-settings", tags=["sessions"])
 def api_save_alarm_settings(db: DbSession, actor: AdminSensitive, body: AlarmSettingsIn) -> dict[str, Any]:
-    service.save_alarm_settings(db, actor, body)
+    alarm_settings.save_alarm_settings(db, actor, body)
     return api_alarm_settings(db, actor)
 
 
@@ -452,7 +462,7 @@ def sparkline(points: list[tuple[dt.datetime, float]], now: dt.datetime) -> Mark
     """The last TREND_MIN minutes of one vital sign as a small inline SVG line (no script)."""
     if len(points) < 2:
         return Markup('<svg viewBox="0 0 120 28" aria-hidden="true"></svg>')
-    span_s = service.TREND_MIN * 60.0
+    span_s = views.TREND_MIN * 60.0
     values = [v for _, v in points]
     low, high = min(values), max(values)
     spread = (high - low) or 1.0
@@ -489,7 +499,7 @@ def day_page(
     request: Request, db: DbSession, actor: Reader, date: Annotated[ReasonableDate | None, Query()] = None
 ) -> Response:
     day = date or clinic_time.today(db, actor.clinic_id)
-    entries = service.day_list(db, actor, day)
+    entries = checkin.day_list(db, actor, day)
     return render(
         request,
         "sessions_day.html",
@@ -507,13 +517,13 @@ def day_page(
 @router.post("/sessions/check-in/{plan_session_id}", include_in_schema=False)
 def check_in_page(request: Request, db: DbSession, actor: Writer, plan_session_id: RowId) -> Response:
     try:
-        row = service.check_in(db, actor, plan_session_id)
+        row = checkin.check_in(db, actor, plan_session_id)
     except Conflict as exc:
         # Shown on the day list with its reason (already checked in, cancelled, another session on).
         db.rollback()
-        service.record_conflict(db, actor, exc)
+        common.record_conflict(db, actor, exc)
         day = clinic_time.today(db, actor.clinic_id)
-        entries = service.day_list(db, actor, day)
+        entries = checkin.day_list(db, actor, day)
         return render(
             request,
             "sessions_day.html",
@@ -543,15 +553,15 @@ def _detail(
     values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    v = service.view(db, actor, session_id)
-    form = service.precheck_form(db, actor, session_id) if v.session.status == rules.CHECKED_IN else None
-    lots = service.lot_choices(db, actor, session_id)
+    v = views.view(db, actor, session_id)
+    form = checkin.precheck_form(db, actor, session_id) if v.session.status == rules.CHECKED_IN else None
+    lots = administration.lot_choices(db, actor, session_id)
     return render(
         request,
         "session_detail.html",
         {
             **_common(),
-            "knowledge": service.rules_for_clinic(db, actor.clinic_id),
+            "knowledge": alarm_settings.rules_for_clinic(db, actor.clinic_id),
             **_clock(v.zone),
             "v": v,
             "pre": form,
@@ -563,7 +573,7 @@ def _detail(
             "prescriber_options": [(str(pid), name) for pid, name in form.prescribers] if form else [],
             "lots": lots.fitting,
             "lots_left_out": lots.left_out,
-            "witnesses": service.waste_witnesses(db, actor),
+            "witnesses": administration.waste_witnesses(db, actor),
         },
         status,
     )
@@ -579,7 +589,7 @@ def alarms_fragment(
     request: Request, db: DbSession, actor: Reader, session_id: RowId, sig: str = ""
 ) -> Response:
     """The session page's alarm list, polled: 204 (nothing to swap) while it has not changed."""
-    panel = service.alarm_panel(db, actor, session_id)
+    panel = views.alarm_panel(db, actor, session_id)
     current = alarm_sig(panel.alarms)
     if sig == current:
         return Response(status_code=204)
@@ -629,7 +639,7 @@ def _refused(
     """A refused action (409) shows its reason on the session page, never a bare error page.
     What the action may have begun is rolled back first; the refusal's audit entries are kept."""
     db.rollback()
-    service.record_conflict(db, actor, exc)
+    common.record_conflict(db, actor, exc)
     return _detail(
         request,
         db,
@@ -660,7 +670,7 @@ def prechecks_page(
         session_id,
         "prechecks",
         form,
-        lambda: service.complete_prechecks(db, actor, session_id, parse(PrecheckIn, data)),
+        lambda: checkin.complete_prechecks(db, actor, session_id, parse(PrecheckIn, data)),
     )
 
 
@@ -675,7 +685,7 @@ def bp_decision_page(
         session_id,
         "prechecks",
         form,
-        lambda: service.document_bp_decision(db, actor, session_id, parse(BpDecisionIn, form)),
+        lambda: checkin.document_bp_decision(db, actor, session_id, parse(BpDecisionIn, form)),
     )
 
 
@@ -690,7 +700,7 @@ def administration_page(
         session_id,
         "given",
         form,
-        lambda: service.record_administration(db, actor, session_id, parse(AdministrationIn, form)),
+        lambda: administration.record_administration(db, actor, session_id, parse(AdministrationIn, form)),
     )
 
 
@@ -709,11 +719,11 @@ def waste_page(request: Request, db: DbSession, actor: Signer, session_id: RowId
 
 def _waste(db: DbSession, actor: Principal, session_id: int, form: dict[str, str]) -> None:
     try:
-        service.waste(db, actor, session_id, parse(SessionWasteIn, form))
+        administration.waste(db, actor, session_id, parse(SessionWasteIn, form))
     except InvalidInput as exc:
         # The page re-renders and its request commits: keep the refusal's audit entries (a
         # witness password that did not match) as the API's error handler would.
-        service.record_refusal(db, actor, exc)
+        administration.record_refusal(db, actor, exc)
         raise
 
 
@@ -728,7 +738,7 @@ def end_dosing_page(
         session_id,
         "given",
         form,
-        lambda: service.end_dosing(db, actor, session_id, parse(NoteIn, form)),
+        lambda: administration.end_dosing(db, actor, session_id, parse(NoteIn, form)),
     )
 
 
@@ -741,7 +751,7 @@ def abort_page(request: Request, db: DbSession, actor: Writer, session_id: RowId
         session_id,
         "abort",
         form,
-        lambda: service.abort(db, actor, session_id, parse(AbortIn, form)),
+        lambda: administration.abort(db, actor, session_id, parse(AbortIn, form)),
     )
 
 
@@ -765,7 +775,7 @@ def vitals_page(
         if not readings:
             raise InvalidInput(errors={"vitals": "Enter at least one reading."})
         try:
-            service.record_vitals(db, actor, session_id, readings)
+            monitoring.record_vitals(db, actor, session_id, readings)
         except InvalidInput as exc:  # name the form's fields, not the batch's positions
             raise InvalidInput(
                 errors={
@@ -812,7 +822,7 @@ def score_page(
 
     def act() -> None:
         data = score_form_data(flat.get("scale", ""), form.get("items", []), flat.get("phase", ""))
-        service.record_score(db, actor, session_id, parse(ScoreIn, data))
+        monitoring.record_score(db, actor, session_id, parse(ScoreIn, data))
 
     return _form_action(request, db, actor, session_id, f"score-{flat.get('scale', '')}", flat, act)
 
@@ -840,7 +850,7 @@ def ae_page(request: Request, db: DbSession, actor: Writer, session_id: RowId, f
         session_id,
         "ae",
         flat,
-        lambda: service.record_adverse_event(db, actor, session_id, parse(AdverseEventIn, data)),
+        lambda: adverse_events.record_adverse_event(db, actor, session_id, parse(AdverseEventIn, data)),
     )
 
 
@@ -848,7 +858,7 @@ def ae_page(request: Request, db: DbSession, actor: Writer, session_id: RowId, f
 def ae_review_page(
     request: Request, db: DbSession, actor: Prescriber, ae_id: RowId, form: FormData
 ) -> Response:
-    ae = service.review_adverse_event(db, actor, ae_id, parse(ReasonIn, form))
+    ae = adverse_events.review_adverse_event(db, actor, ae_id, parse(ReasonIn, form))
     target = f"/sessions/{ae.session_id}?saved=ae#ae" if ae.session_id else "/sessions/board"
     return RedirectResponse(target, status_code=303)
 
@@ -865,7 +875,7 @@ def discharge_checks_page(
         session_id,
         "discharge",
         form,
-        lambda: service.record_discharge_checks(db, actor, session_id, parse(DischargeChecksIn, data)),
+        lambda: discharge.record_discharge_checks(db, actor, session_id, parse(DischargeChecksIn, data)),
     )
 
 
@@ -880,7 +890,7 @@ def discharge_page(
         session_id,
         "discharge",
         form,
-        lambda: service.discharge(db, actor, session_id, _no_override(parse(DischargeIn, form))),
+        lambda: discharge.discharge(db, actor, session_id, _no_override(parse(DischargeIn, form))),
     )
 
 
@@ -895,7 +905,7 @@ def discharge_override_page(
         session_id,
         "discharge",
         form,
-        lambda: service.discharge(
+        lambda: discharge.discharge(
             db, actor, session_id, DischargeIn(override_reason=parse(ReasonIn, form).reason)
         ),
     )
@@ -903,7 +913,7 @@ def discharge_override_page(
 
 @router.post("/sessions/{session_id}/sign", include_in_schema=False)
 def sign_page(db: DbSession, actor: Signer, session_id: RowId) -> Response:
-    service.sign(db, actor, session_id)
+    views.sign(db, actor, session_id)
     return RedirectResponse(f"/sessions/{session_id}/report?saved=signed", status_code=303)
 
 
@@ -914,14 +924,18 @@ def ack_page(request: Request, db: DbSession, actor: Writer, alarm_id: RowId, fo
         db,
         actor,
         alarm_id,
-        lambda: service.acknowledge_alarm(db, actor, alarm_id, parse(NoteIn, form)),
+        lambda: monitoring.acknowledge_alarm(db, actor, alarm_id, parse(NoteIn, form)),
     )
 
 
 @router.post("/alarms/{alarm_id}/resolve", include_in_schema=False)
 def resolve_page(request: Request, db: DbSession, actor: Writer, alarm_id: RowId, form: FormData) -> Response:
     return _alarm_action(
-        request, db, actor, alarm_id, lambda: service.resolve_alarm(db, actor, alarm_id, parse(NoteIn, form))
+        request,
+        db,
+        actor,
+        alarm_id,
+        lambda: monitoring.resolve_alarm(db, actor, alarm_id, parse(NoteIn, form)),
     )
 
 
@@ -931,7 +945,7 @@ def _alarm_action(request: Request, db: DbSession, actor: Principal, alarm_id: i
     try:
         alarm = action()
     except Conflict as exc:
-        session_id = service.alarm_session_id(db, actor, alarm_id)
+        session_id = monitoring.alarm_session_id(db, actor, alarm_id)
         if request.headers.get("HX-Request"):
             db.rollback()
             trigger = json.dumps({"board-refresh": "", "ketacare-refused": {"value": str(exc)}})
@@ -948,16 +962,16 @@ def _back(request: Request, default: str) -> Response:
 
 @router.get("/sessions-board", include_in_schema=False)
 def board_page(request: Request, db: DbSession, actor: Reader) -> Response:
-    rows = service.board(db, actor)
+    rows = views.board(db, actor)
     return render(
         request,
         "board.html",
         {
             **_common(),
-            "knowledge": service.rules_for_clinic(db, actor.clinic_id),
+            "knowledge": alarm_settings.rules_for_clinic(db, actor.clinic_id),
             **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "rows": rows,
-            "notices": service.notices(db, actor, limit=10),
+            "notices": monitoring.notices(db, actor, limit=10),
             "now": utcnow(),
         },
     )
@@ -965,7 +979,7 @@ def board_page(request: Request, db: DbSession, actor: Reader) -> Response:
 
 @router.get("/sessions-board/rows", include_in_schema=False)
 def board_rows(request: Request, db: DbSession, actor: Reader) -> Response:
-    rows = service.board(db, actor, audit_view=False)  # the page load was audited; polls are not
+    rows = views.board(db, actor, audit_view=False)  # the page load was audited; polls are not
     return render(
         request,
         "board_rows.html",
@@ -973,7 +987,7 @@ def board_rows(request: Request, db: DbSession, actor: Reader) -> Response:
             **_common(),
             **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "rows": rows,
-            "notices": service.notices(db, actor, limit=10),
+            "notices": monitoring.notices(db, actor, limit=10),
             "now": utcnow(),
         },
     )
@@ -981,7 +995,7 @@ def board_rows(request: Request, db: DbSession, actor: Reader) -> Response:
 
 @router.get("/notices", include_in_schema=False)
 def notices_page(request: Request, db: DbSession, actor: Reader) -> Response:
-    items = service.notices(db, actor, unread_only=False, limit=100)
+    items = monitoring.notices(db, actor, unread_only=False, limit=100)
     return render(
         request,
         "notices.html",
@@ -989,14 +1003,14 @@ def notices_page(request: Request, db: DbSession, actor: Reader) -> Response:
             **_common(),
             **_clock(clinic_time.zone_name(db, actor.clinic_id)),
             "items": items,
-            "queue": service.review_queue(db, actor),
+            "queue": adverse_events.review_queue(db, actor),
         },
     )
 
 
 @router.post("/notices/read", include_in_schema=False)
 def notices_read_page(db: DbSession, actor: Reader) -> Response:
-    service.mark_notices_read(db, actor)
+    monitoring.mark_notices_read(db, actor)
     return RedirectResponse("/notices", status_code=303)
 
 
@@ -1005,12 +1019,12 @@ def notices_read_page(db: DbSession, actor: Reader) -> Response:
 
 @router.get("/api/v1/adverse-events/uncoded", tags=["sessions"])
 def api_uncoded_aes(db: DbSession, actor: Prescriber) -> list[dict[str, Any]]:
-    return [_ae_out(a) for a in service.uncoded_adverse_events(db, actor)]
+    return [_ae_out(a) for a in adverse_events.uncoded_adverse_events(db, actor)]
 
 
 @router.post("/api/v1/adverse-events/{ae_id}/code", tags=["sessions"])
 def api_code_ae(db: DbSession, actor: Prescriber, ae_id: RowId, body: AeCodeIn) -> dict[str, Any]:
-    return _ae_out(service.code_adverse_event(db, actor, ae_id, body))
+    return _ae_out(adverse_events.code_adverse_event(db, actor, ae_id, body))
 
 
 def _uncoded_page(request: Request, db: DbSession, actor: Principal, errors: dict[int, str]) -> Response:
@@ -1018,7 +1032,7 @@ def _uncoded_page(request: Request, db: DbSession, actor: Principal, errors: dic
         request,
         "ae_coding.html",
         {
-            "items": service.uncoded_adverse_events(db, actor),
+            "items": adverse_events.uncoded_adverse_events(db, actor),
             "terms": [t for t in session_rules().ae_terms if t.key != "other"],
             "errors": errors,
         },
@@ -1036,7 +1050,7 @@ def code_ae_page(
     request: Request, db: DbSession, actor: Prescriber, ae_id: RowId, form: FormData
 ) -> Response:
     try:
-        service.code_adverse_event(db, actor, ae_id, parse(AeCodeIn, form))
+        adverse_events.code_adverse_event(db, actor, ae_id, parse(AeCodeIn, form))
     except InvalidInput as exc:
         return _uncoded_page(request, db, actor, {ae_id: "; ".join(exc.errors.values())})
     return RedirectResponse("/adverse-events/uncoded", status_code=303)
