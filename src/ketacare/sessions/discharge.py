@@ -136,3 +136,15 @@ def _follow_up(db: Session, actor: Principal, row: TreatmentSession, at: dt.date
     plan = next((p for p in planning.patient_plans(db, actor, row.patient_id) if p.id == row.plan_id), None)
     if plan is not None and row.number >= plan.sessions:
         outcomes.schedule_after_series(db, actor, row.patient_id, day, row.plan_id)
+
+
+def refuse_override(data: DischargeIn) -> DischargeIn:
+    """The plain discharge (page and API) takes no override: a prescriber overrides through
+    discharge-override, with the password confirmed."""
+    if data.override_reason:
+        raise InvalidInput(
+            errors={
+                "override_reason": "A prescriber overrides through discharge-override (password confirmed)."
+            }
+        )
+    return data
