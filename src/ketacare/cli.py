@@ -672,13 +672,13 @@ async def _sweep_escalations(factory: Any, stop: Any, every_s: float = 5.0) -> N
     import asyncio
     import logging
 
-    from ketacare.sessions import service as sessions
+    from ketacare.sessions import monitoring as session_monitoring
 
     log = logging.getLogger("ketacare.hl7")
 
     def sweep() -> int:
         with transaction(factory) as db:
-            return sessions.sweep_escalations(db)
+            return session_monitoring.sweep_escalations(db)
 
     while not stop.is_set():
         try:

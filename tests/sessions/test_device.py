@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from ketacare.auth import service as auth
-from ketacare.sessions import service
+from ketacare.sessions import monitoring
 from ketacare.sessions.device import DeviceBatch, DeviceObservation, DeviceRejected
 from ketacare.sessions.models import Alarm, DeviceMessage, VitalSign
 from tests.helpers import count, is_problem
@@ -86,15 +86,15 @@ def _batch(world, control_id: str, **obs: float) -> DeviceBatch:  # type: ignore
 
 def test_ingest_rules(as_role, world, db, booked) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(DeviceRejected) as no_session:
-        service.ingest_device_batch(db, _batch(world, "c0", sbp=120))
+        monitoring.ingest_device_batch(db, _batch(world, "c0", sbp=120))
     assert no_session.value.code == "no_active_session"
     sid = running(as_role("nurse"), world, booked)
-    first = service.ingest_device_batch(db, _batch(world, "c1", sbp=120, spo2=97))
+    first = monitoring.ingest_device_batch(db, _batch(world, "c1", sbp=120, spo2=97))
     assert first.session_id == sid and first.stored == 2 and not first.duplicate
-    dup = service.ingest_device_batch(db, _batch(world, "c1", sbp=120, spo2=97))
+    dup = monitoring.ingest_device_batch(db, _batch(world, "c1", sbp=120, spo2=97))
     assert dup.duplicate and dup.stored == 0
     with pytest.raises(DeviceRejected) as implausible:
-        service.ingest_device_batch(db, _batch(world, "c2", spo2=130))
+        monitoring.ingest_device_batch(db, _batch(world, "c2", spo2=130))
     assert implausible.value.code == "implausible"
     unknown = DeviceBatch(
         world.clinic.slug,
@@ -105,25 +105,25 @@ def test_ingest_rules(as_role, world, db, booked) -> None:  # type: ignore[no-un
         (DeviceObservation("hr", 70, dt.datetime.now(dt.UTC)),),
     )
     with pytest.raises(DeviceRejected) as who:
-        service.ingest_device_batch(db, unknown)
+        monitoring.ingest_device_batch(db, unknown)
     assert who.value.code == "unknown_patient"
     nowhere = DeviceBatch("no-such-clinic", "X", "HL7-MON", "hl7", "c4", ())
     with pytest.raises(DeviceRejected) as clinic:
-        service.ingest_device_batch(db, nowhere)
+        monitoring.ingest_device_batch(db, nowhere)
     assert clinic.value.code == "unknown_clinic"
 
 
 def test_alarm_is_raised_once_while_open_and_escalates(as_role, world, db, booked) -> None:  # type: ignore[no-untyped-def]
     sid = running(as_role("nurse"), world, booked)
-    a = service.ingest_device_batch(db, _batch(world, "h1", sbp=185))
-    b = service.ingest_device_batch(db, _batch(world, "h2", sbp=190))
+    a = monitoring.ingest_device_batch(db, _batch(world, "h1", sbp=185))
+    b = monitoring.ingest_device_batch(db, _batch(world, "h2", sbp=190))
     assert a.alarms_raised and not b.alarms_raised  # still open: no second alarm
     db.commit()
     alarm = db.get(Alarm, a.alarms_raised[0])
     assert alarm is not None and alarm.status == "raised"
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-    assert service.sweep_escalations(db, world.clinic.id, later) >= 1
-    assert service.sweep_escalations(db, world.clinic.id, later) == 0  # idempotent
+    assert monitoring.sweep_escalations(db, world.clinic.id, later) >= 1
+    assert monitoring.sweep_escalations(db, world.clinic.id, later) == 0  # idempotent
     db.commit()
     notices = as_role("prescriber").api("GET", "/api/v1/notices").json()
     assert any(n["kind"] == "escalation" and n["session_id"] == sid for n in notices)

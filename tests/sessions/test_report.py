@@ -8,7 +8,7 @@ import re
 
 from ketacare.auth import service as auth
 from ketacare.knowledge.billing import billing_codes
-from ketacare.sessions import pdf, report, service
+from ketacare.sessions import pdf, report, views
 from ketacare.sessions.models import Administration
 from ketacare.web.templating import DISCLAIMER
 from tests.helpers import audit_entries, is_problem
@@ -157,7 +157,7 @@ def test_report_page_shows_totals_alarms_events_billing(as_role, world, db, book
 def test_timeline_figure_holds_every_series(as_role, world, db, booked) -> None:  # type: ignore[no-untyped-def]
     nurse = as_role("nurse")
     sid = finished(nurse, world, db, booked)
-    v = service.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
+    v = views.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
     tl = report.timeline(v)
     # the rate as steps: 28 mg/h, then 14, then 0 at the stop
     assert list(tl.rate.values) == [28.0, 14.0, 0.0]
@@ -181,8 +181,8 @@ def test_pdf_holds_the_whole_report(as_role, world, db, booked) -> None:  # type
         assert got.content.startswith(b"%PDF") and len(got.content) > 20_000
     assert audit_entries(db, "session.report.pdf", resource_id=str(sid))
 
-    v = service.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
-    rep = report.build(v, "Test Pain Clinic", service.report_digest(v))
+    v = views.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
+    rep = report.build(v, "Test Pain Clinic", views.report_digest(v))
     data = pdf.build(rep, report.timeline(v), compress=False)
     assert b"/Subtype /Image" in data  # the timeline
     text = pdf_text(data)
@@ -220,8 +220,8 @@ def test_pdf_holds_the_whole_report(as_role, world, db, booked) -> None:  # type
 def test_unicode_names_print(as_role, world, db, booked) -> None:  # type: ignore[no-untyped-def]
     nurse = as_role("nurse")
     sid = running(nurse, world, booked)
-    v = service.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
-    rep = report.build(v, "Klinik Ünïcode — Zoë ≥ µ", service.report_digest(v))
+    v = views.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
+    rep = report.build(v, "Klinik Ünïcode — Zoë ≥ µ", views.report_digest(v))
     text = pdf_text(pdf.build(rep, report.timeline(v), compress=False))
     assert "Klinik Ünïcode — Zoë ≥ µ" in text
     assert "NOT SIGNED" in text
@@ -257,8 +257,8 @@ def test_both_signatures_show_in_the_pdf(as_role, world, db, booked) -> None:  #
     assert doctor.api("POST", f"/api/v1/sessions/{sid}/sign").status_code == 200
     page = doctor.get(f"/sessions/{sid}/report").text
     assert 'id="sign"' not in page and 'id="not-signed"' not in page
-    v = service.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
-    rep = report.build(v, "Test Pain Clinic", service.report_digest(v))
+    v = views.view(db, auth.principal_for(world.users["nurse"], None, "127.0.0.1"), sid)
+    rep = report.build(v, "Test Pain Clinic", views.report_digest(v))
     flat = " ".join(pdf_text(pdf.build(rep, report.timeline(v), compress=False)).split())
     assert "NOT SIGNED" not in flat
     assert world.users["nurse"].full_name in flat and world.users["prescriber"].full_name in flat

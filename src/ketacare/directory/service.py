@@ -34,7 +34,7 @@ from ketacare.knowledge.front_door import vetting_defaults
 from ketacare.knowledge.protocols import Protocol
 from ketacare.ledger import service as ledger
 from ketacare.planning import service as planning
-from ketacare.sessions import service as sessions
+from ketacare.sessions import clinic_record
 
 PUBLIC_USER = "public"
 # (design) submissions per address per hour on each public form; clinic-independent defaults.
@@ -149,7 +149,7 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
     rows = _reviews(db, profile.clinic_id)
     published = [r for r in rows if r.status == "published"]
     average = sum(r.rating for r in published) / len(published) if published else None
-    safety = sessions.clinic_safety_record(db, profile.clinic_id)
+    safety = clinic_record.clinic_safety_record(db, profile.clinic_id)
     compliance = ledger.compliance_signal(db, profile.clinic_id)
     facts = vetting.ClinicFacts(
         years_experience=profile.years_experience,
@@ -550,7 +550,7 @@ def submit_review(db: Session, actor: Principal, data: ReviewIn) -> ClinicReview
     verified review); a second submission edits it and sends it back to moderation."""
     if actor.patient_id is None:
         raise Forbidden("Only a patient account can review its clinic.")
-    if not sessions.had_session(db, actor.clinic_id, actor.patient_id):
+    if not clinic_record.had_session(db, actor.clinic_id, actor.patient_id):
         raise Forbidden("Reviews are from patients who have had a session at the clinic.")
     row = db.execute(
         select(ClinicReview).where(

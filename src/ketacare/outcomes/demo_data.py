@@ -21,7 +21,7 @@ from ketacare.outcomes import rules, service
 from ketacare.outcomes.models import DiaryEntry, MmeReading
 from ketacare.outcomes.schemas import OneOffIn, SeriesIn
 from ketacare.screening.demo_data import DemoClinic
-from ketacare.sessions import service as sessions
+from ketacare.sessions import views as session_views
 
 TRAJECTORIES = ("responder", "relapse", "non_responder", "dropout")
 
@@ -76,7 +76,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
     n = 0
     for pid in patient_ids:
         by_plan: dict[int, list[dt.datetime]] = defaultdict(list)
-        for row in sessions.patient_sessions(db, nurse, pid):
+        for row in session_views.patient_sessions(db, nurse, pid):
             if row.status == "discharged" and row.started_at is not None:
                 by_plan[row.plan_id].append(row.started_at)
         for plan_id, starts in by_plan.items():

@@ -18,7 +18,7 @@ from ketacare.knowledge.contraindications import mme_rule
 from ketacare.knowledge.outcomes import default_schedule, instruments, outcome_rules, registry_definitions
 from ketacare.outcomes import rules, service
 from ketacare.outcomes.schemas import DiaryIn, OneOffIn, SeriesIn, SettingsIn
-from ketacare.sessions import service as sessions
+from ketacare.sessions import views as session_views
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, public, require
 from ketacare.web.forms import FormData
@@ -124,14 +124,14 @@ def my_diary_add(request: Request, db: DbSession, actor: Self_, form: FormData) 
 
 
 def _trajectory(db: DbSession, actor: Principal, patient_id: int) -> service.Trajectory:
-    starts = [s.started_at for s in sessions.patient_sessions(db, actor, patient_id) if s.started_at]
+    starts = [s.started_at for s in session_views.patient_sessions(db, actor, patient_id) if s.started_at]
     return service.trajectory(db, actor, patient_id, starts)
 
 
 def _series_ends(db: DbSession, actor: Principal, patient_id: int) -> dict[int, dt.date]:
     """The patient's series: plan -> the (UTC) day of its last discharged session."""
     ends: dict[int, dt.date] = {}
-    for s in sessions.patient_sessions(db, actor, patient_id):
+    for s in session_views.patient_sessions(db, actor, patient_id):
         if s.status == "discharged" and s.started_at is not None and s.plan_id is not None:
             day = s.started_at.astimezone(dt.UTC).date()
             ends[s.plan_id] = max(day, ends.get(s.plan_id, day))

@@ -61,7 +61,7 @@ from ketacare.prescribing.schemas import (
 from ketacare.prescribing.settings import SPEC_BY_KEY, SPECS, RxSettings, resolve
 from ketacare.safety import holds_service
 from ketacare.screening.eligibility import MedicationFact
-from ketacare.sessions import service as sessions
+from ketacare.sessions import administration as session_administration
 
 DRAFT, SIGNED, CANCELLED = "draft", "signed", "cancelled"
 CREDENTIALED_ROLES = (Role.prescriber.value, Role.nurse.value)
@@ -695,7 +695,7 @@ def session_doses(
     """Ketamine (and esketamine) given in each started session, from the session record."""
     zone = zoneinfo.ZoneInfo(auth.clinic(db, actor.clinic_id).time_zone)
     found = []
-    for given in sessions.ketamine_given(db, actor, patient_id):
+    for given in session_administration.ketamine_given(db, actor, patient_id):
         on = given.started_at.astimezone(zone).date()
         if since is not None and on < since:
             continue

@@ -31,7 +31,7 @@ from ketacare.safety.holds_service import active_holds
 from ketacare.safety.models import BladderScreen, LiverTest, SafetyHold, SafetySettingsRow, SafetyTask
 from ketacare.safety.schemas import BladderScreenIn, LiverTestIn, ReleaseIn, SafetySettingsIn, TaskDoneIn
 from ketacare.screening.eligibility import MedicationFact, mme_per_day
-from ketacare.sessions import service as sessions
+from ketacare.sessions import views as session_views
 
 URINALYSIS = "urinalysis"
 
@@ -313,7 +313,7 @@ def _session_exposures(db: Session, actor: Principal, patient_id: int) -> list[m
     """Session days only (no mg): enough to say what is due, without reading every session record."""
     zone = zoneinfo.ZoneInfo(auth.clinic(db, actor.clinic_id).time_zone)
     found = []
-    for row in sessions.patient_sessions(db, actor, patient_id):
+    for row in session_views.patient_sessions(db, actor, patient_id):
         if row.started_at is None:
             continue
         started = clinic_time.as_utc(row.started_at)

@@ -36,7 +36,7 @@ from ketacare.planning.schemas import PlanIn, Purpose, ResponseIn, SignIn
 from ketacare.screening import service as screening
 from ketacare.screening.demo_data import ALL_NO, DemoClinic
 from ketacare.screening.schemas import ScreeningIn
-from ketacare.sessions import rules, service
+from ketacare.sessions import administration, adverse_events, checkin, discharge, monitoring, rules, views
 from ketacare.sessions.models import Alarm, TreatmentSession
 from ketacare.sessions.schemas import (
     AdministrationIn,
@@ -347,7 +347,7 @@ def _seed_today(
     if len(booked) > 0:
         SessionRun(db, rng, staff, booked[0].id, booked[0].starts_at).running(now)
     if len(booked) > 1:
-        service.check_in(db, staff.nurse, booked[1].id, now=now - dt.timedelta(minutes=10))
+        checkin.check_in(db, staff.nurse, booked[1].id, now=now - dt.timedelta(minutes=10))
 
 
 # --- one session --------------------------------------------------------------------------
@@ -406,7 +406,7 @@ class SessionRun:
     # --- recording, each at its time ---
 
     def _give(self, kind: str, at: dt.datetime, drug: str = "ketamine", **fields: Any) -> None:
-        service.record_administration(
+        administration.record_administration(
             self.db,
             self.staff.nurse,
             self.session_id,
@@ -421,7 +421,7 @@ class SessionRun:
         )
 
     def _score(self, scale: str, items: list[int], phase: str, at: dt.datetime) -> None:
-        service.record_score(
+        monitoring.record_score(
             self.db,
             self.staff.nurse,
             self.session_id,
@@ -431,7 +431,7 @@ class SessionRun:
 
     def _vitals(self, at: dt.datetime, values: dict[str, float]) -> list[Alarm]:
         self.peak_sbp = max(self.peak_sbp, values["sbp"])
-        return service.record_vitals(
+        return monitoring.record_vitals(
             self.db,
             self.staff.nurse,
             self.session_id,
@@ -449,7 +449,7 @@ class SessionRun:
         medication: str | None = None,
         description: str | None = None,
     ) -> None:
-        ae = service.record_adverse_event(
+        ae = adverse_events.record_adverse_event(
             self.db,
             self.staff.nurse,
             self.session_id,
@@ -501,10 +501,10 @@ class SessionRun:
 
     def _arrive_and_start(self) -> None:
         nurse, b = self.staff.nurse, self.base
-        row = service.check_in(self.db, nurse, self.plan_session_id, now=self.arrive)
+        row = checkin.check_in(self.db, nurse, self.plan_session_id, now=self.arrive)
         self.session_id = row.id
         pre = self.arrive + _minutes(self.rng.randrange(6, 12))
-        service.complete_prechecks(
+        checkin.complete_prechecks(
             self.db,
             nurse,
             row.id,
@@ -555,7 +555,7 @@ class SessionRun:
         }
         alarms = self._vitals(at, values)
         for alarm in alarms:
-            service.acknowledge_alarm(
+            monitoring.acknowledge_alarm(
                 self.db,
                 self.staff.nurse,
                 alarm.id,
@@ -605,7 +605,7 @@ class SessionRun:
             self._vitals(at, values)
             for alarm_id in self.to_resolve:
                 note = f"SBP {values['sbp']:g} mmHg after the rate was halved."
-                service.resolve_alarm(self.db, self.staff.nurse, alarm_id, NoteIn(note=note), now=at)
+                monitoring.resolve_alarm(self.db, self.staff.nurse, alarm_id, NoteIn(note=note), now=at)
             self.to_resolve = []
             if minute % 15 == 0:
                 self._score("moaas", self._moaas(), "during", at)
@@ -632,7 +632,9 @@ class SessionRun:
                 description=f"Peak SBP {self.peak_sbp:g} mmHg during the infusion; no treatment needed.",
             )
         stop = self.started_at + _minutes(self.duration_min)
-        service.end_dosing(self.db, nurse, self.session_id, NoteIn(note="Planned dose given."), now=stop)
+        administration.end_dosing(
+            self.db, nurse, self.session_id, NoteIn(note="Planned dose given."), now=stop
+        )
         for minute in range(RECOVERY_VITALS_EVERY_MIN, RECOVERY_MIN + 1, RECOVERY_VITALS_EVERY_MIN):
             at = stop + _minutes(minute)
             self._vitals(at, self._reading(self.rise * self.rise_scale * max(0.0, 1.0 - minute / 40.0)))
@@ -642,18 +644,18 @@ class SessionRun:
                 self._score("cadss6", self._cadss(during=False), "after", at)
         end = stop + _minutes(RECOVERY_MIN + 1)
         self._score("nrs", [max(0, self.nrs_before - rng.choice([0, 1, 2, 2, 3, 3, 4]))], "after", end)
-        service.record_discharge_checks(
+        discharge.record_discharge_checks(
             self.db,
             nurse,
             self.session_id,
             DischargeChecksIn(alert_and_oriented=True, escort_present=True, instructions_given=True),
             now=end,
         )
-        service.discharge(self.db, nurse, self.session_id, DischargeIn(), now=end + _minutes(1))
-        service.sign(self.db, nurse, self.session_id, now=end + _minutes(3))
+        discharge.discharge(self.db, nurse, self.session_id, DischargeIn(), now=end + _minutes(1))
+        views.sign(self.db, nurse, self.session_id, now=end + _minutes(3))
         signed = end + _minutes(rng.randrange(30, 180))
         for ae_id in self.to_review:
-            service.review_adverse_event(
+            adverse_events.review_adverse_event(
                 self.db,
                 self.staff.prescriber,
                 ae_id,
@@ -662,7 +664,7 @@ class SessionRun:
                 ),
                 now=signed - _minutes(5),
             )
-        service.sign(self.db, self.staff.prescriber, self.session_id, now=signed)
+        views.sign(self.db, self.staff.prescriber, self.session_id, now=signed)
         return spike_at is not None
 
     def running(self, now: dt.datetime) -> None:

@@ -1,6 +1,6 @@
 """What a device feed hands to the sessions service, whatever the wire format (HL7 v2 over
 MLLP, or the REST batch endpoint): observations already mapped to KetaCare's vital-sign kinds
-and units. Pure data; the HL7 parser builds these, ``service.ingest_device_batch`` stores them."""
+and units. Pure data; the HL7 parser builds these, ``monitoring.ingest_device_batch`` stores them."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from ketacare.knowledge import Sourced
 from ketacare.knowledge.rems import RemsRules, rems_rules
 from ketacare.knowledge.sessions import session_rules
 from ketacare.patients import service as patients
-from ketacare.sessions import rules, service
+from ketacare.sessions import rules, views
 from ketacare.sessions.models import RemsForm, TreatmentSession
 from ketacare.validation import Email, parse
 
@@ -157,7 +157,7 @@ class Context:
     setting_address: str
 
 
-def first_device_at(v: service.SessionView) -> dt.datetime | None:
+def first_device_at(v: views.SessionView) -> dt.datetime | None:
     return min(
         (_aware(g.given_at) for g in v.given if g.drug == "esketamine" and g.kind in ("dose", "bolus")),
         default=None,
@@ -176,7 +176,7 @@ def _blood_pressure_at(
 
 
 def suggest(
-    v: service.SessionView, ctx: Context, knowledge: RemsRules
+    v: views.SessionView, ctx: Context, knowledge: RemsRules
 ) -> tuple[dict[str, object], dict[str, str]]:
     """Suggested answers and, for each, where it came from. ``None`` = the nurse answers."""
     tz = zoneinfo.ZoneInfo(v.zone)
@@ -303,7 +303,7 @@ def _int(value: float | None) -> int | None:
 
 
 def _events(
-    v: service.SessionView, knowledge: RemsRules, clock: Callable[[dt.datetime], str]
+    v: views.SessionView, knowledge: RemsRules, clock: Callable[[dt.datetime], str]
 ) -> dict[str, tuple[bool | None, list[str]]]:
     """Whether sedation, dissociation and respiratory depression occurred, with the evidence.
     Nothing recorded to judge by (no score, no SpO2) leaves the answer to the nurse."""
@@ -378,8 +378,8 @@ class RemsDraft:
     knowledge: RemsRules
 
 
-def _esketamine_view(db: Session, actor: Principal, session_id: int) -> service.SessionView:
-    v = service.view(db, actor, session_id, audit_read=False)
+def _esketamine_view(db: Session, actor: Principal, session_id: int) -> views.SessionView:
+    v = views.view(db, actor, session_id, audit_read=False)
     if v.session.drug != "esketamine":
         raise NotFound(
             f"The REMS monitoring form belongs to esketamine sessions; this session gives {v.session.drug}."
@@ -399,7 +399,7 @@ def _first_treatment(db: Session, row: TreatmentSession, t0: dt.datetime | None)
     return db.execute(earlier.limit(1)).first() is None
 
 
-def _context(db: Session, actor: Principal, v: service.SessionView, t0: dt.datetime | None) -> Context:
+def _context(db: Session, actor: Principal, v: views.SessionView, t0: dt.datetime | None) -> Context:
     from ketacare.directory import service as directory  # the directory feature imports sessions
 
     record = patients.record(db, actor, v.patient_id)

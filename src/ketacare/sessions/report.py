@@ -19,7 +19,7 @@ from ketacare.sessions import rules
 from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
 
 if TYPE_CHECKING:
-    from ketacare.sessions.service import SessionView
+    from ketacare.sessions.views import SessionView
 
 TIMELINE_VITALS = ("sbp", "dbp", "hr", "spo2", "rr")
 VITAL_COLOURS = {"sbp": "#b3261e", "dbp": "#e07a5f", "hr": "#0b5cad", "spo2": "#1b6e3a", "rr": "#6a4c93"}

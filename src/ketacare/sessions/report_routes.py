@@ -21,7 +21,7 @@ from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.sessions import AlarmRule, clinic_setting_specs, session_rules
-from ketacare.sessions import pdf, rems, report, service
+from ketacare.sessions import alarm_settings, pdf, rems, report, views
 from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import AlarmSettingIn, AlarmSettingsIn
 from ketacare.validation import ReasonableDate, parse
@@ -50,9 +50,9 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 def _report(
     db: DbSession, actor: Principal, session_id: int, action: str
-) -> tuple[service.SessionView, report.Report, report.Timeline]:
-    v = service.view(db, actor, session_id, audit_read=False)
-    built = report.build(v, auth.clinic(db, actor.clinic_id).name, service.report_digest(v))
+) -> tuple[views.SessionView, report.Report, report.Timeline]:
+    v = views.view(db, actor, session_id, audit_read=False)
+    built = report.build(v, auth.clinic(db, actor.clinic_id).name, views.report_digest(v))
     audit.record(db, actor, action, "session", resource_id=v.session.id, patient_id=v.patient_id)
     return v, built, report.timeline(v)
 
@@ -102,7 +102,7 @@ def _rems_out(d: rems.RemsDraft) -> dict[str, Any]:
         "answers": d.values,
         "suggested": d.suggested,
         "hints": d.hints,
-        "saved_at": None if saved is None else service._aware(saved.recorded_at).isoformat(),
+        "saved_at": None if saved is None else clinic_time.as_utc(saved.recorded_at).isoformat(),
         "saved_by": d.saved_by,
         "first_device_at": None if d.first_device_at is None else d.first_device_at.isoformat(),
         "min_monitoring_min": d.min_monitoring_min,
@@ -146,7 +146,7 @@ def _rems_page(
             "fields": rems.FIELDS,
             "booleans": rems.BOOLEAN_FIELDS,
             "saved_values": d.saved.answers if d.saved is not None else {},
-            "saved_at": service._aware(d.saved.recorded_at).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            "saved_at": clinic_time.as_utc(d.saved.recorded_at).astimezone(zone).strftime("%Y-%m-%d %H:%M")
             if d.saved is not None
             else None,
             "values": values if values is not None else _form_values(d.values),
@@ -235,7 +235,9 @@ def _unit(rule: AlarmRule) -> str:
 
 
 def _settings_values(
-    in_force: list[service.AlarmRuleInForce], escalation_s: int, clinic: list[service.ClinicSettingInForce]
+    in_force: list[alarm_settings.AlarmRuleInForce],
+    escalation_s: int,
+    clinic: list[alarm_settings.ClinicSettingInForce],
 ) -> dict[str, str]:
     values = {r.rule.key: f"{r.rule.value:g}" for r in in_force}
     values |= {f"{r.rule.key}__on": "on" if r.enabled else "" for r in in_force}
@@ -253,8 +255,8 @@ def _settings_page(
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Response:
-    in_force, escalation_s = service.alarm_rules_in_force(db, actor.clinic_id)
-    clinic = service.clinic_settings_in_force(db, actor.clinic_id)
+    in_force, escalation_s = alarm_settings.alarm_rules_in_force(db, actor.clinic_id)
+    clinic = alarm_settings.clinic_settings_in_force(db, actor.clinic_id)
     knowledge = session_rules()
     return render(
         request,
@@ -283,7 +285,9 @@ def alarm_settings_page(request: Request, db: DbSession, actor: Admin) -> Respon
     return _settings_page(request, db, actor)
 
 
-def _settings_from_form(form: dict[str, str], in_force: list[service.AlarmRuleInForce]) -> AlarmSettingsIn:
+def _settings_from_form(
+    form: dict[str, str], in_force: list[alarm_settings.AlarmRuleInForce]
+) -> AlarmSettingsIn:
     """Every rule as posted; numbers that are not numbers are named by their rule."""
     errors: dict[str, str] = {}
     settings = []
@@ -330,8 +334,8 @@ def _settings_from_form(form: dict[str, str], in_force: list[service.AlarmRuleIn
 
 @router.post("/alarm-settings", include_in_schema=False)
 def alarm_settings_save(request: Request, db: DbSession, actor: AdminSensitive, form: FormData) -> Response:
-    in_force, escalation_s = service.alarm_rules_in_force(db, actor.clinic_id)
-    clinic = {c.spec.key: c.value for c in service.clinic_settings_in_force(db, actor.clinic_id)}
+    in_force, escalation_s = alarm_settings.alarm_rules_in_force(db, actor.clinic_id)
+    clinic = {c.spec.key: c.value for c in alarm_settings.clinic_settings_in_force(db, actor.clinic_id)}
     try:
         data = _settings_from_form(form, in_force)
         # Only what changed is saved, so a rule left as it was keeps showing the default in force.
@@ -341,7 +345,7 @@ def alarm_settings_save(request: Request, db: DbSession, actor: AdminSensitive, 
         others = {k: None for k in clinic if getattr(data, k) in (None, clinic[k])}
         if not changed and escalation is None and len(others) == len(clinic):
             return RedirectResponse("/alarm-settings?saved=unchanged", status_code=303)
-        service.save_alarm_settings(
+        alarm_settings.save_alarm_settings(
             db, actor, data.model_copy(update={"settings": changed, "escalation_s": escalation, **others})
         )
     except InvalidInput as exc:

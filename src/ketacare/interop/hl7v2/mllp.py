@@ -6,7 +6,7 @@ larger than ``max_message_bytes`` closes the connection. Each monitor keeps one 
 sends one message at a time (original mode); many monitors are served at once.
 
 For each frame: parse -> ``ingest(batch)`` in a worker thread, which for the real listener
-(``database_ingest``) runs ``sessions.service.ingest_device_batch`` inside one transaction that
+(``database_ingest``) runs ``sessions.monitoring.ingest_device_batch`` inside one transaction that
 commits before it returns -> only then the ACK (AA). Anything that keeps the message from
 being committed gets a NAK and stores nothing: a parse error (AE or AR with the error's code), a
 refusal by the sessions service (AE, 204 for an unknown clinic, patient or session), a database
@@ -132,11 +132,11 @@ class FrameReader:
 
 def database_ingest(factory: sessionmaker[Session]) -> Ingest:
     """The real ingest: one transaction per message, committed before this returns."""
-    from ketacare.sessions import service
+    from ketacare.sessions import monitoring
 
     def ingest(batch: DeviceBatch) -> IngestResult:
         with transaction(factory) as db:
-            return service.ingest_device_batch(db, batch)
+            return monitoring.ingest_device_batch(db, batch)
 
     return ingest
 
