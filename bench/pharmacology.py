@@ -93,15 +93,16 @@ def main() -> None:
     print(f"grid: {TIMES.size} points (6 h at 10 s)\n")
     ot = opentiva_per_patient()
     one = best_of(lambda: simulate(Patient(WEIGHT_KG, 40.0), DOSE, t_min=TIMES), 10)
-    ours_cp40 = simulate(Patient(WEIGHT_KG, 40.0), DOSE, t_min=np.array([40.0]),
-                         endpoints=[]).cp_ng_per_ml[0] / 1000.0
+    ours_cp40 = (
+        simulate(Patient(WEIGHT_KG, 40.0), DOSE, t_min=np.array([40.0]), endpoints=[]).cp_ng_per_ml[0]
+        / 1000.0
+    )
     print("| what | total s | per patient ms |")
     print("|---|---|---|")
     if ot is None:
         print("| opentiva 1.1.2 | not installed, skipped | - |")
     else:
-        print(f"| opentiva 1.1.2 Klamp, 1 patient (1-s grid, Cp+Ce) | {ot[0]:.4f} | "
-              f"{ot[0] * 1e3:.2f} |")
+        print(f"| opentiva 1.1.2 Klamp, 1 patient (1-s grid, Cp+Ce) | {ot[0]:.4f} | {ot[0] * 1e3:.2f} |")
     print(f"| engine, 1 patient (Cp, NK, 3 effect sites) | {one:.4f} | {one * 1e3:.2f} |")
     per_patient: dict[int, float] = {}
     floors: dict[int, float] = {}
@@ -110,22 +111,28 @@ def main() -> None:
         per_patient[n] = t / n
         chunked, whole = floor_seconds(n)
         floors[n] = min(chunked, whole)
-        print(f"| engine, {n:,} virtual patients (Cp + 2 effect sites on all {TIMES.size} "
-              f"points, peaks, percentile bands) | {t:.3f} | {t / n * 1e3:.4f} |")
-        print(f"| NumPy floor: one exp over {n:,} x {TIMES.size}, chunks of "
-              f"{DEFAULT_CHUNK} into a reused buffer | {chunked:.3f} | {chunked / n * 1e3:.4f} |")
-        print(f"| NumPy floor: one exp over {n:,} x {TIMES.size}, whole array into a "
-              f"preallocated output | {whole:.3f} | {whole / n * 1e3:.4f} |")
+        print(
+            f"| engine, {n:,} virtual patients (Cp + 2 effect sites on all {TIMES.size} "
+            f"points, peaks, percentile bands) | {t:.3f} | {t / n * 1e3:.4f} |"
+        )
+        print(
+            f"| NumPy floor: one exp over {n:,} x {TIMES.size}, chunks of "
+            f"{DEFAULT_CHUNK} into a reused buffer | {chunked:.3f} | {chunked / n * 1e3:.4f} |"
+        )
+        print(
+            f"| NumPy floor: one exp over {n:,} x {TIMES.size}, whole array into a "
+            f"preallocated output | {whole:.3f} | {whole / n * 1e3:.4f} |"
+        )
     print("\n| ratio | value | goal |")
     print("|---|---|---|")
     if ot is not None:
-        print(f"| opentiva per patient / engine per patient at N=10,000 | "
-              f"{ot[0] / per_patient[10_000]:.0f}x | >= 100x |")
-        print(f"| Cp at 40 min, opentiva vs engine (ug/mL) | {ot[1]:.4f} vs {ours_cp40:.4f} | "
-              "equal |")
+        print(
+            f"| opentiva per patient / engine per patient at N=10,000 | "
+            f"{ot[0] / per_patient[10_000]:.0f}x | >= 100x |"
+        )
+        print(f"| Cp at 40 min, opentiva vs engine (ug/mL) | {ot[1]:.4f} vs {ours_cp40:.4f} | equal |")
     for n in sizes:
-        print(f"| engine / floor (faster floor) at N={n:,} | {per_patient[n] * n / floors[n]:.2f} "
-              "| <= 3 |")
+        print(f"| engine / floor (faster floor) at N={n:,} | {per_patient[n] * n / floors[n]:.2f} | <= 3 |")
     if 100_000 in sizes:
         tracemalloc.start()
         simulate_population(DOSE, n_patients=100_000, t_min=TIMES)
