@@ -4,6 +4,7 @@ clock times without a UTC offset, a constraint the database enforces answered as
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from ketacare.app import create_app
 from ketacare.auth import service as auth
 from ketacare.auth.models import Clinic
+from ketacare.validation import reasonable_date
 from ketacare.web.deps import DbSession, public
 from tests.helpers import count, is_problem
 
@@ -173,3 +175,59 @@ def test_405_names_the_allowed_methods(as_role, world) -> None:  # type: ignore[
     assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "PUT"}
     page = as_role("admin").client.delete("/login", headers={"Accept": "text/html"})
     assert page.status_code == 405 and "allow" in page.headers
+
+
+def _leaf_routes(routes):  # type: ignore[no-untyped-def]
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
+
+
+def _params(dependant):  # type: ignore[no-untyped-def]
+    yield from dependant.path_params + dependant.query_params
+    for inner in dependant.dependencies:
+        yield from _params(inner)
+
+
+def test_every_number_and_date_in_a_path_or_query_has_bounds(app) -> None:  # type: ignore[no-untyped-def]
+    """A number past what the database holds (an id over 2**31 - 1 on PostgreSQL, over 2**63 on
+    SQLite), or a date where day arithmetic overflows (0001-01-01 minus a day), must be a 422 from
+    the route's declaration, never a driver or OverflowError (500)."""
+    from fastapi.routing import APIRoute
+
+    unbounded = []
+    for route in _leaf_routes(app.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        for param in _params(route.dependant):
+            if param.field_info.annotation in (dt.date, dt.date | None, dt.datetime, dt.datetime | None):
+                if reasonable_date not in {getattr(m, "func", None) for m in param.field_info.metadata}:
+                    unbounded.append(
+                        f"{sorted(route.methods)} {route.path} {param.name} (not a ReasonableDate)"
+                    )
+                continue
+            if param.field_info.annotation not in (int, int | None):
+                continue
+            kinds = {type(m).__name__ for m in param.field_info.metadata}
+            if not ({"Le", "Lt"} & kinds and {"Ge", "Gt"} & kinds):
+                unbounded.append(f"{sorted(route.methods)} {route.path} {param.name}")
+    assert not unbounded, unbounded
+
+
+@pytest.mark.parametrize(
+    ("role", "path"),
+    [
+        ("nurse", "/api/v1/patients/2764154587893549498368/eligibility"),
+        ("nurse", "/api/v1/plans/16376182591134009344"),
+        ("auditor", "/api/v1/audit?page=99999999999999999999999"),
+        ("researcher", "/api/v1/research/export?method=limited&agreement=99999999999999999999"),
+        ("nurse", "/api/v1/calendar?start=0001-01-01"),
+        ("nurse", "/api/v1/duty?start=9999-12-31"),
+    ],
+)
+def test_an_id_too_large_for_the_database_is_a_422(as_role, world, role, path) -> None:  # type: ignore[no-untyped-def]
+    response = as_role(role).api("GET", path)
+    assert is_problem(response, 422), response.text

@@ -284,22 +284,6 @@ def test_import_needs_the_write_scope_and_ndjson(browser, token_for) -> None:
     assert wrong_type.status_code == 415 and wrong_type.json()["issue"][0]["code"] == "not-supported"
 
 
-def test_a_body_over_the_limit_is_a_413_and_imports_nothing(browser, world, writer, db, monkeypatch) -> None:
-    from ketacare.interop.fhir import import_routes
-
-    monkeypatch.setattr(import_routes, "MAX_IMPORT_BYTES", 300)
-    patients_before = count(db, Patient)
-    response = post(browser().client, writer, ndjson(PATIENT, {**PATIENT, "id": "src-2"}))
-    assert response.status_code == 413
-    outcome = response.json()
-    validate(outcome)
-    assert (
-        outcome["issue"][0]["code"] == "too-long"
-        and "nothing was imported" in outcome["issue"][0]["diagnostics"]
-    )
-    assert count(db, Patient) == patients_before
-
-
 def test_imported_observations_show_on_the_patient_record(browser, world, writer, db, as_role) -> None:
     assert post(browser().client, writer, GOOD_FILE).status_code == 200
     patient = _imported_patient(db, world)

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from ketacare.analytics import report as rendering
@@ -25,9 +25,12 @@ from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput, NotFound
 from ketacare.exports import frame_csv
 from ketacare.validation import parse
-from ketacare.web.deps import DbSession, require
+from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData
 from ketacare.web.templating import render
+
+# A query parameter naming an agreement: a 32-bit row id or nothing.
+AgreementId = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 
 router = APIRouter()
 Director = Annotated[Principal, require(Permission.registry_read)]
@@ -112,16 +115,21 @@ def _zip(db: DbSession, actor: Principal, method: str, agreement: int | None) ->
 
 @router.get("/research/export.zip", include_in_schema=False)
 def research_export(
-    db: DbSession, actor: Researcher, method: str = "safe_harbor", agreement: int | None = None
+    db: DbSession, actor: Researcher, method: str = "safe_harbor", agreement: AgreementId = None
 ) -> Response:
     """The Safe Harbor dataset; ``method=limited&agreement=ID`` a limited data set under an
     active data use agreement (refused, 422, without one)."""
     return _zip(db, actor, method, agreement)
 
 
-@router.get("/api/v1/research/export", tags=["registry"])
+@router.get(
+    "/api/v1/research/export",
+    tags=["registry"],
+    response_class=Response,
+    responses={200: {"content": {"application/zip": {}}, "description": "The dataset as a ZIP."}},
+)
 def api_research_export(
-    db: DbSession, actor: Researcher, method: str = "safe_harbor", agreement: int | None = None
+    db: DbSession, actor: Researcher, method: str = "safe_harbor", agreement: AgreementId = None
 ) -> Response:
     """The de-identified dataset as a ZIP (Parquet per table, data dictionary, README naming the
     method): ``safe_harbor`` (45 CFR 164.514(b)(2)) or ``limited`` (164.514(e), with ``agreement``)."""
@@ -149,7 +157,7 @@ def api_record_agreement(db: DbSession, actor: AgreementAdmin, body: AgreementIn
 
 
 @router.post("/api/v1/research/agreements/{agreement_id}/revoke", tags=["registry"])
-def api_revoke_agreement(db: DbSession, actor: AgreementAdmin, agreement_id: int) -> dict[str, Any]:
+def api_revoke_agreement(db: DbSession, actor: AgreementAdmin, agreement_id: RowId) -> dict[str, Any]:
     return _out(service.revoke_agreement(db, actor, agreement_id))
 
 
@@ -179,6 +187,6 @@ def agreements_record(request: Request, db: DbSession, actor: AgreementAdmin, fo
 
 
 @router.post("/research/agreements/{agreement_id}/revoke", include_in_schema=False)
-def agreements_revoke(db: DbSession, actor: AgreementAdmin, agreement_id: int) -> Response:
+def agreements_revoke(db: DbSession, actor: AgreementAdmin, agreement_id: RowId) -> Response:
     service.revoke_agreement(db, actor, agreement_id)
     return RedirectResponse("/research/agreements", status_code=303)

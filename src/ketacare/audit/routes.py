@@ -58,7 +58,7 @@ def _record_numbers(db: Session, actor: Principal, entries: list[AuditEntry]) ->
 
 @router.get("/audit", include_in_schema=False)
 def audit_page(
-    request: Request, db: DbSession, actor: Auditor, page: Annotated[int, Query(ge=1)] = 1
+    request: Request, db: DbSession, actor: Auditor, page: Annotated[int, Query(ge=1, le=1_000_000)] = 1
 ) -> Response:
     params = dict(request.query_params)
     try:
@@ -149,7 +149,7 @@ class AuditPage(BaseModel):
 
 @router.get("/api/v1/audit", response_model=AuditPage, tags=["audit"])
 def api_audit(
-    request: Request, db: DbSession, actor: Auditor, page: Annotated[int, Query(ge=1)] = 1
+    request: Request, db: DbSession, actor: Auditor, page: Annotated[int, Query(ge=1, le=1_000_000)] = 1
 ) -> AuditPage:
     flt = _filter(db, actor, dict(request.query_params))
     entries, total = service.search(db, flt, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)

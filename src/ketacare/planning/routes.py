@@ -51,7 +51,7 @@ from ketacare.planning.schemas import (
     SessionOut,
     SignIn,
 )
-from ketacare.validation import parse
+from ketacare.validation import ReasonableDate, parse
 from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
@@ -73,7 +73,9 @@ def _plan_form(form: dict[str, list[str]]) -> dict[str, Any]:
     return data
 
 
-def _form_context(db: DbSession, actor: Principal, patient_id: int, values: dict[str, Any]) -> dict[str, Any]:
+def _form_context(
+    db: DbSession, actor: Principal, patient_id: RowId, values: dict[str, Any]
+) -> dict[str, Any]:
     from ketacare.screening import service as screening
 
     library = service.protocols(db, actor.clinic_id)
@@ -245,14 +247,16 @@ def _protocol_out(p: Protocol) -> ProtocolOut:
 
 
 @router.get("/patients/{patient_id}/plans", include_in_schema=False)
-def plans_page(request: Request, db: DbSession, actor: Reader, patient_id: int) -> Response:
+def plans_page(request: Request, db: DbSession, actor: Reader, patient_id: RowId) -> Response:
     plans = service.patient_plans(db, actor, patient_id)
     patient = patients.visible_patient(db, actor, patient_id, "plan.list")
     return render(request, "plan_list.html", {"patient": patient, "plans": plans})
 
 
 @router.get("/patients/{patient_id}/plans/new", include_in_schema=False)
-def plan_new(request: Request, db: DbSession, actor: Writer, patient_id: int, protocol: str = "") -> Response:
+def plan_new(
+    request: Request, db: DbSession, actor: Writer, patient_id: RowId, protocol: str = ""
+) -> Response:
     library = service.protocols(db, actor.clinic_id)
     chosen = next((p for p in library if p.key == protocol), library[0])
     return render(
@@ -263,7 +267,9 @@ def plan_new(request: Request, db: DbSession, actor: Writer, patient_id: int, pr
 
 
 @router.post("/patients/{patient_id}/plans/new", include_in_schema=False)
-def plan_create(request: Request, db: DbSession, actor: Writer, patient_id: int, form: FormLists) -> Response:
+def plan_create(
+    request: Request, db: DbSession, actor: Writer, patient_id: RowId, form: FormLists
+) -> Response:
     data = _plan_form(form)
     try:
         plan = service.create_plan(db, actor, patient_id, parse(PlanIn, data))
@@ -275,7 +281,7 @@ def plan_create(request: Request, db: DbSession, actor: Writer, patient_id: int,
 
 
 @router.get("/plans/{plan_id}", include_in_schema=False)
-def plan_page(request: Request, db: DbSession, actor: Reader, plan_id: int) -> Response:
+def plan_page(request: Request, db: DbSession, actor: Reader, plan_id: RowId) -> Response:
     v = service.view(db, actor, plan_id)
     return render(
         request, "plan_detail.html", {**_view_context(v), "saved": request.query_params.get("saved")}
@@ -286,7 +292,7 @@ def _plan_error(
     request: Request,
     db: DbSession,
     actor: Principal,
-    plan_id: int,
+    plan_id: RowId,
     section: str,
     exc: InvalidInput,
     values: dict[str, Any],
@@ -302,7 +308,7 @@ def _plan_error(
 
 
 @router.post("/plans/{plan_id}/schedule", include_in_schema=False)
-def plan_schedule(request: Request, db: DbSession, actor: Writer, plan_id: int) -> Response:
+def plan_schedule(request: Request, db: DbSession, actor: Writer, plan_id: RowId) -> Response:
     try:
         service.schedule(db, actor, plan_id)
     except InvalidInput as exc:
@@ -342,7 +348,7 @@ def plan_cancel(request: Request, db: DbSession, actor: Writer, plan_id: RowId, 
 
 
 @router.post("/plans/{plan_id}/care-items", include_in_schema=False)
-def care_add(request: Request, db: DbSession, actor: CareWriter, plan_id: int, form: FormData) -> Response:
+def care_add(request: Request, db: DbSession, actor: CareWriter, plan_id: RowId, form: FormData) -> Response:
     try:
         service.add_care_item(db, actor, plan_id, parse(CareItemIn, form))
     except InvalidInput as exc:
@@ -352,7 +358,7 @@ def care_add(request: Request, db: DbSession, actor: CareWriter, plan_id: int, f
 
 @router.post("/plans/{plan_id}/care-items/{item_id}/status", include_in_schema=False)
 def care_status(
-    request: Request, db: DbSession, actor: CareWriter, plan_id: int, item_id: int, form: FormData
+    request: Request, db: DbSession, actor: CareWriter, plan_id: RowId, item_id: RowId, form: FormData
 ) -> Response:
     try:
         data = parse(CareStatusIn, form)
@@ -363,7 +369,7 @@ def care_status(
 
 
 @router.post("/plans/{plan_id}/responses", include_in_schema=False)
-def response_add(request: Request, db: DbSession, actor: Writer, plan_id: int, form: FormData) -> Response:
+def response_add(request: Request, db: DbSession, actor: Writer, plan_id: RowId, form: FormData) -> Response:
     try:
         service.add_response(db, actor, plan_id, parse(ResponseIn, form))
     except InvalidInput as exc:
@@ -372,7 +378,7 @@ def response_add(request: Request, db: DbSession, actor: Writer, plan_id: int, f
 
 
 @router.get("/plans/{plan_id}/consent", include_in_schema=False)
-def consent_page(request: Request, db: DbSession, actor: Reader, plan_id: int) -> Response:
+def consent_page(request: Request, db: DbSession, actor: Reader, plan_id: RowId) -> Response:
     plan, row = service.consent(db, actor, plan_id)
     return render(
         request, "consent.html", {"plan": plan, "consent": row, "verified": service.verify_consent(row)}
@@ -392,7 +398,7 @@ def my_plans(request: Request, db: DbSession, actor: Patient_) -> Response:
 
 
 @router.get("/my/plans/{plan_id}/consent", include_in_schema=False)
-def my_consent(request: Request, db: DbSession, actor: Patient_, plan_id: int) -> Response:
+def my_consent(request: Request, db: DbSession, actor: Patient_, plan_id: RowId) -> Response:
     plan, row = service.consent(db, actor, plan_id)
     return render(
         request,
@@ -409,7 +415,9 @@ def my_consent(request: Request, db: DbSession, actor: Patient_, plan_id: int) -
 
 
 @router.post("/my/plans/{plan_id}/consent", include_in_schema=False)
-def my_consent_sign(request: Request, db: DbSession, actor: Signer, plan_id: int, form: FormData) -> Response:
+def my_consent_sign(
+    request: Request, db: DbSession, actor: Signer, plan_id: RowId, form: FormData
+) -> Response:
     data = {**form, "agree": form.get("agree") == "yes"}
     try:
         service.sign_consent(db, actor, plan_id, parse(SignIn, data))
@@ -436,7 +444,9 @@ def my_consent_sign(request: Request, db: DbSession, actor: Signer, plan_id: int
 
 
 @router.get("/planning/calendar", include_in_schema=False)
-def calendar_page(request: Request, db: DbSession, actor: Reader, start: dt.date | None = None) -> Response:
+def calendar_page(
+    request: Request, db: DbSession, actor: Reader, start: ReasonableDate | None = None
+) -> Response:
     first = start or clinic_time.today(db, actor.clinic_id)
     entries = service.calendar(db, actor, first, 7)
     days = [first + dt.timedelta(days=i) for i in range(7)]
@@ -689,7 +699,9 @@ def _duty_defaults(db: DbSession, actor: Principal, first: dt.date) -> dict[str,
 
 
 @router.get("/planning/duty", include_in_schema=False)
-def duty_page(request: Request, db: DbSession, actor: Reader, start: dt.date | None = None) -> Response:
+def duty_page(
+    request: Request, db: DbSession, actor: Reader, start: ReasonableDate | None = None
+) -> Response:
     first = start or clinic_time.today(db, actor.clinic_id)
     context = _duty_context(db, actor, first, _duty_defaults(db, actor, first), {})
     return render(request, "duty.html", {**context, "saved": request.query_params.get("saved")})
@@ -747,18 +759,18 @@ def api_add_protocol(db: DbSession, actor: Writer, body: ClinicProtocolIn) -> Pr
 @router.post(
     "/api/v1/patients/{patient_id}/plans", response_model=PlanOut, status_code=201, tags=["planning"]
 )
-def api_create_plan(db: DbSession, actor: Writer, patient_id: int, body: PlanIn) -> PlanOut:
+def api_create_plan(db: DbSession, actor: Writer, patient_id: RowId, body: PlanIn) -> PlanOut:
     plan = service.create_plan(db, actor, patient_id, body)
     return plan_out(service.view(db, actor, plan.id))
 
 
 @router.get("/api/v1/plans/{plan_id}", response_model=PlanOut, tags=["planning"])
-def api_plan(db: DbSession, actor: Reader, plan_id: int) -> PlanOut:
+def api_plan(db: DbSession, actor: Reader, plan_id: RowId) -> PlanOut:
     return plan_out(service.view(db, actor, plan_id))
 
 
 @router.post("/api/v1/plans/{plan_id}/schedule", response_model=PlanOut, tags=["planning"])
-def api_schedule(db: DbSession, actor: Writer, plan_id: int) -> PlanOut:
+def api_schedule(db: DbSession, actor: Writer, plan_id: RowId) -> PlanOut:
     service.schedule(db, actor, plan_id)
     return plan_out(service.view(db, actor, plan_id))
 
@@ -790,13 +802,13 @@ def api_plan_cancel(db: DbSession, actor: Writer, plan_id: RowId, body: CancelIn
 @router.post(
     "/api/v1/plans/{plan_id}/care-items", response_model=CareItemOut, status_code=201, tags=["planning"]
 )
-def api_care_add(db: DbSession, actor: CareWriter, plan_id: int, body: CareItemIn) -> CareItemOut:
+def api_care_add(db: DbSession, actor: CareWriter, plan_id: RowId, body: CareItemIn) -> CareItemOut:
     return CareItemOut.model_validate(service.add_care_item(db, actor, plan_id, body))
 
 
 @router.patch("/api/v1/plans/{plan_id}/care-items/{item_id}", response_model=CareItemOut, tags=["planning"])
 def api_care_status(
-    db: DbSession, actor: CareWriter, plan_id: int, item_id: int, body: CareStatusIn
+    db: DbSession, actor: CareWriter, plan_id: RowId, item_id: RowId, body: CareStatusIn
 ) -> CareItemOut:
     return CareItemOut.model_validate(service.set_care_status(db, actor, plan_id, item_id, body.status.value))
 
@@ -804,24 +816,24 @@ def api_care_status(
 @router.post(
     "/api/v1/plans/{plan_id}/responses", response_model=ResponseOut, status_code=201, tags=["planning"]
 )
-def api_response(db: DbSession, actor: Writer, plan_id: int, body: ResponseIn) -> ResponseOut:
+def api_response(db: DbSession, actor: Writer, plan_id: RowId, body: ResponseIn) -> ResponseOut:
     return ResponseOut.model_validate(service.add_response(db, actor, plan_id, body))
 
 
 @router.get("/api/v1/plans/{plan_id}/consent", response_model=ConsentOut, tags=["planning"])
-def api_consent(db: DbSession, actor: Reader, plan_id: int) -> ConsentOut:
+def api_consent(db: DbSession, actor: Reader, plan_id: RowId) -> ConsentOut:
     plan, row = service.consent(db, actor, plan_id)
     return _consent_out(plan, row)
 
 
 @router.get("/api/v1/me/plans/{plan_id}/consent", response_model=ConsentOut, tags=["planning"])
-def api_my_consent(db: DbSession, actor: Patient_, plan_id: int) -> ConsentOut:
+def api_my_consent(db: DbSession, actor: Patient_, plan_id: RowId) -> ConsentOut:
     plan, row = service.consent(db, actor, plan_id)
     return _consent_out(plan, row)
 
 
 @router.post("/api/v1/me/plans/{plan_id}/consent/sign", response_model=ConsentOut, tags=["planning"])
-def api_sign(db: DbSession, actor: Signer, plan_id: int, body: SignIn) -> ConsentOut:
+def api_sign(db: DbSession, actor: Signer, plan_id: RowId, body: SignIn) -> ConsentOut:
     row = service.sign_consent(db, actor, plan_id, body)
     plan, _ = service.consent(db, actor, plan_id)
     return _consent_out(plan, row)
@@ -829,7 +841,7 @@ def api_sign(db: DbSession, actor: Signer, plan_id: int, body: SignIn) -> Consen
 
 @router.get("/api/v1/calendar", tags=["planning"])
 def api_calendar(
-    db: DbSession, actor: Reader, start: dt.date, days: Annotated[int, Query(ge=1, le=31)] = 7
+    db: DbSession, actor: Reader, start: ReasonableDate, days: Annotated[int, Query(ge=1, le=31)] = 7
 ) -> list[dict[str, Any]]:
     return [
         {
@@ -879,7 +891,7 @@ def _duty_out(row: service.DutyRow) -> DutyOut:
 
 @router.get("/api/v1/duty", response_model=list[DutyOut], tags=["planning"])
 def api_duty(
-    db: DbSession, actor: Reader, start: dt.date, days: Annotated[int, Query(ge=1, le=62)] = 7
+    db: DbSession, actor: Reader, start: ReasonableDate, days: Annotated[int, Query(ge=1, le=62)] = 7
 ) -> list[DutyOut]:
     return [_duty_out(r) for r in service.duty_roster(db, actor, start, days)]
 

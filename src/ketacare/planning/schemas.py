@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator
 
 from ketacare import clinic_time
 from ketacare.validation import LocalTime
@@ -101,11 +101,28 @@ class SignIn(BaseModel):
     agree: bool = False
 
 
+# A band is [upper bound in minutes, fee in USD]. Documented as a pair of numbers: the tuple form
+# (`prefixItems`) is valid OpenAPI 3.1 but schemathesis cannot validate a response against it, and
+# the whole-minutes rule is enforced by the model either way.
+SessionBand = Annotated[
+    tuple[int, float],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[upper bound in whole minutes, fee in USD]",
+        }
+    ),
+]
+
+
 class PriceListIn(BaseModel):
     consultation_usd: float = Field(ge=0, le=100_000)
     drug_usd_per_mg: float = Field(ge=0, le=1_000)
     premedication_usd_per_session: float = Field(ge=0, le=10_000)
-    session_bands: list[tuple[int, float]] = Field(min_length=1, max_length=10)
+    session_bands: list[SessionBand] = Field(min_length=1, max_length=10)
 
     @field_validator("session_bands")
     @classmethod

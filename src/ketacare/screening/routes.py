@@ -16,7 +16,7 @@ from ketacare.screening import service
 from ketacare.screening.eligibility import overridable
 from ketacare.screening.schemas import DecisionOut, OverrideIn, OverrideOut, ReasonOut, ScreeningIn
 from ketacare.validation import parse
-from ketacare.web.deps import DbSession, require
+from ketacare.web.deps import DbSession, RowId, require
 from ketacare.web.forms import FormLists
 from ketacare.web.templating import render
 
@@ -100,20 +100,20 @@ def decision_out(view: service.Eligibility) -> DecisionOut:
 
 
 @router.get("/patients/{patient_id}/screening", include_in_schema=False)
-def screening_page(request: Request, db: DbSession, actor: Reader, patient_id: int) -> Response:
+def screening_page(request: Request, db: DbSession, actor: Reader, patient_id: RowId) -> Response:
     view = service.eligibility(db, actor, patient_id)
     return render(request, "screening.html", _context(view, saved=request.query_params.get("saved")))
 
 
 @router.get("/patients/{patient_id}/eligibility", include_in_schema=False)
-def eligibility_fragment(request: Request, db: DbSession, actor: Reader, patient_id: int) -> Response:
+def eligibility_fragment(request: Request, db: DbSession, actor: Reader, patient_id: RowId) -> Response:
     view = service.eligibility(db, actor, patient_id)
     return render(request, "eligibility_fragment.html", _context(view))
 
 
 @router.post("/patients/{patient_id}/screening/save", include_in_schema=False)
 def screening_save(
-    request: Request, db: DbSession, actor: Screener, patient_id: int, form: FormLists
+    request: Request, db: DbSession, actor: Screener, patient_id: RowId, form: FormLists
 ) -> Response:
     data = _screening_from_form(form)
     try:
@@ -136,7 +136,7 @@ def screening_save(
 
 @router.post("/patients/{patient_id}/screening/override", include_in_schema=False)
 def screening_override(
-    request: Request, db: DbSession, actor: Overrider, patient_id: int, form: FormLists
+    request: Request, db: DbSession, actor: Overrider, patient_id: RowId, form: FormLists
 ) -> Response:
     single = {k: v[-1] for k, v in form.items() if v}
     try:
@@ -162,7 +162,7 @@ def screening_override(
 
 
 @router.get("/api/v1/patients/{patient_id}/eligibility", response_model=DecisionOut, tags=["screening"])
-def api_eligibility(db: DbSession, actor: Reader, patient_id: int) -> DecisionOut:
+def api_eligibility(db: DbSession, actor: Reader, patient_id: RowId) -> DecisionOut:
     return decision_out(service.eligibility(db, actor, patient_id))
 
 
@@ -172,7 +172,7 @@ def api_eligibility(db: DbSession, actor: Reader, patient_id: int) -> DecisionOu
     status_code=201,
     tags=["screening"],
 )
-def api_save_screening(db: DbSession, actor: Screener, patient_id: int, body: ScreeningIn) -> DecisionOut:
+def api_save_screening(db: DbSession, actor: Screener, patient_id: RowId, body: ScreeningIn) -> DecisionOut:
     service.save_screening(db, actor, patient_id, body)
     return decision_out(service.eligibility(db, actor, patient_id))
 
@@ -183,7 +183,7 @@ def api_save_screening(db: DbSession, actor: Screener, patient_id: int, body: Sc
     status_code=201,
     tags=["screening"],
 )
-def api_override(db: DbSession, actor: Overrider, patient_id: int, body: OverrideIn) -> OverrideOut:
+def api_override(db: DbSession, actor: Overrider, patient_id: RowId, body: OverrideIn) -> OverrideOut:
     row = service.override(db, actor, patient_id, body)
     return OverrideOut(
         id=row.id, caution_key=row.caution_key, reason=row.reason, overridden_at=row.overridden_at

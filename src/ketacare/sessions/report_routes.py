@@ -79,7 +79,12 @@ def report_page(request: Request, db: DbSession, actor: Reader, session_id: RowI
 
 
 @router.get("/sessions/{session_id}/report.pdf", include_in_schema=False)
-@router.get("/api/v1/sessions/{session_id}/report.pdf", tags=["sessions"], responses=PDF_RESPONSE)
+@router.get(
+    "/api/v1/sessions/{session_id}/report.pdf",
+    tags=["sessions"],
+    response_class=Response,
+    responses=PDF_RESPONSE,
+)
 def report_pdf(db: DbSession, actor: Reader, session_id: RowId) -> Response:
     """The session report as a PDF: totals, timeline, scores, alarms, adverse events, discharge,
     billing units and signatures."""
@@ -194,7 +199,7 @@ def _month_so_far(db: DbSession, actor: Principal) -> tuple[dt.date, dt.date]:
 
 
 @router.get("/rems/export.csv", include_in_schema=False)
-@router.get("/api/v1/rems/export.csv", tags=["sessions"], responses=CSV_RESPONSE)
+@router.get("/api/v1/rems/export.csv", tags=["sessions"], response_class=Response, responses=CSV_RESPONSE)
 def rems_export(
     db: DbSession,
     actor: Exporter,

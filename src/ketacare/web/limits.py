@@ -24,7 +24,8 @@ def limit_for(settings: Settings, path: str) -> int:
     return settings.max_import_body_bytes if path in IMPORT_PATHS else settings.max_request_body_bytes
 
 
-def _megabytes(limit: int) -> str:
+def size_text(limit: int) -> str:
+    """A limit as people read it: "50 MB", "16 kB"."""
     return f"{limit / (1024 * 1024):g} MB" if limit >= 1024 * 1024 else f"{limit // 1024} kB"
 
 
@@ -32,7 +33,7 @@ def too_large(limit: int) -> HTTPException:
     """An HTTPException, so that FastAPI passes it on unchanged when it is raised while a route's
     body is parsed (any other exception there becomes a 400)."""
     return HTTPException(
-        413, f"The request body is larger than {_megabytes(limit)}; nothing was read or saved."
+        413, f"The request body is larger than {size_text(limit)}; nothing was read or saved."
     )
 
 

@@ -276,6 +276,15 @@ OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
     },
 }
 
+# A FHIR success without a model of its own: some R4 resource (a Bundle, a CapabilityStatement, a
+# Patient ...), which the FHIR specification describes.
+FHIR_RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 resource.",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string"}},
+}
+
 
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """Say in the OpenAPI document what the handlers above answer: every operation may answer an
@@ -301,6 +310,9 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 for code, response in responses.items():
                     content = response.get("content", {})
                     if code.startswith("2") and "application/json" in content:
+                        if not content["application/json"].get("schema"):
+                            content["application/json"] = {"schema": {"type": "object"}}
+                            content.setdefault(FHIR_JSON, {"schema": FHIR_RESOURCE_SCHEMA})
                         content.setdefault(FHIR_JSON, content["application/json"])
     return schema
 

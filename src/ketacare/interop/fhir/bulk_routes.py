@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
@@ -30,6 +30,30 @@ FileName = Annotated[str, Path(pattern=r"^[A-Za-z0-9.]{1,80}$")]
 GroupId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 KICK_OFF_PARAMS = frozenset({"_outputFormat", "_type", "_since"})
 RETRY_AFTER_SECONDS = "2"
+# What the bulk-data routes answer besides errors, for the OpenAPI document (FHIR Bulk Data
+# Access IG: kick-off 202 with Content-Location; status 202 while running, then the manifest).
+_OUTCOME = {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}}
+KICK_OFF_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Queued: poll the status URL in Content-Location.",
+        "content": _OUTCOME,
+        "headers": {"Content-Location": {"schema": {"type": "string"}}},
+    }
+}
+STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The manifest of a finished export.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
+    202: {
+        "description": "Still running (no body); X-Progress says how far.",
+        "headers": {"X-Progress": {"schema": {"type": "string"}}},
+    },
+}
+DELETE_RESPONSES: dict[int | str, dict[str, Any]] = {202: {"description": "Deleted (no body)."}}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "One NDJSON output file.", "content": {"application/fhir+ndjson": {}}}
+}
 # What the CapabilityStatement lists (HL7 FHIR Bulk Data Access, the export operation).
 CAPABILITY_OPERATIONS = (
     {"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
@@ -89,17 +113,35 @@ def _accepted(request: Request, job: FhirExportJob) -> Response:
 # --- kick-off ---------------------------------------------------------------------------------
 
 
-@router.get(BASE + "/$export", tags=["FHIR Bulk Data"])
+@router.get(
+    BASE + "/$export",
+    tags=["FHIR Bulk Data"],
+    status_code=202,
+    response_class=Response,
+    responses=KICK_OFF_RESPONSES,
+)
 def export_system(request: Request, db: DbSession, actor: Reader) -> Response:
     return _accepted(request, bulk.kick_off(db, actor, _params(request, "system")))
 
 
-@router.get(BASE + "/Patient/$export", tags=["FHIR Bulk Data"])
+@router.get(
+    BASE + "/Patient/$export",
+    tags=["FHIR Bulk Data"],
+    status_code=202,
+    response_class=Response,
+    responses=KICK_OFF_RESPONSES,
+)
 def export_patients(request: Request, db: DbSession, actor: Reader) -> Response:
     return _accepted(request, bulk.kick_off(db, actor, _params(request, "patient")))
 
 
-@router.get(BASE + "/Group/{group_id}/$export", tags=["FHIR Bulk Data"])
+@router.get(
+    BASE + "/Group/{group_id}/$export",
+    tags=["FHIR Bulk Data"],
+    status_code=202,
+    response_class=Response,
+    responses=KICK_OFF_RESPONSES,
+)
 def export_group(request: Request, db: DbSession, actor: Reader, group_id: GroupId) -> Response:
     return _accepted(request, bulk.kick_off(db, actor, _params(request, "group", group_id)))
 
@@ -107,7 +149,9 @@ def export_group(request: Request, db: DbSession, actor: Reader, group_id: Group
 # --- status, files, deletion ------------------------------------------------------------------
 
 
-@router.get(BASE + "/bulk/{job_id}", tags=["FHIR Bulk Data"])
+@router.get(
+    BASE + "/bulk/{job_id}", tags=["FHIR Bulk Data"], response_class=Response, responses=STATUS_RESPONSES
+)
 def export_status(request: Request, db: DbSession, actor: Reader, job_id: JobId) -> Response:
     job = bulk.job_of(db, actor, job_id)
     if job.status in bulk.ACTIVE:
@@ -127,12 +171,23 @@ def _delete(db: DbSession, settings: SettingsDep, actor: Principal, job_id: str)
     return BackgroundTask(bulk.remove_files, settings.resolved_fhir_export_dir, job.id)
 
 
-@router.delete(BASE + "/bulk/{job_id}", tags=["FHIR Bulk Data"])
+@router.delete(
+    BASE + "/bulk/{job_id}",
+    tags=["FHIR Bulk Data"],
+    status_code=202,
+    response_class=Response,
+    responses=DELETE_RESPONSES,
+)
 def export_delete(db: DbSession, settings: SettingsDep, actor: Reader, job_id: JobId) -> Response:
     return Response(status_code=202, background=_delete(db, settings, actor, job_id))
 
 
-@router.get(BASE + "/bulk/{job_id}/{file_name}", tags=["FHIR Bulk Data"])
+@router.get(
+    BASE + "/bulk/{job_id}/{file_name}",
+    tags=["FHIR Bulk Data"],
+    response_class=Response,
+    responses=FILE_RESPONSES,
+)
 def export_file(
     db: DbSession, settings: SettingsDep, actor: Reader, job_id: JobId, file_name: FileName
 ) -> Response:

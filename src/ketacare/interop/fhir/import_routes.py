@@ -10,14 +10,17 @@ from typing import IO, Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from starlette.responses import JSONResponse, Response
 
+from ketacare.config import Settings
 from ketacare.errors import InvalidInput
 from ketacare.interop.fhir import importer
 from ketacare.interop.fhir.http import BASE, Writer, fhir_response
-from ketacare.web.deps import DbSession
+from ketacare.web.deps import DbSession, SettingsDep, get_settings
+from ketacare.web.limits import size_text
 from ketacare.web.templating import render
 
 router = APIRouter()
-MAX_IMPORT_BYTES = 50 * 1024 * 1024  # per request: larger migrations use `ketacare fhir import`
+# The size limit per request is the setting KETACARE_MAX_IMPORT_BODY_BYTES, the same one the body
+# limit middleware (web/limits.py) applies to these paths: larger migrations use `ketacare fhir import`.
 NDJSON_TYPES = frozenset({"application/fhir+ndjson", "application/x-ndjson", "application/ndjson"})
 MAX_ISSUES = 1000  # rejected lines listed in the OperationOutcome; the JSON report lists all
 
@@ -30,11 +33,11 @@ def _outcome(status: int, code: str, text: str) -> Response:
     return fhir_response(body, status)
 
 
-def _too_large() -> Response:
+def _too_large(limit: int) -> Response:
     return _outcome(
         413,
         "too-long",
-        f"The body is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB; nothing was imported. "
+        f"The body is larger than {size_text(limit)}; nothing was imported. "
         "Split the file, or import it with `ketacare fhir import`.",
     )
 
@@ -43,8 +46,9 @@ class Body:
     """The request body spooled to a temporary file (streamed, never held whole in memory), or
     ``too_large`` once it passes the limit."""
 
-    def __init__(self, spool: IO[bytes] | None) -> None:
+    def __init__(self, spool: IO[bytes] | None, limit: int) -> None:
         self.spool = spool
+        self.limit = limit
 
     @property
     def too_large(self) -> bool:
@@ -52,18 +56,23 @@ class Body:
 
 
 async def ndjson_body(request: Request) -> Body:
+    limit = _limit(get_settings(request))
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_IMPORT_BYTES:
-        return Body(None)
+    if declared.isdigit() and int(declared) > limit:
+        return Body(None, limit)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115 (returned)
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_IMPORT_BYTES:
+        if size > limit:
             spool.close()
-            return Body(None)
+            return Body(None, limit)
         spool.write(chunk)
-    return Body(spool)
+    return Body(spool, limit)
+
+
+def _limit(settings: Settings) -> int:
+    return settings.max_import_body_bytes
 
 
 def report_outcome(report: importer.ImportReport) -> dict[str, Any]:
@@ -107,7 +116,7 @@ def import_ndjson(
     from the system named by ``source`` (required: ids are only unique within it). Answers 200
     with an OperationOutcome (or ``_report=json``: the plain per-line report)."""
     if body.too_large or body.spool is None:
-        return _too_large()
+        return _too_large(body.limit)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in NDJSON_TYPES:
         body.spool.close()
@@ -136,19 +145,21 @@ def import_ndjson(
 
 
 @router.get("/fhir-exchange/imports", include_in_schema=False)
-def imports_page(request: Request, actor: Writer) -> Response:
-    return render(request, "fhir_imports.html", {"report": None, "max_mb": MAX_IMPORT_BYTES // (1024 * 1024)})
+def imports_page(request: Request, settings: SettingsDep, actor: Writer) -> Response:
+    return render(request, "fhir_imports.html", {"report": None, "max_size": size_text(_limit(settings))})
 
 
 @router.post("/fhir-exchange/imports", include_in_schema=False)
 def imports_upload(
     request: Request,
     db: DbSession,
+    settings: SettingsDep,
     actor: Writer,
     files: Annotated[list[UploadFile], File()],
     source: Annotated[str, Form()] = "",  # required, checked below: the error keeps the files' names
 ) -> Response:
-    context: dict[str, Any] = {"report": None, "max_mb": MAX_IMPORT_BYTES // (1024 * 1024), "source": source}
+    limit = _limit(settings)
+    context: dict[str, Any] = {"report": None, "max_size": size_text(limit), "source": source}
     chosen = [f for f in files if f.filename]
     if not chosen:
         return render(
@@ -161,8 +172,8 @@ def imports_upload(
         names = ", ".join(f.filename or "" for f in chosen)
         error = f"Source system: {exc.errors['source']} Nothing was imported; choose {names} again."
         return render(request, "fhir_imports.html", {**context, "error": error}, 422)
-    if sum(f.size or 0 for f in chosen) > MAX_IMPORT_BYTES:
-        error = f"The files are larger than {context['max_mb']} MB together; nothing was imported."
+    if sum(f.size or 0 for f in chosen) > limit:
+        error = f"The files are larger than {context['max_size']} together; nothing was imported."
         return render(request, "fhir_imports.html", {**context, "error": error}, 413)
     sources = [importer.NdjsonFile(f.filename or "upload", f.file) for f in chosen]
     report = importer.Importer(db, actor, source_system=source).run(sources)
