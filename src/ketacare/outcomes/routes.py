@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.auth import service as auth
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
@@ -201,7 +202,7 @@ def schedule_one_off(
 
 @router.post("/patients/{patient_id}/outcomes/mme", include_in_schema=False)
 def record_mme(request: Request, db: DbSession, actor: Writer, patient_id: RowId) -> Response:
-    service.record_mme(db, actor, patient_id, _now().date())
+    service.record_mme(db, actor, patient_id, clinic_time.today(db, actor.clinic_id))
     return RedirectResponse(f"/patients/{patient_id}/outcomes?saved=mme", status_code=303)
 
 
