@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from ketacare import clinic_time
 from ketacare.analytics import report as rendering
 from ketacare.analytics import service
 from ketacare.analytics.models import DataUseAgreement
@@ -39,8 +40,9 @@ Researcher = Annotated[Principal, require(Permission.research_read)]
 AgreementAdmin = Annotated[Principal, require(Permission.user_manage)]
 
 
-def _today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+def _today(db: DbSession, actor: Principal) -> dt.date:
+    """The clinic's day: a report's date and a data use agreement's last day are the clinic's."""
+    return clinic_time.today(db, actor.clinic_id)
 
 
 def _page(request: Request, report: Report, base: str, overrides: tuple[int, int] | None = None) -> Response:
@@ -73,37 +75,37 @@ def _standalone(report: Report) -> Response:
 
 @router.get("/registry", include_in_schema=False)
 def clinic_registry(request: Request, db: DbSession, actor: Director) -> Response:
-    report = service.clinic_report(db, actor, _today())
+    report = service.clinic_report(db, actor, _today(db, actor))
     return _page(request, report, "/registry", service.dose_overrides(db, actor.clinic_id))
 
 
 @router.get("/registry/report.html", include_in_schema=False)
 def clinic_registry_html(db: DbSession, actor: Director) -> Response:
-    return _standalone(service.clinic_report(db, actor, _today()))
+    return _standalone(service.clinic_report(db, actor, _today(db, actor)))
 
 
 @router.get("/registry/{table}.csv", include_in_schema=False)
 def clinic_registry_csv(db: DbSession, actor: Director, table: str) -> Response:
-    return _csv(service.clinic_report(db, actor, _today()), table)
+    return _csv(service.clinic_report(db, actor, _today(db, actor)), table)
 
 
 @router.get("/research/registry", include_in_schema=False)
 def research_registry(request: Request, db: DbSession, actor: Researcher) -> Response:
-    return _page(request, service.research_report(db, actor, _today()), "/research/registry")
+    return _page(request, service.research_report(db, actor, _today(db, actor)), "/research/registry")
 
 
 @router.get("/research/registry/report.html", include_in_schema=False)
 def research_registry_html(db: DbSession, actor: Researcher) -> Response:
-    return _standalone(service.research_report(db, actor, _today()))
+    return _standalone(service.research_report(db, actor, _today(db, actor)))
 
 
 @router.get("/research/registry/{table}.csv", include_in_schema=False)
 def research_registry_csv(db: DbSession, actor: Researcher, table: str) -> Response:
-    return _csv(service.research_report(db, actor, _today()), table)
+    return _csv(service.research_report(db, actor, _today(db, actor)), table)
 
 
 def _zip(db: DbSession, actor: Principal, method: str, agreement: int | None) -> Response:
-    data = service.deidentified(db, actor, method, agreement, _today())
+    data = service.deidentified(db, actor, method, agreement, _today(db, actor))
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in data.write(Path(tmp)):
