@@ -53,7 +53,7 @@ from ketacare.planning.schemas import (
 )
 from ketacare.validation import ReasonableDate, parse
 from ketacare.web.deps import DbSession, RowId, require
-from ketacare.web.forms import FormData, FormLists
+from ketacare.web.forms import FormData, FormLists, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -271,13 +271,14 @@ def plan_create(
     request: Request, db: DbSession, actor: Writer, patient_id: RowId, form: FormLists
 ) -> Response:
     data = _plan_form(form)
-    try:
-        plan = service.create_plan(db, actor, patient_id, parse(PlanIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        context = _form_context(db, actor, patient_id, data)
-        return render(request, "plan_form.html", {**context, "errors": exc.errors}, 422)
-    return RedirectResponse(f"/plans/{plan.id}?saved=created", status_code=303)
+    return form_action(
+        db,
+        lambda: service.create_plan(db, actor, patient_id, parse(PlanIn, data)),
+        done=lambda plan: f"/plans/{plan.id}?saved=created",
+        again=lambda errors: render(
+            request, "plan_form.html", {**_form_context(db, actor, patient_id, data), "errors": errors}
+        ),
+    )
 
 
 @router.get("/plans/{plan_id}", include_in_schema=False)
@@ -534,13 +535,14 @@ def protocols_page(request: Request, db: DbSession, actor: Reader, start_from: s
 
 @router.post("/planning/protocols", include_in_schema=False)
 def protocols_add(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
-    try:
-        added = service.add_clinic_protocol(db, actor, parse(ClinicProtocolIn, _protocol_form(form)))
-    except InvalidInput as exc:
-        db.rollback()
-        context = _protocols_context(db, actor, form, exc.errors)
-        return render(request, "protocols.html", {**context, "open_form": True}, 422)
-    return RedirectResponse(f"/planning/protocols?saved={added.key}#library", status_code=303)
+    return form_action(
+        db,
+        lambda: service.add_clinic_protocol(db, actor, parse(ClinicProtocolIn, _protocol_form(form))),
+        done=lambda added: f"/planning/protocols?saved={added.key}#library",
+        again=lambda errors: render(
+            request, "protocols.html", {**_protocols_context(db, actor, form, errors), "open_form": True}
+        ),
+    )
 
 
 SAVED_MESSAGES = {
@@ -630,39 +632,55 @@ def _bands(text: str) -> list[list[str]]:
 
 @router.post("/planning/prices", include_in_schema=False)
 def prices_save(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
-    try:
-        service.save_price_list(
+    return form_action(
+        db,
+        lambda: service.save_price_list(
             db, actor, parse(PriceListIn, {**form, "session_bands": _bands(form.get("session_bands", ""))})
-        )
-    except InvalidInput as exc:
-        db.rollback()
-        context = _prices_context(db, actor, service.price_list(db, actor.clinic_id), form)
-        return render(request, "prices.html", {**context, "errors": exc.errors}, 422)
-    return RedirectResponse("/planning/prices?saved=prices", status_code=303)
+        ),
+        done="/planning/prices?saved=prices",
+        again=lambda errors: render(
+            request,
+            "prices.html",
+            {**_prices_context(db, actor, service.price_list(db, actor.clinic_id), form), "errors": errors},
+        ),
+    )
 
 
 @router.post("/planning/clinical-defaults", include_in_schema=False)
 def clinical_defaults_save(request: Request, db: DbSession, actor: ClinicalAdmin, form: FormData) -> Response:
     values = {s.key: form.get(s.key, "") for s in SPECS}
-    try:
-        service.save_clinical_defaults(db, actor, parse(ClinicalDefaultsIn, values))
-    except InvalidInput as exc:
-        db.rollback()
-        prices = service.price_list(db, actor.clinic_id)
-        context = _prices_context(db, actor, prices, {}, clinical_values=values)
-        return render(request, "prices.html", {**context, "clinical_errors": exc.errors}, 422)
-    return RedirectResponse("/planning/prices?saved=clinical#clinical-defaults", status_code=303)
+    return form_action(
+        db,
+        lambda: service.save_clinical_defaults(db, actor, parse(ClinicalDefaultsIn, values)),
+        done="/planning/prices?saved=clinical#clinical-defaults",
+        again=lambda errors: render(
+            request,
+            "prices.html",
+            {
+                **_prices_context(
+                    db, actor, service.price_list(db, actor.clinic_id), {}, clinical_values=values
+                ),
+                "clinical_errors": errors,
+            },
+        ),
+    )
 
 
 @router.post("/planning/hours", include_in_schema=False)
 def hours_save(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
-    try:
-        service.save_hours(db, actor, parse(HoursIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        context = _prices_context(db, actor, service.price_list(db, actor.clinic_id), {}, form)
-        return render(request, "prices.html", {**context, "hours_errors": exc.errors}, 422)
-    return RedirectResponse("/planning/prices?saved=hours#hours", status_code=303)
+    return form_action(
+        db,
+        lambda: service.save_hours(db, actor, parse(HoursIn, form)),
+        done="/planning/prices?saved=hours#hours",
+        again=lambda errors: render(
+            request,
+            "prices.html",
+            {
+                **_prices_context(db, actor, service.price_list(db, actor.clinic_id), {}, form),
+                "hours_errors": errors,
+            },
+        ),
+    )
 
 
 # --- pages: duty roster -------------------------------------------------------------------
