@@ -540,28 +540,26 @@ def patient_prescriptions_page(
 def encounter_add(
     request: Request, db: DbSession, actor: RxWriter, patient_id: RowId, form: FormData
 ) -> Response:
-    try:
-        service.record_encounter(db, actor, patient_id, parse(EncounterIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return _patient_page(
-            request, db, actor, patient_id, 422, section="encounter", values=form, errors=exc.errors
-        )
-    return RedirectResponse(
-        f"/patients/{patient_id}/prescriptions?saved=encounter#encounters", status_code=303
+    return form_action(
+        db,
+        lambda: service.record_encounter(db, actor, patient_id, parse(EncounterIn, form)),
+        done=f"/patients/{patient_id}/prescriptions?saved=encounter#encounters",
+        again=lambda errors: _patient_page(
+            request, db, actor, patient_id, 422, section="encounter", values=form, errors=errors
+        ),
     )
 
 
 @router.post("/patients/{patient_id}/prescriptions/pdmp-checks", include_in_schema=False)
 def pdmp_add(request: Request, db: DbSession, actor: RxWriter, patient_id: RowId, form: FormData) -> Response:
-    try:
-        service.record_pdmp(db, actor, patient_id, parse(PdmpIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        return _patient_page(
-            request, db, actor, patient_id, 422, section="pdmp", values=form, errors=exc.errors
-        )
-    return RedirectResponse(f"/patients/{patient_id}/prescriptions?saved=pdmp#pdmp", status_code=303)
+    return form_action(
+        db,
+        lambda: service.record_pdmp(db, actor, patient_id, parse(PdmpIn, form)),
+        done=f"/patients/{patient_id}/prescriptions?saved=pdmp#pdmp",
+        again=lambda errors: _patient_page(
+            request, db, actor, patient_id, 422, section="pdmp", values=form, errors=errors
+        ),
+    )
 
 
 @router.post("/patients/{patient_id}/prescriptions/new", include_in_schema=False)

@@ -8,11 +8,10 @@ import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from ketacare.auth.permissions import ROLE_PERMISSIONS, Permission
 from ketacare.auth.principal import Principal
-from ketacare.errors import InvalidInput
 from ketacare.knowledge.prescribing import prescribing_rules
 from ketacare.knowledge.safety import safety_rules
 from ketacare.safety import monitoring, service
@@ -165,15 +164,14 @@ def liver_test_add(
     request: Request, db: DbSession, actor: Writer, patient_id: RowId, form: FormData
 ) -> Response:
     data: dict[str, Any] = {**form, "liver_symptoms": form.get("liver_symptoms") == "yes"}
-    try:
-        result = service.record_liver_test(db, actor, patient_id, parse(LiverTestIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        return _patient_page(
-            request, db, actor, patient_id, 422, section="lft", values=form, errors=exc.errors
-        )
-    saved = "lft-hold" if result.hold else "lft"
-    return RedirectResponse(f"/patients/{patient_id}/safety?saved={saved}", status_code=303)
+    return form_action(
+        db,
+        lambda: service.record_liver_test(db, actor, patient_id, parse(LiverTestIn, data)),
+        done=lambda result: f"/patients/{patient_id}/safety?saved={'lft-hold' if result.hold else 'lft'}",
+        again=lambda errors: _patient_page(
+            request, db, actor, patient_id, 422, section="lft", values=form, errors=errors
+        ),
+    )
 
 
 @router.post("/patients/{patient_id}/safety/bladder-screens", include_in_schema=False)
@@ -182,43 +180,56 @@ def bladder_screen_add(
 ) -> Response:
     answers = {k.removeprefix("answer_"): v for k, v in form.items() if k.startswith("answer_") and v}
     data = {"screened_on": form.get("screened_on"), "answers": answers, "note": form.get("note")}
-    try:
-        result = service.record_bladder_screen(db, actor, patient_id, parse(BladderScreenIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        return _patient_page(
-            request, db, actor, patient_id, 422, section="bladder", values=form, errors=exc.errors
-        )
-    saved = "bladder-hold" if result.hold else "bladder"
-    return RedirectResponse(f"/patients/{patient_id}/safety?saved={saved}", status_code=303)
+    return form_action(
+        db,
+        lambda: service.record_bladder_screen(db, actor, patient_id, parse(BladderScreenIn, data)),
+        done=lambda result: (
+            f"/patients/{patient_id}/safety?saved={'bladder-hold' if result.hold else 'bladder'}"
+        ),
+        again=lambda errors: _patient_page(
+            request, db, actor, patient_id, 422, section="bladder", values=form, errors=errors
+        ),
+    )
 
 
 @router.post("/safety/holds/{hold_id}/release", include_in_schema=False)
 def hold_release(
     request: Request, db: DbSession, actor: Releaser, hold_id: RowId, form: FormData
 ) -> Response:
-    try:
-        hold = service.release_hold(db, actor, hold_id, parse(ReleaseIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        patient_id = service.hold_patient(db, actor, hold_id)
-        return _patient_page(
-            request, db, actor, patient_id, 422, section=f"hold-{hold_id}", values=form, errors=exc.errors
-        )
-    return RedirectResponse(f"/patients/{hold.patient_id}/safety?saved=released", status_code=303)
+    return form_action(
+        db,
+        lambda: service.release_hold(db, actor, hold_id, parse(ReleaseIn, form)),
+        done=lambda hold: f"/patients/{hold.patient_id}/safety?saved=released",
+        again=lambda errors: _patient_page(
+            request,
+            db,
+            actor,
+            service.hold_patient(db, actor, hold_id),
+            422,
+            section=f"hold-{hold_id}",
+            values=form,
+            errors=errors,
+        ),
+    )
 
 
 @router.post("/safety/tasks/{task_id}/done", include_in_schema=False)
 def task_done(request: Request, db: DbSession, actor: Writer, task_id: RowId, form: FormData) -> Response:
-    try:
-        task = service.complete_task(db, actor, task_id, parse(TaskDoneIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        patient_id = service.task_patient(db, actor, task_id)
-        return _patient_page(
-            request, db, actor, patient_id, 422, section=f"task-{task_id}", values=form, errors=exc.errors
-        )
-    return RedirectResponse(f"/patients/{task.patient_id}/safety?saved=task", status_code=303)
+    return form_action(
+        db,
+        lambda: service.complete_task(db, actor, task_id, parse(TaskDoneIn, form)),
+        done=lambda task: f"/patients/{task.patient_id}/safety?saved=task",
+        again=lambda errors: _patient_page(
+            request,
+            db,
+            actor,
+            service.task_patient(db, actor, task_id),
+            422,
+            section=f"task-{task_id}",
+            values=form,
+            errors=errors,
+        ),
+    )
 
 
 @router.get("/safety", include_in_schema=False)
