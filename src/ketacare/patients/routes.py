@@ -157,25 +157,22 @@ def patient_edit(request: Request, db: DbSession, actor: Writer, patient_id: Row
 def patient_update(
     request: Request, db: DbSession, actor: Writer, patient_id: RowId, form: FormData
 ) -> Response:
-    try:
-        data = parse(PatientUpdate, form)
-        service.update_demographics(db, actor, patient_id, data)
-    except InvalidInput as exc:
-        db.rollback()
-        patient = service.visible_patient(db, actor, patient_id, "patient.update")
-        return render(
+    return form_action(
+        db,
+        lambda: service.update_demographics(db, actor, patient_id, parse(PatientUpdate, form)),
+        done=f"/patients/{patient_id}?saved=details",
+        again=lambda errors: render(
             request,
             "patient_form.html",
             {
                 "mode": "edit",
-                "patient": patient,
+                "patient": service.visible_patient(db, actor, patient_id, "patient.update"),
                 "values": form,
-                "errors": exc.errors,
+                "errors": errors,
                 **_form_choices(clinic_time.today(db, actor.clinic_id)),
             },
-            422,
-        )
-    return RedirectResponse(f"/patients/{patient_id}?saved=details", status_code=303)
+        ),
+    )
 
 
 @router.post("/patients/{patient_id}/{section}", include_in_schema=False)
@@ -190,23 +187,23 @@ def patient_add_item(
             404,
         )
     schema, add = SECTIONS[section]
-    try:
-        add(db, actor, patient_id, parse(schema, form))
-    except InvalidInput as exc:
-        db.rollback()
-        record = service.record(db, actor, patient_id)
-        return render(
+    return form_action(
+        db,
+        lambda: add(db, actor, patient_id, parse(schema, form)),
+        done=f"/patients/{patient_id}?saved={section}#{section}",
+        again=lambda errors: render(
             request,
             "patient_detail.html",
             {
-                **_record_context(record, clinic_time.today(db, actor.clinic_id)),
+                **_record_context(
+                    service.record(db, actor, patient_id), clinic_time.today(db, actor.clinic_id)
+                ),
                 "section": section,
                 "values": form,
-                "errors": exc.errors,
+                "errors": errors,
             },
-            422,
-        )
-    return RedirectResponse(f"/patients/{patient_id}?saved={section}#{section}", status_code=303)
+        ),
+    )
 
 
 @router.post("/patients/{patient_id}/{section}/{item_id}/remove", include_in_schema=False)
