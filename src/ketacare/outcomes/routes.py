@@ -22,7 +22,7 @@ from ketacare.outcomes.schemas import DiaryIn, OneOffIn, SeriesIn, SettingsIn
 from ketacare.sessions import views as session_views
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, public, require
-from ketacare.web.forms import FormData
+from ketacare.web.forms import FormData, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -110,15 +110,20 @@ def my_diary(request: Request, db: DbSession, actor: Self_) -> Response:
 @router.post("/me/diary", include_in_schema=False)
 def my_diary_add(request: Request, db: DbSession, actor: Self_, form: FormData) -> Response:
     data = {**form, "flare": form.get("flare") == "on"}
-    try:
-        service.add_diary(db, actor, parse(DiaryIn, data), _now())
-    except InvalidInput as exc:
-        db.rollback()
-        entries = service.diary(db, actor, actor.patient_id) if actor.patient_id else []
-        return render(
-            request, "outcomes_diary.html", {"entries": entries, "values": form, "errors": exc.errors}, 422
-        )
-    return RedirectResponse("/me/diary?saved=1", status_code=303)
+    return form_action(
+        db,
+        lambda: service.add_diary(db, actor, parse(DiaryIn, data), _now()),
+        done="/me/diary?saved=1",
+        again=lambda errors: render(
+            request,
+            "outcomes_diary.html",
+            {
+                "entries": service.diary(db, actor, actor.patient_id) if actor.patient_id else [],
+                "values": form,
+                "errors": errors,
+            },
+        ),
+    )
 
 
 # --- the prescriber's view -----------------------------------------------------------------------------
@@ -250,18 +255,16 @@ def settings_page(request: Request, db: DbSession, actor: Reader) -> Response:
 
 @router.post("/outcomes/settings", include_in_schema=False)
 def settings_save(request: Request, db: DbSession, actor: SettingsAdmin, form: FormData) -> Response:
-    try:
-        service.save_settings(db, actor, parse(SettingsIn, form))
-    except InvalidInput as exc:
-        db.rollback()
-        eff = service.settings_for(db, actor.clinic_id)
-        return render(
+    return form_action(
+        db,
+        lambda: service.save_settings(db, actor, parse(SettingsIn, form)),
+        done="/outcomes/settings?saved=1",
+        again=lambda errors: render(
             request,
             "outcomes_settings.html",
-            {"eff": eff, "values": form, "errors": exc.errors, **_common()},
-            422,
-        )
-    return RedirectResponse("/outcomes/settings?saved=1", status_code=303)
+            {"eff": service.settings_for(db, actor.clinic_id), "values": form, "errors": errors, **_common()},
+        ),
+    )
 
 
 # --- JSON API -------------------------------------------------------------------------------------------
