@@ -616,15 +616,17 @@ def _profile_from_form(form: dict[str, list[str]]) -> dict[str, Any]:
 @router.post("/directory/profile", include_in_schema=False)
 def profile_save(request: Request, db: DbSession, actor: Manager, form: FormLists) -> Response:
     values = _profile_from_form(form)
-    try:
-        service.save_profile(db, actor, parse(ProfileIn, {k: v for k, v in values.items() if v != ""}))
-    except InvalidInput as exc:
-        db.rollback()
-        shown = {k: ("on" if v is True else "" if v is False else v) for k, v in values.items()}
-        return render(
-            request, "profile_form.html", {**_profile_context(), "values": shown, "errors": exc.errors}, 422
-        )
-    return RedirectResponse("/directory/profile?saved=1", status_code=303)
+    shown = {k: ("on" if v is True else "" if v is False else v) for k, v in values.items()}
+    return form_action(
+        db,
+        lambda: service.save_profile(
+            db, actor, parse(ProfileIn, {k: v for k, v in values.items() if v != ""})
+        ),
+        done="/directory/profile?saved=1",
+        again=lambda errors: render(
+            request, "profile_form.html", {**_profile_context(), "values": shown, "errors": errors}
+        ),
+    )
 
 
 @router.get("/directory/slots", include_in_schema=False)
@@ -739,23 +741,18 @@ def reviews_page(request: Request, db: DbSession, actor: Manager) -> Response:
 def review_moderate(
     request: Request, db: DbSession, actor: Manager, review_id: RowId, form: FormData
 ) -> Response:
-    try:
-        service.moderate(
+    return form_action(
+        db,
+        lambda: service.moderate(
             db, actor, review_id, parse(ModerationIn, {k: v for k, v in form.items() if v.strip()})
-        )
-    except InvalidInput as exc:
-        db.rollback()
-        return render(
+        ),
+        done="/directory/reviews",
+        again=lambda errors: render(
             request,
             "reviews.html",
-            {
-                "reviews": service.reviews_for_moderation(db, actor),
-                "errors": exc.errors,
-                "error_id": review_id,
-            },
-            422,
-        )
-    return RedirectResponse("/directory/reviews", status_code=303)
+            {"reviews": service.reviews_for_moderation(db, actor), "errors": errors, "error_id": review_id},
+        ),
+    )
 
 
 @router.get("/my/review", include_in_schema=False)

@@ -5,19 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
-from ketacare.errors import InvalidInput
 from ketacare.knowledge.contraindications import contraindications, prior_therapy_rule, risk_factors
 from ketacare.screening import service
 from ketacare.screening.eligibility import overridable
 from ketacare.screening.schemas import DecisionOut, OverrideIn, OverrideOut, ReasonOut, ScreeningIn
 from ketacare.validation import parse
 from ketacare.web.deps import DbSession, RowId, require
-from ketacare.web.forms import FormLists
+from ketacare.web.forms import FormLists, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
@@ -116,22 +115,22 @@ def screening_save(
     request: Request, db: DbSession, actor: Screener, patient_id: RowId, form: FormLists
 ) -> Response:
     data = _screening_from_form(form)
-    try:
-        service.save_screening(db, actor, patient_id, parse(ScreeningIn, data))
-    except InvalidInput as exc:
-        db.rollback()
-        view = service.eligibility(db, actor, patient_id)
-        values = {
-            **{k: v for k, v in data.items() if k not in ("answers",)},
-            **{f"answer_{k}": v for k, v in data["answers"].items()},
-        }
-        return render(
+    values = {
+        **{k: v for k, v in data.items() if k not in ("answers",)},
+        **{f"answer_{k}": v for k, v in data["answers"].items()},
+    }
+    return form_action(
+        db,
+        lambda: service.save_screening(db, actor, patient_id, parse(ScreeningIn, data)),
+        done=f"/patients/{patient_id}/screening?saved=screening",
+        again=lambda errors: render(
             request,
             "screening.html",
-            _context(view, values=values, errors=exc.errors, section="screening"),
-            422,
-        )
-    return RedirectResponse(f"/patients/{patient_id}/screening?saved=screening", status_code=303)
+            _context(
+                service.eligibility(db, actor, patient_id), values=values, errors=errors, section="screening"
+            ),
+        ),
+    )
 
 
 @router.post("/patients/{patient_id}/screening/override", include_in_schema=False)
@@ -139,23 +138,21 @@ def screening_override(
     request: Request, db: DbSession, actor: Overrider, patient_id: RowId, form: FormLists
 ) -> Response:
     single = {k: v[-1] for k, v in form.items() if v}
-    try:
-        service.override(db, actor, patient_id, parse(OverrideIn, single))
-    except InvalidInput as exc:
-        db.rollback()
-        view = service.eligibility(db, actor, patient_id)
-        return render(
+    return form_action(
+        db,
+        lambda: service.override(db, actor, patient_id, parse(OverrideIn, single)),
+        done=f"/patients/{patient_id}/screening?saved=override",
+        again=lambda errors: render(
             request,
             "screening.html",
             _context(
-                view,
-                errors=exc.errors,
+                service.eligibility(db, actor, patient_id),
+                errors=errors,
                 section="override",
                 override_values=single,
             ),
-            422,
-        )
-    return RedirectResponse(f"/patients/{patient_id}/screening?saved=override", status_code=303)
+        ),
+    )
 
 
 # --- JSON API ----------------------------------------------------------------------------
