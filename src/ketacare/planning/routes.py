@@ -17,7 +17,7 @@ from ketacare.knowledge.billing import default_prices
 from ketacare.knowledge.dose_limits import dose_limits, planning_defaults
 from ketacare.knowledge.protocols import DOSE_UNITS, ROUTES, SETTINGS, TAGS, Protocol
 from ketacare.patients import service as patients
-from ketacare.planning import service
+from ketacare.planning import bookings, consent, plans, setup
 from ketacare.planning.clinical_defaults import SPECS, ClinicalDefaults, value_of
 from ketacare.planning.models import TreatmentPlan
 from ketacare.planning.schemas import (
@@ -78,7 +78,7 @@ def _form_context(
 ) -> dict[str, Any]:
     from ketacare.screening import service as screening
 
-    library = service.protocols(db, actor.clinic_id)
+    library = setup.protocols(db, actor.clinic_id)
     chosen = next((p for p in library if p.key == values.get("protocol_key")), library[0])
     elig = screening.eligibility(db, actor, patient_id)
     return {
@@ -110,7 +110,7 @@ def _defaults(p: Protocol, today: dt.date) -> dict[str, Any]:
     }
 
 
-def _view_context(v: service.PlanView) -> dict[str, Any]:
+def _view_context(v: plans.PlanView) -> dict[str, Any]:
     return {
         **clinic_time.clock(v.clinic_zone),
         "v": v,
@@ -126,7 +126,7 @@ def _view_context(v: service.PlanView) -> dict[str, Any]:
     }
 
 
-def plan_out(v: service.PlanView) -> PlanOut:
+def plan_out(v: plans.PlanView) -> PlanOut:
     plan, ev = v.plan, v.evaluation
     booked = {s.number: s for s in v.sessions}
     sessions = []
@@ -248,16 +248,16 @@ def _protocol_out(p: Protocol) -> ProtocolOut:
 
 @router.get("/patients/{patient_id}/plans", include_in_schema=False)
 def plans_page(request: Request, db: DbSession, actor: Reader, patient_id: RowId) -> Response:
-    plans = service.patient_plans(db, actor, patient_id)
+    plan_rows = plans.patient_plans(db, actor, patient_id)
     patient = patients.visible_patient(db, actor, patient_id, "plan.list")
-    return render(request, "plan_list.html", {"patient": patient, "plans": plans})
+    return render(request, "plan_list.html", {"patient": patient, "plans": plan_rows})
 
 
 @router.get("/patients/{patient_id}/plans/new", include_in_schema=False)
 def plan_new(
     request: Request, db: DbSession, actor: Writer, patient_id: RowId, protocol: str = ""
 ) -> Response:
-    library = service.protocols(db, actor.clinic_id)
+    library = setup.protocols(db, actor.clinic_id)
     chosen = next((p for p in library if p.key == protocol), library[0])
     return render(
         request,
@@ -273,7 +273,7 @@ def plan_create(
     data = _plan_form(form)
     return form_action(
         db,
-        lambda: service.create_plan(db, actor, patient_id, parse(PlanIn, data)),
+        lambda: plans.create_plan(db, actor, patient_id, parse(PlanIn, data)),
         done=lambda plan: f"/plans/{plan.id}?saved=created",
         again=lambda errors: render(
             request, "plan_form.html", {**_form_context(db, actor, patient_id, data), "errors": errors}
@@ -283,7 +283,7 @@ def plan_create(
 
 @router.get("/plans/{plan_id}", include_in_schema=False)
 def plan_page(request: Request, db: DbSession, actor: Reader, plan_id: RowId) -> Response:
-    v = service.view(db, actor, plan_id)
+    v = plans.view(db, actor, plan_id)
     return render(
         request, "plan_detail.html", {**_view_context(v), "saved": request.query_params.get("saved")}
     )
@@ -299,7 +299,7 @@ def _plan_error(
     values: dict[str, Any],
 ) -> Response:
     db.rollback()
-    v = service.view(db, actor, plan_id)
+    v = plans.view(db, actor, plan_id)
     return render(
         request,
         "plan_detail.html",
@@ -311,7 +311,7 @@ def _plan_error(
 @router.post("/plans/{plan_id}/schedule", include_in_schema=False)
 def plan_schedule(request: Request, db: DbSession, actor: Writer, plan_id: RowId) -> Response:
     try:
-        service.schedule(db, actor, plan_id)
+        bookings.schedule(db, actor, plan_id)
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, "schedule", exc, {})
     return RedirectResponse(f"/plans/{plan_id}?saved=schedule#schedule", status_code=303)
@@ -322,7 +322,7 @@ def session_cancel(
     request: Request, db: DbSession, actor: Writer, plan_id: RowId, number: RowId, form: FormData
 ) -> Response:
     try:
-        service.cancel_session(db, actor, plan_id, number, parse(CancelIn, form))
+        bookings.cancel_session(db, actor, plan_id, number, parse(CancelIn, form))
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, f"session-{number}", exc, form)
     return RedirectResponse(f"/plans/{plan_id}?saved=session#schedule", status_code=303)
@@ -333,7 +333,7 @@ def session_reschedule(
     request: Request, db: DbSession, actor: Writer, plan_id: RowId, number: RowId, form: FormData
 ) -> Response:
     try:
-        service.reschedule_session(db, actor, plan_id, number, parse(RescheduleIn, form))
+        bookings.reschedule_session(db, actor, plan_id, number, parse(RescheduleIn, form))
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, f"session-{number}", exc, form)
     return RedirectResponse(f"/plans/{plan_id}?saved=session#schedule", status_code=303)
@@ -342,7 +342,7 @@ def session_reschedule(
 @router.post("/plans/{plan_id}/cancel", include_in_schema=False)
 def plan_cancel(request: Request, db: DbSession, actor: Writer, plan_id: RowId, form: FormData) -> Response:
     try:
-        service.cancel_plan(db, actor, plan_id, parse(CancelIn, form))
+        bookings.cancel_plan(db, actor, plan_id, parse(CancelIn, form))
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, "cancel", exc, form)
     return RedirectResponse(f"/plans/{plan_id}?saved=cancelled", status_code=303)
@@ -351,7 +351,7 @@ def plan_cancel(request: Request, db: DbSession, actor: Writer, plan_id: RowId, 
 @router.post("/plans/{plan_id}/care-items", include_in_schema=False)
 def care_add(request: Request, db: DbSession, actor: CareWriter, plan_id: RowId, form: FormData) -> Response:
     try:
-        service.add_care_item(db, actor, plan_id, parse(CareItemIn, form))
+        plans.add_care_item(db, actor, plan_id, parse(CareItemIn, form))
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, "care", exc, form)
     return RedirectResponse(f"/plans/{plan_id}?saved=care#care", status_code=303)
@@ -363,7 +363,7 @@ def care_status(
 ) -> Response:
     try:
         data = parse(CareStatusIn, form)
-        service.set_care_status(db, actor, plan_id, item_id, data.status.value)
+        plans.set_care_status(db, actor, plan_id, item_id, data.status.value)
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, "care", exc, form)
     return RedirectResponse(f"/plans/{plan_id}?saved=care#care", status_code=303)
@@ -372,7 +372,7 @@ def care_status(
 @router.post("/plans/{plan_id}/responses", include_in_schema=False)
 def response_add(request: Request, db: DbSession, actor: Writer, plan_id: RowId, form: FormData) -> Response:
     try:
-        service.add_response(db, actor, plan_id, parse(ResponseIn, form))
+        plans.add_response(db, actor, plan_id, parse(ResponseIn, form))
     except InvalidInput as exc:
         return _plan_error(request, db, actor, plan_id, "response", exc, form)
     return RedirectResponse(f"/plans/{plan_id}?saved=response#response", status_code=303)
@@ -380,9 +380,9 @@ def response_add(request: Request, db: DbSession, actor: Writer, plan_id: RowId,
 
 @router.get("/plans/{plan_id}/consent", include_in_schema=False)
 def consent_page(request: Request, db: DbSession, actor: Reader, plan_id: RowId) -> Response:
-    plan, row = service.consent(db, actor, plan_id)
+    plan, row = consent.consent(db, actor, plan_id)
     return render(
-        request, "consent.html", {"plan": plan, "consent": row, "verified": service.verify_consent(row)}
+        request, "consent.html", {"plan": plan, "consent": row, "verified": consent.verify_consent(row)}
     )
 
 
@@ -393,21 +393,21 @@ def consent_page(request: Request, db: DbSession, actor: Reader, plan_id: RowId)
 def my_plans(request: Request, db: DbSession, actor: Patient_) -> Response:
     if actor.patient_id is None:
         raise InvalidInput("This account is not linked to a patient record.")
-    plans = service.patient_plans(db, actor, actor.patient_id)
-    signed = {p.id: service.consent_signed(db, p.id) for p in plans}
-    return render(request, "my_plans.html", {"plans": plans, "signed": signed})
+    plan_rows = plans.patient_plans(db, actor, actor.patient_id)
+    signed = {p.id: consent.consent_signed(db, p.id) for p in plan_rows}
+    return render(request, "my_plans.html", {"plans": plan_rows, "signed": signed})
 
 
 @router.get("/my/plans/{plan_id}/consent", include_in_schema=False)
 def my_consent(request: Request, db: DbSession, actor: Patient_, plan_id: RowId) -> Response:
-    plan, row = service.consent(db, actor, plan_id)
+    plan, row = consent.consent(db, actor, plan_id)
     return render(
         request,
         "consent.html",
         {
             "plan": plan,
             "consent": row,
-            "verified": service.verify_consent(row),
+            "verified": consent.verify_consent(row),
             "can_sign": row.signed_at is None,
             "values": {"signed_on": clinic_time.today(db, actor.clinic_id).isoformat()},
             "saved": request.query_params.get("saved"),
@@ -421,17 +421,17 @@ def my_consent_sign(
 ) -> Response:
     data = {**form, "agree": form.get("agree") == "yes"}
     try:
-        service.sign_consent(db, actor, plan_id, parse(SignIn, data))
+        consent.sign_consent(db, actor, plan_id, parse(SignIn, data))
     except InvalidInput as exc:
         db.rollback()
-        plan, row = service.consent(db, actor, plan_id)
+        plan, row = consent.consent(db, actor, plan_id)
         return render(
             request,
             "consent.html",
             {
                 "plan": plan,
                 "consent": row,
-                "verified": service.verify_consent(row),
+                "verified": consent.verify_consent(row),
                 "can_sign": True,
                 "values": form,
                 "errors": exc.errors,
@@ -449,7 +449,7 @@ def calendar_page(
     request: Request, db: DbSession, actor: Reader, start: ReasonableDate | None = None
 ) -> Response:
     first = start or clinic_time.today(db, actor.clinic_id)
-    entries = service.calendar(db, actor, first, 7)
+    entries = bookings.calendar(db, actor, first, 7)
     days = [first + dt.timedelta(days=i) for i in range(7)]
     return render(
         request,
@@ -511,10 +511,10 @@ def _protocols_context(
     db: DbSession, actor: Principal, values: dict[str, str], errors: dict[str, str] | None = None
 ) -> dict[str, Any]:
     return {
-        "protocols": service.protocols(db, actor.clinic_id),
+        "protocols": setup.protocols(db, actor.clinic_id),
         "limits": dose_limits(),
         "defaults": planning_defaults(),
-        "clinic_defaults": service.clinical_defaults(db, actor.clinic_id),
+        "clinic_defaults": setup.clinical_defaults(db, actor.clinic_id),
         "values": values,
         "errors": errors or {},
         "routes": ROUTES,
@@ -526,7 +526,7 @@ def _protocols_context(
 
 @router.get("/planning/protocols", include_in_schema=False)
 def protocols_page(request: Request, db: DbSession, actor: Reader, start_from: str = "") -> Response:
-    library = service.protocols(db, actor.clinic_id)
+    library = setup.protocols(db, actor.clinic_id)
     base = next((p for p in library if p.key == start_from), None)
     context = _protocols_context(db, actor, _protocol_values(base))
     saved = next((p for p in library if p.key == request.query_params.get("saved") and not p.builtin), None)
@@ -537,7 +537,7 @@ def protocols_page(request: Request, db: DbSession, actor: Reader, start_from: s
 def protocols_add(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
     return form_action(
         db,
-        lambda: service.add_clinic_protocol(db, actor, parse(ClinicProtocolIn, _protocol_form(form))),
+        lambda: setup.add_clinic_protocol(db, actor, parse(ClinicProtocolIn, _protocol_form(form))),
         done=lambda added: f"/planning/protocols?saved={added.key}#library",
         again=lambda errors: render(
             request, "protocols.html", {**_protocols_context(db, actor, form, errors), "open_form": True}
@@ -555,7 +555,7 @@ SAVED_MESSAGES = {
 
 @router.get("/planning/prices", include_in_schema=False)
 def prices_page(request: Request, db: DbSession, actor: Admin) -> Response:
-    prices = service.price_list(db, actor.clinic_id)
+    prices = setup.price_list(db, actor.clinic_id)
     saved = SAVED_MESSAGES.get(request.query_params.get("saved", ""))
     return render(request, "prices.html", {**_prices_context(db, actor, prices, {}), "saved": saved})
 
@@ -574,32 +574,32 @@ def _prices_context(
         "premedication_usd_per_session": f"{prices.premedication_usd_per_session:g}",
         "session_bands": "; ".join(f"{m}={fee:g}" for m, fee in prices.session_bands),
     }
-    hrs = service.hours(db, actor.clinic_id)
+    hrs = setup.hours(db, actor.clinic_id)
     return {
         "values": shown,
-        "own": service.has_own_prices(db, actor.clinic_id),
+        "own": setup.has_own_prices(db, actor.clinic_id),
         "defaults": default_prices(),
-        "chairs": service.chairs(db, actor.clinic_id),
+        "chairs": setup.chairs(db, actor.clinic_id),
         "hours_values": hours_values
         or {
             "opens_at": f"{hrs.opens:%H:%M}",
             "closes_at": f"{hrs.closes:%H:%M}",
             "slot_min": str(hrs.slot_min),
         },
-        "own_hours": service.has_own_hours(db, actor.clinic_id),
+        "own_hours": setup.has_own_hours(db, actor.clinic_id),
         "clinical_rows": _clinical_rows(db, actor),
         "clinical_values": clinical_values
         if clinical_values is not None
         else {
             k: ("" if v is None else f"{v:g}")
-            for k, v in service.clinical_default_overrides(db, actor.clinic_id).items()
+            for k, v in setup.clinical_default_overrides(db, actor.clinic_id).items()
         },
     }
 
 
 def _clinical_rows(db: DbSession, actor: Principal) -> list[ClinicalDefaultOut]:
-    in_force = service.clinical_defaults(db, actor.clinic_id)
-    own = service.clinical_default_overrides(db, actor.clinic_id)
+    in_force = setup.clinical_defaults(db, actor.clinic_id)
+    own = setup.clinical_default_overrides(db, actor.clinic_id)
     return [_clinical_out(in_force, own, spec.key) for spec in SPECS]
 
 
@@ -634,14 +634,14 @@ def _bands(text: str) -> list[list[str]]:
 def prices_save(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
     return form_action(
         db,
-        lambda: service.save_price_list(
+        lambda: setup.save_price_list(
             db, actor, parse(PriceListIn, {**form, "session_bands": _bands(form.get("session_bands", ""))})
         ),
         done="/planning/prices?saved=prices",
         again=lambda errors: render(
             request,
             "prices.html",
-            {**_prices_context(db, actor, service.price_list(db, actor.clinic_id), form), "errors": errors},
+            {**_prices_context(db, actor, setup.price_list(db, actor.clinic_id), form), "errors": errors},
         ),
     )
 
@@ -651,14 +651,14 @@ def clinical_defaults_save(request: Request, db: DbSession, actor: ClinicalAdmin
     values = {s.key: form.get(s.key, "") for s in SPECS}
     return form_action(
         db,
-        lambda: service.save_clinical_defaults(db, actor, parse(ClinicalDefaultsIn, values)),
+        lambda: setup.save_clinical_defaults(db, actor, parse(ClinicalDefaultsIn, values)),
         done="/planning/prices?saved=clinical#clinical-defaults",
         again=lambda errors: render(
             request,
             "prices.html",
             {
                 **_prices_context(
-                    db, actor, service.price_list(db, actor.clinic_id), {}, clinical_values=values
+                    db, actor, setup.price_list(db, actor.clinic_id), {}, clinical_values=values
                 ),
                 "clinical_errors": errors,
             },
@@ -670,13 +670,13 @@ def clinical_defaults_save(request: Request, db: DbSession, actor: ClinicalAdmin
 def hours_save(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
     return form_action(
         db,
-        lambda: service.save_hours(db, actor, parse(HoursIn, form)),
+        lambda: setup.save_hours(db, actor, parse(HoursIn, form)),
         done="/planning/prices?saved=hours#hours",
         again=lambda errors: render(
             request,
             "prices.html",
             {
-                **_prices_context(db, actor, service.price_list(db, actor.clinic_id), {}, form),
+                **_prices_context(db, actor, setup.price_list(db, actor.clinic_id), {}, form),
                 "hours_errors": errors,
             },
         ),
@@ -691,7 +691,7 @@ ROSTER_DAYS = 14
 def _duty_context(
     db: DbSession, actor: Principal, first: dt.date, values: dict[str, str], errors: dict[str, str]
 ) -> dict[str, Any]:
-    roster = service.duty_roster(db, actor, first, ROSTER_DAYS)
+    roster = setup.duty_roster(db, actor, first, ROSTER_DAYS)
     days = [first + dt.timedelta(days=i) for i in range(ROSTER_DAYS)]
     return {
         "roster": roster,
@@ -699,15 +699,15 @@ def _duty_context(
         "first": first,
         "prev": first - dt.timedelta(days=7),
         "next": first + dt.timedelta(days=7),
-        "staff": service.duty_candidates(db, actor),
-        "hours": service.hours(db, actor.clinic_id),
+        "staff": setup.duty_candidates(db, actor),
+        "hours": setup.hours(db, actor.clinic_id),
         "values": values,
         "errors": errors,
     }
 
 
 def _duty_defaults(db: DbSession, actor: Principal, first: dt.date) -> dict[str, str]:
-    hrs = service.hours(db, actor.clinic_id)
+    hrs = setup.hours(db, actor.clinic_id)
     return {
         "on_date": max(first, clinic_time.today(db, actor.clinic_id)).isoformat(),
         "start_time": f"{hrs.opens:%H:%M}",
@@ -728,7 +728,7 @@ def duty_page(
 @router.post("/planning/duty", include_in_schema=False)
 def duty_add(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
     try:
-        rows = service.add_duty(db, actor, parse(DutyIn, form))
+        rows = setup.add_duty(db, actor, parse(DutyIn, form))
     except InvalidInput as exc:
         db.rollback()
         context = _duty_context(db, actor, clinic_time.today(db, actor.clinic_id), form, exc.errors)
@@ -741,7 +741,7 @@ def duty_add(request: Request, db: DbSession, actor: Admin, form: FormData) -> R
 @router.post("/planning/duty/{shift_id}/delete", include_in_schema=False)
 def duty_remove(request: Request, db: DbSession, actor: Admin, shift_id: RowId) -> Response:
     try:
-        service.remove_duty(db, actor, shift_id)
+        setup.remove_duty(db, actor, shift_id)
     except InvalidInput as exc:
         db.rollback()
         first = clinic_time.today(db, actor.clinic_id)
@@ -753,10 +753,10 @@ def duty_remove(request: Request, db: DbSession, actor: Admin, shift_id: RowId) 
 @router.post("/planning/chairs", include_in_schema=False)
 def chairs_add(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
     try:
-        service.add_chair(db, actor, parse(ChairIn, form))
+        setup.add_chair(db, actor, parse(ChairIn, form))
     except InvalidInput as exc:
         db.rollback()
-        context = _prices_context(db, actor, service.price_list(db, actor.clinic_id), {})
+        context = _prices_context(db, actor, setup.price_list(db, actor.clinic_id), {})
         return render(request, "prices.html", {**context, "errors": exc.errors, "chair_values": form}, 422)
     return RedirectResponse("/planning/prices?saved=chair#chairs", status_code=303)
 
@@ -766,39 +766,39 @@ def chairs_add(request: Request, db: DbSession, actor: Admin, form: FormData) ->
 
 @router.get("/api/v1/protocols", response_model=list[ProtocolOut], tags=["planning"])
 def api_protocols(db: DbSession, actor: Reader) -> list[ProtocolOut]:
-    return [_protocol_out(p) for p in service.protocols(db, actor.clinic_id)]
+    return [_protocol_out(p) for p in setup.protocols(db, actor.clinic_id)]
 
 
 @router.post("/api/v1/protocols", response_model=ProtocolOut, status_code=201, tags=["planning"])
 def api_add_protocol(db: DbSession, actor: Writer, body: ClinicProtocolIn) -> ProtocolOut:
-    return _protocol_out(service.add_clinic_protocol(db, actor, body))
+    return _protocol_out(setup.add_clinic_protocol(db, actor, body))
 
 
 @router.post(
     "/api/v1/patients/{patient_id}/plans", response_model=PlanOut, status_code=201, tags=["planning"]
 )
 def api_create_plan(db: DbSession, actor: Writer, patient_id: RowId, body: PlanIn) -> PlanOut:
-    plan = service.create_plan(db, actor, patient_id, body)
-    return plan_out(service.view(db, actor, plan.id))
+    plan = plans.create_plan(db, actor, patient_id, body)
+    return plan_out(plans.view(db, actor, plan.id))
 
 
 @router.get("/api/v1/plans/{plan_id}", response_model=PlanOut, tags=["planning"])
 def api_plan(db: DbSession, actor: Reader, plan_id: RowId) -> PlanOut:
-    return plan_out(service.view(db, actor, plan_id))
+    return plan_out(plans.view(db, actor, plan_id))
 
 
 @router.post("/api/v1/plans/{plan_id}/schedule", response_model=PlanOut, tags=["planning"])
 def api_schedule(db: DbSession, actor: Writer, plan_id: RowId) -> PlanOut:
-    service.schedule(db, actor, plan_id)
-    return plan_out(service.view(db, actor, plan_id))
+    bookings.schedule(db, actor, plan_id)
+    return plan_out(plans.view(db, actor, plan_id))
 
 
 @router.post("/api/v1/plans/{plan_id}/sessions/{number}/cancel", response_model=PlanOut, tags=["planning"])
 def api_session_cancel(
     db: DbSession, actor: Writer, plan_id: RowId, number: RowId, body: CancelIn
 ) -> PlanOut:
-    service.cancel_session(db, actor, plan_id, number, body)
-    return plan_out(service.view(db, actor, plan_id))
+    bookings.cancel_session(db, actor, plan_id, number, body)
+    return plan_out(plans.view(db, actor, plan_id))
 
 
 @router.post(
@@ -807,53 +807,53 @@ def api_session_cancel(
 def api_session_reschedule(
     db: DbSession, actor: Writer, plan_id: RowId, number: RowId, body: RescheduleIn
 ) -> PlanOut:
-    service.reschedule_session(db, actor, plan_id, number, body)
-    return plan_out(service.view(db, actor, plan_id))
+    bookings.reschedule_session(db, actor, plan_id, number, body)
+    return plan_out(plans.view(db, actor, plan_id))
 
 
 @router.post("/api/v1/plans/{plan_id}/cancel", response_model=PlanOut, tags=["planning"])
 def api_plan_cancel(db: DbSession, actor: Writer, plan_id: RowId, body: CancelIn) -> PlanOut:
-    service.cancel_plan(db, actor, plan_id, body)
-    return plan_out(service.view(db, actor, plan_id))
+    bookings.cancel_plan(db, actor, plan_id, body)
+    return plan_out(plans.view(db, actor, plan_id))
 
 
 @router.post(
     "/api/v1/plans/{plan_id}/care-items", response_model=CareItemOut, status_code=201, tags=["planning"]
 )
 def api_care_add(db: DbSession, actor: CareWriter, plan_id: RowId, body: CareItemIn) -> CareItemOut:
-    return CareItemOut.model_validate(service.add_care_item(db, actor, plan_id, body))
+    return CareItemOut.model_validate(plans.add_care_item(db, actor, plan_id, body))
 
 
 @router.patch("/api/v1/plans/{plan_id}/care-items/{item_id}", response_model=CareItemOut, tags=["planning"])
 def api_care_status(
     db: DbSession, actor: CareWriter, plan_id: RowId, item_id: RowId, body: CareStatusIn
 ) -> CareItemOut:
-    return CareItemOut.model_validate(service.set_care_status(db, actor, plan_id, item_id, body.status.value))
+    return CareItemOut.model_validate(plans.set_care_status(db, actor, plan_id, item_id, body.status.value))
 
 
 @router.post(
     "/api/v1/plans/{plan_id}/responses", response_model=ResponseOut, status_code=201, tags=["planning"]
 )
 def api_response(db: DbSession, actor: Writer, plan_id: RowId, body: ResponseIn) -> ResponseOut:
-    return ResponseOut.model_validate(service.add_response(db, actor, plan_id, body))
+    return ResponseOut.model_validate(plans.add_response(db, actor, plan_id, body))
 
 
 @router.get("/api/v1/plans/{plan_id}/consent", response_model=ConsentOut, tags=["planning"])
 def api_consent(db: DbSession, actor: Reader, plan_id: RowId) -> ConsentOut:
-    plan, row = service.consent(db, actor, plan_id)
+    plan, row = consent.consent(db, actor, plan_id)
     return _consent_out(plan, row)
 
 
 @router.get("/api/v1/me/plans/{plan_id}/consent", response_model=ConsentOut, tags=["planning"])
 def api_my_consent(db: DbSession, actor: Patient_, plan_id: RowId) -> ConsentOut:
-    plan, row = service.consent(db, actor, plan_id)
+    plan, row = consent.consent(db, actor, plan_id)
     return _consent_out(plan, row)
 
 
 @router.post("/api/v1/me/plans/{plan_id}/consent/sign", response_model=ConsentOut, tags=["planning"])
 def api_sign(db: DbSession, actor: Signer, plan_id: RowId, body: SignIn) -> ConsentOut:
-    row = service.sign_consent(db, actor, plan_id, body)
-    plan, _ = service.consent(db, actor, plan_id)
+    row = consent.sign_consent(db, actor, plan_id, body)
+    plan, _ = consent.consent(db, actor, plan_id)
     return _consent_out(plan, row)
 
 
@@ -873,13 +873,13 @@ def api_calendar(
             "staff": e.staff,
             "safety_holds": [{"kind": h.kind, "reason": h.reason} for h in e.holds],
         }
-        for e in service.calendar(db, actor, start, days)
+        for e in bookings.calendar(db, actor, start, days)
     ]
 
 
 @router.get("/api/v1/prices", response_model=PriceListIn, tags=["planning"])
 def api_prices(db: DbSession, actor: Admin) -> PriceListIn:
-    p = service.price_list(db, actor.clinic_id)
+    p = setup.price_list(db, actor.clinic_id)
     return PriceListIn(
         consultation_usd=p.consultation_usd,
         drug_usd_per_mg=p.drug_usd_per_mg,
@@ -890,11 +890,11 @@ def api_prices(db: DbSession, actor: Admin) -> PriceListIn:
 
 @router.put("/api/v1/prices", response_model=PriceListIn, tags=["planning"])
 def api_save_prices(db: DbSession, actor: Admin, body: PriceListIn) -> PriceListIn:
-    service.save_price_list(db, actor, body)
+    setup.save_price_list(db, actor, body)
     return body
 
 
-def _duty_out(row: service.DutyRow) -> DutyOut:
+def _duty_out(row: setup.DutyRow) -> DutyOut:
     shift = row.shift
     return DutyOut(
         id=shift.id,
@@ -911,19 +911,19 @@ def _duty_out(row: service.DutyRow) -> DutyOut:
 def api_duty(
     db: DbSession, actor: Reader, start: ReasonableDate, days: Annotated[int, Query(ge=1, le=62)] = 7
 ) -> list[DutyOut]:
-    return [_duty_out(r) for r in service.duty_roster(db, actor, start, days)]
+    return [_duty_out(r) for r in setup.duty_roster(db, actor, start, days)]
 
 
 @router.post("/api/v1/duty", response_model=list[DutyOut], status_code=201, tags=["planning"])
 def api_duty_add(db: DbSession, actor: Admin, body: DutyIn) -> list[DutyOut]:
-    rows = service.add_duty(db, actor, body)
-    user = next(u for u in service.duty_candidates(db, actor) if u.id == body.user_id)
-    return [_duty_out(service.DutyRow(r, user.name, user.role)) for r in rows]
+    rows = setup.add_duty(db, actor, body)
+    user = next(u for u in setup.duty_candidates(db, actor) if u.id == body.user_id)
+    return [_duty_out(setup.DutyRow(r, user.name, user.role)) for r in rows]
 
 
 @router.delete("/api/v1/duty/{shift_id}", status_code=204, tags=["planning"])
 def api_duty_remove(db: DbSession, actor: Admin, shift_id: RowId) -> Response:
-    service.remove_duty(db, actor, shift_id)
+    setup.remove_duty(db, actor, shift_id)
     return Response(status_code=204)
 
 
@@ -936,17 +936,17 @@ def api_clinical_defaults(db: DbSession, actor: Admin) -> list[ClinicalDefaultOu
 def api_save_clinical_defaults(
     db: DbSession, actor: ClinicalAdmin, body: ClinicalDefaultsIn
 ) -> list[ClinicalDefaultOut]:
-    service.save_clinical_defaults(db, actor, body)
+    setup.save_clinical_defaults(db, actor, body)
     return _clinical_rows(db, actor)
 
 
 @router.get("/api/v1/clinic-hours", response_model=HoursIn, tags=["planning"])
 def api_hours(db: DbSession, actor: Admin) -> HoursIn:
-    h = service.hours(db, actor.clinic_id)
+    h = setup.hours(db, actor.clinic_id)
     return HoursIn(opens_at=h.opens, closes_at=h.closes, slot_min=h.slot_min)
 
 
 @router.put("/api/v1/clinic-hours", response_model=HoursIn, tags=["planning"])
 def api_save_hours(db: DbSession, actor: Admin, body: HoursIn) -> HoursIn:
-    h = service.save_hours(db, actor, body)
+    h = setup.save_hours(db, actor, body)
     return HoursIn(opens_at=h.opens, closes_at=h.closes, slot_min=h.slot_min)

@@ -24,7 +24,7 @@ from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, Pending
 from ketacare.knowledge.contraindications import mme_rule
 from ketacare.knowledge.safety import safety_rules
 from ketacare.patients import service as patients
-from ketacare.planning import service as planning
+from ketacare.planning import bookings as plan_bookings
 from ketacare.prescribing import service as prescribing
 from ketacare.safety import monitoring
 from ketacare.safety.holds_service import active_holds
@@ -466,7 +466,7 @@ def _population(db: Session, actor: Principal, today: dt.date) -> set[int]:
     """Patients with ketamine exposure in the look-back window, or anything open in safety."""
     since = today - dt.timedelta(days=safety_rules().lookback_days)
     begin = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
-    found = {b.patient_id for b in planning.booked_sessions_between(db, actor, begin, utcnow())}
+    found = {b.patient_id for b in plan_bookings.booked_sessions_between(db, actor, begin, utcnow())}
     found.update(prescribing.patients_with_supplies(db, actor, since))
     for model in (SafetyHold, SafetyTask):
         column = SafetyHold.released_at if model is SafetyHold else SafetyTask.completed_at
