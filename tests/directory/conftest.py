@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ketacare.directory import geo
 from ketacare.directory.models import ClinicProfile, ConsultationSlot
-from ketacare.planning import service as planning
+from ketacare.planning import setup as plan_setup
 from ketacare.planning.schemas import PriceListIn
 
 
@@ -60,7 +60,7 @@ def add_prices(db: Session, world: Any) -> None:
     from ketacare.auth import service as auth
 
     admin = world.users["admin"]
-    planning.save_price_list(
+    plan_setup.save_price_list(
         db,
         auth.principal_for(admin, None, None),
         PriceListIn(

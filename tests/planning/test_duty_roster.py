@@ -10,7 +10,7 @@ import pytest
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.errors import InvalidInput, NotFound
-from ketacare.planning import service
+from ketacare.planning import setup
 from ketacare.planning.models import DutyShift, PlanSession, ScheduleSettings
 from ketacare.planning.schemas import DutyIn
 from tests.helpers import audit_entries, clinic_today, count, is_problem
@@ -196,9 +196,9 @@ def test_another_clinics_shift_is_not_found(world, db) -> None:
         client_addr="test",
     )
     with pytest.raises(NotFound):
-        service.remove_duty(db, outsider, shift.id)
+        setup.remove_duty(db, outsider, shift.id)
     with pytest.raises(InvalidInput) as refused:
-        service.add_duty(
+        setup.add_duty(
             db,
             outsider,
             DutyIn(

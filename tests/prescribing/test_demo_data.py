@@ -16,7 +16,7 @@ from ketacare import demo, migrations
 from ketacare.auth import service as auth
 from ketacare.config import Environment, load_settings
 from ketacare.db import make_engine, make_sessionmaker, transaction
-from ketacare.prescribing import service
+from ketacare.prescribing import credentials, prescriptions
 from ketacare.prescribing.identifiers import check_dea, npi_error
 from ketacare.prescribing.models import Prescription
 from ketacare.safety.models import BladderScreen, LiverTest, SafetyHold
@@ -45,13 +45,13 @@ def _admin(db: Session, slug: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("slug", ["north", "bay"])
 def test_demo_credentials_are_valid_and_one_licence_expires_soon(db: Session, slug: str) -> None:
     admin = _admin(db, slug)
-    staff = {c.user.full_name: c for c in service.staff_credentials(db, admin)}
+    staff = {c.user.full_name: c for c in credentials.staff_credentials(db, admin)}
     for name in ("Dana Okafor MD", "Pat Rivera NP"):
         c = staff[name]
         assert c.ok, c.problems
         assert all(check_dea(d.number, name).name_letter_matches for d in c.deas)
         assert c.npi and npi_error(c.npi) is None
-    expiring = service.expiring_credentials(db, admin)
+    expiring = credentials.expiring_credentials(db, admin)
     assert [(e.name, e.kind) for e in expiring] == [("Pat Rivera NP", "licence")]
 
 
@@ -62,7 +62,7 @@ def test_demo_prescriptions_one_signed_one_blocked_for_the_pdmp(db: Session, slu
     signed = [r for r in rows if r.signed_at is not None]
     drafts = [r for r in rows if r.signed_at is None]
     assert len(signed) == 1 and len(drafts) == 1 and signed[0].content_sha256
-    blocks = {c.key for c in service.view(db, admin, drafts[0].id).evaluation.blocks}
+    blocks = {c.key for c in prescriptions.view(db, admin, drafts[0].id).evaluation.blocks}
     assert blocks == {"pdmp"}
 
 

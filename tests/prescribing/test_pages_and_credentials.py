@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from ketacare.prescribing import epcs, service
+from ketacare.prescribing import epcs, prescriptions, rx_settings, scope
 from ketacare.prescribing.models import (
     DeaRegistration,
     PrescriberProfile,
@@ -97,7 +97,7 @@ def test_the_whole_journey_through_the_pages(as_role, world, db, ready) -> None:
     )
     body = draft(dr, pid, compounded_ack=None)
     rx_id = body["id"]
-    encounter = service.patient_prescribing(db, principal(world, "prescriber"), pid).encounters[0].id
+    encounter = prescriptions.patient_prescribing(db, principal(world, "prescriber"), pid).encounters[0].id
     refused = dr.post(f"/prescriptions/{rx_id}/sign", {"acknowledge_warnings": "yes"})
     assert (
         refused.status_code == 422
@@ -257,10 +257,10 @@ def test_credential_pages(as_role, world, db) -> None:
 def test_scope_rules_and_who_may(as_role, world, db, ready) -> None:
     admin = as_role("admin")
     nurse_id, dr_id = world.users["nurse"].id, world.users["prescriber"].id
-    assert service.may(db, world.clinic.id, dr_id, "prescribe", "NY", TODAY).allowed
-    nope = service.may(db, world.clinic.id, dr_id, "prescribe", "NJ", TODAY)
+    assert scope.may(db, world.clinic.id, dr_id, "prescribe", "NY", TODAY).allowed
+    nope = scope.may(db, world.clinic.id, dr_id, "prescribe", "NJ", TODAY)
     assert not nope.allowed and "No valid licence in NJ." in nope.reasons
-    nurse = service.may(db, world.clinic.id, nurse_id, "prescribe", "NY", TODAY)
+    nurse = scope.may(db, world.clinic.id, nurse_id, "prescribe", "NY", TODAY)
     assert not nurse.allowed and any("nurse may not prescribe" in r for r in nurse.reasons)
     r = admin.api(
         "POST",
@@ -268,7 +268,7 @@ def test_scope_rules_and_who_may(as_role, world, db, ready) -> None:
         json={"role": "prescriber", "activity": "prescribe", "state": "NY", "allowed": False},
     )
     assert r.status_code == 201 and any(x["origin"] == "clinic" for x in r.json())
-    assert not service.may(db, world.clinic.id, dr_id, "prescribe", "NY", TODAY).allowed
+    assert not scope.may(db, world.clinic.id, dr_id, "prescribe", "NY", TODAY).allowed
     body = draft(as_role("prescriber"), ready.patient_id)
     assert next(c for c in body["checks"] if c["key"] == "scope")["status"] == "block"
     form = admin.post(
@@ -277,7 +277,7 @@ def test_scope_rules_and_who_may(as_role, world, db, ready) -> None:
     assert form.status_code == 422 and "two-letter" in form.text
     rule_id = db.query(ScopeRule).one().id
     assert admin.post(f"/credentials-scope/{rule_id}/remove", {}, follow_redirects=False).status_code == 303
-    assert service.may(db, world.clinic.id, dr_id, "prescribe", "NY", TODAY).allowed
+    assert scope.may(db, world.clinic.id, dr_id, "prescribe", "NY", TODAY).allowed
 
 
 def test_prescribing_settings_page_and_api(as_role, world, db) -> None:
@@ -296,7 +296,7 @@ def test_prescribing_settings_page_and_api(as_role, world, db) -> None:
     assert rows["pdmp_window_days"]["value"] == "30" and rows["pdmp_window_days"]["origin"] == "clinic"
     assert rows["flexibility_end"]["value"] == "2026-12-31" and rows["flexibility_end"]["tag"] == "V"
     assert as_role("prescriber").post("/prescribing/settings", {"pdmp_window_days": "10"}).status_code == 403
-    assert service.settings_in_force(db, world.other_clinic.id).pdmp_window_days == 90
+    assert rx_settings.settings_in_force(db, world.other_clinic.id).pdmp_window_days == 90
 
 
 def test_products_api_marks_compounded_products_with_the_fda_warning(as_role, world) -> None:

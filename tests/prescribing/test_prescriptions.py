@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
+from ketacare.auth import service as auth
 from ketacare.auth.models import LoginSession
 from ketacare.db import utcnow
-from ketacare.prescribing import service
+from ketacare.prescribing import encounters, prescriptions
 from ketacare.prescribing.models import Prescription, PrescriptionCancellation, StateLicence
 from ketacare.prescribing.schemas import PdmpIn, PrescriptionIn, SignIn
 from tests.helpers import audit_entries, count, is_problem
@@ -114,20 +115,22 @@ def test_a_correction_is_a_cancellation_and_a_new_prescription(as_role, world, d
 def test_a_refill_on_day_10_of_30_is_refused(world, db, ready) -> None:
     start = TODAY - dt.timedelta(days=9)
     dr = ready.prescriber
-    service.record_pdmp(db, dr, ready.patient_id, PdmpIn(checked_on=start, state="NY"), today=start)
-    first = service.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge()), today=start)
+    encounters.record_pdmp(db, dr, ready.patient_id, PdmpIn(checked_on=start, state="NY"), today=start)
+    first = prescriptions.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge()), today=start)
     encounter = _in_person(db, dr, ready.patient_id, start)
     first.encounter_id = encounter
-    service.sign(db, dr, first.id, SignIn(acknowledge_warnings=True), today=start)
+    prescriptions.sign(db, dr, first.id, SignIn(acknowledge_warnings=True), today=start)
     db.commit()
-    second = service.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge(encounter_id=encounter)))
-    view = service.view(db, dr, second.id)
+    second = prescriptions.create_draft(
+        db, dr, ready.patient_id, PrescriptionIn(**lozenge(encounter_id=encounter))
+    )
+    view = prescriptions.view(db, dr, second.id)
     early = next(c for c in view.evaluation.checks if c.key == "early_refill")
     assert early.status == "block" and "day 10 of 30" in early.message
     from ketacare.errors import InvalidInput
 
     with pytest.raises(InvalidInput) as refused:
-        service.sign(db, dr, second.id, SignIn(acknowledge_warnings=True))
+        prescriptions.sign(db, dr, second.id, SignIn(acknowledge_warnings=True))
     assert "early_refill" in refused.value.errors
     assert db.get(Prescription, second.id).signed_at is None
 
@@ -135,7 +138,7 @@ def test_a_refill_on_day_10_of_30_is_refused(world, db, ready) -> None:
 def _in_person(db, actor, patient_id: int, on: dt.date) -> int:  # type: ignore[no-untyped-def]
     from ketacare.prescribing.schemas import EncounterIn
 
-    row = service.record_encounter(
+    row = encounters.record_encounter(
         db, actor, patient_id, EncounterIn(kind="in_person", modality="in_person", occurred_on=on), today=on
     )
     return row.id
@@ -223,12 +226,12 @@ def test_a_hold_from_long_term_safety_blocks_prescribing(as_role, world, db, rea
 def test_monthly_cumulative_counts_the_prescriptions_of_the_last_30_days(world, db, ready) -> None:
     dr = ready.prescriber
     start = TODAY - dt.timedelta(days=25)
-    service.record_pdmp(db, dr, ready.patient_id, PdmpIn(checked_on=start, state="NY"), today=start)
-    first = service.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge()), today=start)
+    encounters.record_pdmp(db, dr, ready.patient_id, PdmpIn(checked_on=start, state="NY"), today=start)
+    first = prescriptions.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge()), today=start)
     first.encounter_id = _in_person(db, dr, ready.patient_id, start)
-    service.sign(db, dr, first.id, SignIn(acknowledge_warnings=True), today=start)
-    second = service.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge()))
-    monthly = next(c for c in service.view(db, dr, second.id).evaluation.checks if c.key == "monthly")
+    prescriptions.sign(db, dr, first.id, SignIn(acknowledge_warnings=True), today=start)
+    second = prescriptions.create_draft(db, dr, ready.patient_id, PrescriptionIn(**lozenge()))
+    monthly = next(c for c in prescriptions.view(db, dr, second.id).evaluation.checks if c.key == "monthly")
     assert "take-home 1300 mg" in monthly.message  # 50 mg/day on each of the 26 days since it began
 
 
@@ -282,11 +285,11 @@ def test_another_prescriber_cannot_sign_someone_elses_draft(as_role, world, db, 
     )
     db.add(other)
     db.commit()
-    actor = service.auth.principal_for(other, None, "127.0.0.1")
+    actor = auth.principal_for(other, None, "127.0.0.1")
     from ketacare.errors import Forbidden
 
     with pytest.raises(Forbidden):
-        service.sign(db, actor, body["id"], SignIn(acknowledge_warnings=True))
+        prescriptions.sign(db, actor, body["id"], SignIn(acknowledge_warnings=True))
 
 
 @pytest.mark.parametrize("role", ["outsider", "outsider_nurse"])

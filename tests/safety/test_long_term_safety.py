@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from ketacare.knowledge.prescribing import prescribing_rules
 from ketacare.patients.models import Medication
-from ketacare.prescribing import service as prescribing
+from ketacare.prescribing import encounters as rx_encounters
+from ketacare.prescribing import prescriptions
 from ketacare.prescribing.models import StateLicence
 from ketacare.prescribing.schemas import EncounterIn, PdmpIn, PrescriptionIn, SignIn
 from ketacare.safety.models import BladderScreen, LiverTest, SafetyHold, SafetySettingsRow, SafetyTask
@@ -148,14 +149,14 @@ def test_cumulative_ketamine_across_sessions_and_prescriptions(as_role, world, d
     db.commit()
     dr = principal(world, "prescriber")
     start = TODAY - dt.timedelta(days=10)
-    prescribing.record_pdmp(db, dr, pid, PdmpIn(checked_on=start, state="NY"), today=start)
-    encounter = prescribing.record_encounter(
+    rx_encounters.record_pdmp(db, dr, pid, PdmpIn(checked_on=start, state="NY"), today=start)
+    encounter = rx_encounters.record_encounter(
         db, dr, pid, EncounterIn(kind="in_person", modality="in_person", occurred_on=start), today=start
     )
-    rx = prescribing.create_draft(
+    rx = prescriptions.create_draft(
         db, dr, pid, PrescriptionIn(**lozenge(encounter_id=encounter.id)), today=start
     )
-    prescribing.sign(db, dr, rx.id, SignIn(acknowledge_warnings=True), today=start)
+    prescriptions.sign(db, dr, rx.id, SignIn(acknowledge_warnings=True), today=start)
     db.commit()
     body = as_role("nurse").api("GET", f"/api/v1/patients/{pid}/safety").json()
     c = body["cumulative"]
@@ -168,8 +169,8 @@ def test_cumulative_ketamine_across_sessions_and_prescriptions(as_role, world, d
     )  # repeated exposure since the prescription
     monthly = next(
         x
-        for x in prescribing.view(
-            db, dr, prescribing.create_draft(db, dr, pid, PrescriptionIn(**lozenge())).id
+        for x in prescriptions.view(
+            db, dr, prescriptions.create_draft(db, dr, pid, PrescriptionIn(**lozenge())).id
         ).evaluation.checks
         if x.key == "monthly"
     )

@@ -26,10 +26,10 @@ def clinic_report(db: Session, actor: Principal, as_of: dt.date) -> registry.Rep
 def dose_overrides(db: Session, clinic_id: int) -> tuple[int, int]:
     """How many of the clinic's plans and sessions went above a protocol's range or a plan's dose
     on a prescriber's written override (counts only: no free text leaves the clinic's records)."""
-    from ketacare.planning import service as planning
+    from ketacare.planning import plans
     from ketacare.sessions import administration as session_administration
 
-    return planning.dose_overridden_plans(db, clinic_id), session_administration.dose_overridden_sessions(
+    return plans.dose_overridden_plans(db, clinic_id), session_administration.dose_overridden_sessions(
         db, clinic_id
     )
 

@@ -1,5 +1,5 @@
 """What a protocol costs at a clinic, as a range: one session, the initial series and a year of
-maintenance. Pure: the prices come from planning's price list via ``planning.service``; the
+maintenance. Pure: the prices come from planning's price list via ``planning.setup``; the
 sums are ``planning.costing.estimate``, passed in as ``price``."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from ketacare.auth import service as auth
 from ketacare.directory import geo
 from ketacare.directory.models import ClinicProfile, ClinicReview, ConsultationRequest, ConsultationSlot
 from ketacare.knowledge.billing import default_prices
-from ketacare.planning import service as planning
+from ketacare.planning import setup as plan_setup
 from ketacare.planning.schemas import PriceListIn
 
 PROFILES = {
@@ -109,7 +109,7 @@ def seed(db: Session, rng: random.Random, clinic: Any, patient_ids: list[int]) -
     if clinic.slug == "north":
         admin = auth.user_by_username(db, f"admin.{clinic.slug}")
         d = default_prices()
-        planning.save_price_list(
+        plan_setup.save_price_list(
             db,
             auth.principal_for(admin, None, None),
             PriceListIn(

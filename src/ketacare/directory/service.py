@@ -33,7 +33,7 @@ from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit, Thr
 from ketacare.knowledge.front_door import vetting_defaults
 from ketacare.knowledge.protocols import Protocol
 from ketacare.ledger import service as ledger
-from ketacare.planning import service as planning
+from ketacare.planning import setup as plan_setup
 from ketacare.sessions import clinic_record
 
 PUBLIC_USER = "public"
@@ -174,8 +174,8 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
     )
     fee_range: tuple[float, float] | None = None
     consultation: float | None = None
-    if planning.has_own_prices(db, profile.clinic_id):
-        prices = planning.price_list(db, profile.clinic_id)
+    if plan_setup.has_own_prices(db, profile.clinic_id):
+        prices = plan_setup.price_list(db, profile.clinic_id)
         fees = [fee for _, fee in prices.session_bands]
         fee_range = (min(fees), max(fees)) if fees else None
         consultation = prices.consultation_usd
@@ -255,11 +255,11 @@ def clinic_card(db: Session, slug: str) -> ClinicCard:
 
 
 def offered_protocols(db: Session, card: ClinicCard) -> list[Protocol]:
-    return [p for p in planning.protocols(db, card.clinic_id) if p.route in card.profile.routes]
+    return [p for p in plan_setup.protocols(db, card.clinic_id) if p.route in card.profile.routes]
 
 
 def estimate(db: Session, card: ClinicCard, protocol_key: str, weight_kg: float | None) -> costs.CostRange:
-    if not planning.has_own_prices(db, card.clinic_id):
+    if not plan_setup.has_own_prices(db, card.clinic_id):
         raise InvalidInput(errors={"price_list": NO_PRICE_LIST})
     offered = {p.key: p for p in offered_protocols(db, card)}
     chosen = offered.get(protocol_key)
@@ -269,7 +269,7 @@ def estimate(db: Session, card: ClinicCard, protocol_key: str, weight_kg: float 
         raise InvalidInput(errors={"weight_kg": "Give a weight between 20 and 300 kg, or leave it empty."})
     return costs.cost_range(
         chosen,
-        lambda plan: planning.estimate_for(db, card.clinic_id, plan),
+        lambda plan: plan_setup.estimate_for(db, card.clinic_id, plan),
         (card.profile.boosters_per_year_min, card.profile.boosters_per_year_max),
         weight_kg,
     )

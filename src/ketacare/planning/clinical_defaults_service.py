@@ -1,7 +1,7 @@
 """Read and save a clinic's clinical defaults (``clinic_clinical_defaults``). Never commits.
 
-Kept apart from ``planning.service`` so that screening can read the values in force without
-importing the planning service (which imports screening)."""
+Kept apart from planning's use-case modules so that screening can read the values in force
+without importing them (``planning.evaluation`` imports screening)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Cost estimate of a plan from the clinic's price list, with superbill codes: a pure function,
-so the public front door can ask ``planning.service`` for estimates too."""
+so the public front door can ask ``planning.setup`` for estimates too."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from ketacare.auth.roles import Role
 from ketacare.errors import InvalidInput
 from ketacare.patients import service as patients
 from ketacare.patients.schemas import MeasurementCreate
-from ketacare.planning import service
+from ketacare.planning import bookings, consent, plans, setup
 from ketacare.planning.models import Chair, DutyShift
 from ketacare.planning.schemas import CareCategory, CareItemIn, PlanIn, SignIn
 from ketacare.screening.demo_data import DemoClinic
@@ -65,7 +65,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
                 start_time=dt.time(8),
                 end_time=dt.time(18),
             )
-            for user in service.duty_candidates(db, admin)
+            for user in setup.duty_candidates(db, admin)
             for day in range(ROSTER_DAYS)
         ]
     )
@@ -86,12 +86,12 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             premedication=["ondansetron"],
         )
         try:
-            plan = service.create_plan(db, dr, pid, data)
+            plan = plans.create_plan(db, dr, pid, data)
         except InvalidInput:
             continue  # (design) a demo patient whose screening says no simply has no plan
-        service.schedule(db, dr, plan.id)
+        bookings.schedule(db, dr, plan.id)
         for category, text, owner in CARE[: 2 + offset % 3]:
-            service.add_care_item(
+            plans.add_care_item(
                 db,
                 dr,
                 plan.id,
@@ -102,7 +102,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
         if pid == patient_ids[0]:
             patient_user = auth.user_by_username(db, f"patienta.{clinic.slug}")
             record = patients.record(db, dr, pid)
-            service.sign_consent(
+            consent.sign_consent(
                 db,
                 _principal(patient_user, Role.patient),
                 plan.id,

@@ -20,7 +20,7 @@ from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.patients import service as patients
 from ketacare.patients.schemas import PatientUpdate
-from ketacare.prescribing import service
+from ketacare.prescribing import credentials, encounters, prescriptions
 from ketacare.prescribing.identifiers import dea_check_digit, last_name, npi_check_digit
 from ketacare.prescribing.rules import add_months
 from ketacare.prescribing.schemas import (
@@ -73,7 +73,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
         (dr_user, "B", "Medicine", later),
         (np_user, "M", "Nurse practitioner", today + dt.timedelta(days=EXPIRING_SOON_DAYS)),
     ):
-        service.add_licence(
+        credentials.add_licence(
             db,
             admin,
             user.id,
@@ -84,17 +84,17 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
                 expires_on=licence_until,
             ),
         )
-        service.add_dea(
+        credentials.add_dea(
             db,
             admin,
             user.id,
             DeaIn(number=dea_number(own, first, user.full_name), state=state, expires_on=later),
         )
-        service.set_npi(db, admin, user.id, NpiIn(npi=npi_number(own)))
-    service.add_board(
+        credentials.set_npi(db, admin, user.id, NpiIn(npi=npi_number(own)))
+    credentials.add_board(
         db, admin, dr_user.id, BoardIn(board="American Board of Anesthesiology", specialty="Pain medicine")
     )
-    service.add_licence(
+    credentials.add_licence(
         db,
         admin,
         nurse_user.id,
@@ -117,14 +117,14 @@ def _prescriptions(
         )
     signed_for, blocked_for = patient_ids
     # Signed: an in-person evaluation and a PDMP check today, a 30-day sublingual supply.
-    encounter = service.record_encounter(
+    encounter = encounters.record_encounter(
         db,
         dr,
         signed_for,
         EncounterIn(kind="in_person", modality="in_person", occurred_on=today, patient_state=state),
     )
-    service.record_pdmp(db, dr, signed_for, PdmpIn(checked_on=today, state=state))
-    rx = service.create_draft(
+    encounters.record_pdmp(db, dr, signed_for, PdmpIn(checked_on=today, state=state))
+    rx = prescriptions.create_draft(
         db,
         dr,
         signed_for,
@@ -139,15 +139,15 @@ def _prescriptions(
         ),
     )
     _justify_mme(db, dr, rx.id)
-    service.sign(db, dr, rx.id, SignIn(acknowledge_warnings=True))
+    prescriptions.sign(db, dr, rx.id, SignIn(acknowledge_warnings=True))
     # Draft: a telehealth visit (audio and video) but no PDMP check on record, so it is blocked.
-    visit = service.record_encounter(
+    visit = encounters.record_encounter(
         db,
         dr,
         blocked_for,
         EncounterIn(kind="telehealth", modality="audio_video", occurred_on=today, patient_state=state),
     )
-    blocked = service.create_draft(
+    blocked = prescriptions.create_draft(
         db,
         dr,
         blocked_for,
@@ -166,6 +166,6 @@ def _prescriptions(
 
 def _justify_mme(db: Session, dr: Principal, rx_id: int) -> None:
     """A demo patient's random opioids can reach 90 MME/day: document why, as a prescriber would."""
-    if "mme" in {c.key for c in service.view(db, dr, rx_id).evaluation.blocks}:
+    if "mme" in {c.key for c in prescriptions.view(db, dr, rx_id).evaluation.blocks}:
         justification = "Opioid taper agreed with the pain team; naloxone at home."
-        service.update_draft(db, dr, rx_id, DraftUpdateIn(mme_justification=justification))
+        prescriptions.update_draft(db, dr, rx_id, DraftUpdateIn(mme_justification=justification))

@@ -15,7 +15,7 @@ from ketacare.auth.permissions import ROLE_PERMISSIONS, Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.prescribing import dea_rule, npi_rule, prescribing_rules, products
-from ketacare.prescribing import rules, service
+from ketacare.prescribing import common, credentials, encounters, prescriptions, rules, rx_settings, scope
 from ketacare.prescribing.schemas import (
     Activity,
     BoardIn,
@@ -66,7 +66,7 @@ class CredentialKind(enum.StrEnum):
 # --- JSON shapes ---------------------------------------------------------------------------------
 
 
-def credentials_out(c: service.StaffCredentials) -> CredentialsOut:
+def credentials_out(c: credentials.StaffCredentials) -> CredentialsOut:
     return CredentialsOut(
         user_id=c.user.id,
         name=c.user.full_name,
@@ -104,7 +104,7 @@ def _check_out(c: rules.Check) -> CheckOut:
     return CheckOut(key=c.key, label=c.label, status=c.status, message=c.message, source=c.source, tag=c.tag)
 
 
-def rx_out(v: service.RxView) -> PrescriptionOut:
+def rx_out(v: prescriptions.RxView) -> PrescriptionOut:
     rx, ev = v.rx, v.evaluation
     return PrescriptionOut(
         id=rx.id,
@@ -132,7 +132,7 @@ def rx_out(v: service.RxView) -> PrescriptionOut:
         content_sha256=rx.content_sha256,
         cancelled_on=v.cancellation.cancelled_on if v.cancellation else None,
         cancel_reason=v.cancellation.reason if v.cancellation else None,
-        signable=v.status == service.DRAFT and ev.signable,
+        signable=v.status == common.DRAFT and ev.signable,
         checks=[_check_out(c) for c in ev.checks],
         missing=[f"{c.label}: {c.message}" for c in ev.blocks],
         warnings=[f"{c.label}: {c.message}" for c in ev.warnings],
@@ -164,7 +164,7 @@ def _pdmp_out(c: Any) -> PdmpOut:
     )
 
 
-def _settings_out(rows: list[service.SettingRow]) -> list[SettingOut]:
+def _settings_out(rows: list[rx_settings.SettingRow]) -> list[SettingOut]:
     return [
         SettingOut(
             key=r.key,
@@ -180,7 +180,7 @@ def _settings_out(rows: list[service.SettingRow]) -> list[SettingOut]:
     ]
 
 
-def _scope_out(lines: list[service.ScopeLine]) -> list[ScopeRuleOut]:
+def _scope_out(lines: list[scope.ScopeLine]) -> list[ScopeRuleOut]:
     return [
         ScopeRuleOut(
             id=x.id,
@@ -206,7 +206,7 @@ def _credentials_page(
         request,
         "rx_credentials_user.html",
         {
-            "c": service.credentials_of(db, actor, user_id),
+            "c": credentials.credentials_of(db, actor, user_id),
             "can_manage": Permission.credential_manage in _held(actor),
             "dea_rule": dea_rule(),
             "npi_rule": npi_rule(),
@@ -226,8 +226,8 @@ def credentials_page(request: Request, db: DbSession, actor: CredentialReader) -
         request,
         "rx_credentials.html",
         {
-            "staff": service.staff_credentials(db, actor),
-            "scope": service.scope_table(db, actor.clinic_id),
+            "staff": credentials.staff_credentials(db, actor),
+            "scope": scope.scope_table(db, actor.clinic_id),
             "can_manage": Permission.credential_manage in _held(actor),
             "roles": [r.value for r in StaffRole],
             "activities": [a.value for a in Activity],
@@ -273,7 +273,7 @@ def licence_add(
         user_id,
         "licence",
         form,
-        lambda: service.add_licence(db, actor, user_id, parse(LicenceIn, form)),
+        lambda: credentials.add_licence(db, actor, user_id, parse(LicenceIn, form)),
     )
 
 
@@ -288,7 +288,7 @@ def dea_add(
         user_id,
         "dea",
         form,
-        lambda: service.add_dea(db, actor, user_id, parse(DeaIn, form)),
+        lambda: credentials.add_dea(db, actor, user_id, parse(DeaIn, form)),
     )
 
 
@@ -303,7 +303,7 @@ def npi_set(
         user_id,
         "npi",
         form,
-        lambda: service.set_npi(db, actor, user_id, parse(NpiIn, form)),
+        lambda: credentials.set_npi(db, actor, user_id, parse(NpiIn, form)),
     )
 
 
@@ -318,7 +318,7 @@ def board_add(
         user_id,
         "board",
         form,
-        lambda: service.add_board(db, actor, user_id, parse(BoardIn, form)),
+        lambda: credentials.add_board(db, actor, user_id, parse(BoardIn, form)),
     )
 
 
@@ -326,7 +326,7 @@ def board_add(
 def credential_remove(
     db: DbSession, actor: CredentialManager, kind: CredentialKind, credential_id: RowId
 ) -> Response:
-    user_id = service.remove_credential(db, actor, kind.value, credential_id)
+    user_id = credentials.remove_credential(db, actor, kind.value, credential_id)
     return RedirectResponse(f"/credentials/{user_id}?saved=removed", status_code=303)
 
 
@@ -335,14 +335,14 @@ def scope_save(request: Request, db: DbSession, actor: CredentialManager, form: 
     data = {**form, "allowed": form.get("allowed") == "yes"}
     return form_action(
         db,
-        lambda: service.save_scope_rule(db, actor, parse(ScopeRuleIn, data)),
+        lambda: scope.save_scope_rule(db, actor, parse(ScopeRuleIn, data)),
         done="/credentials?saved=scope",
         again=lambda errors: render(
             request,
             "rx_credentials.html",
             {
-                "staff": service.staff_credentials(db, actor),
-                "scope": service.scope_table(db, actor.clinic_id),
+                "staff": credentials.staff_credentials(db, actor),
+                "scope": scope.scope_table(db, actor.clinic_id),
                 "can_manage": True,
                 "roles": [r.value for r in StaffRole],
                 "activities": [a.value for a in Activity],
@@ -357,7 +357,7 @@ def scope_save(request: Request, db: DbSession, actor: CredentialManager, form: 
 
 @router.post("/credentials-scope/{rule_id}/remove", include_in_schema=False)
 def scope_remove(db: DbSession, actor: CredentialManager, rule_id: RowId) -> Response:
-    service.remove_scope_rule(db, actor, rule_id)
+    scope.remove_scope_rule(db, actor, rule_id)
     return RedirectResponse("/credentials?saved=scope", status_code=303)
 
 
@@ -368,7 +368,7 @@ def _settings_page(
         request,
         "rx_settings.html",
         {
-            "rows": service.settings_table(db, actor.clinic_id),
+            "rows": rx_settings.settings_table(db, actor.clinic_id),
             "can_manage": Permission.credential_manage in _held(actor),
             "rules": prescribing_rules(),
             **extra,
@@ -387,7 +387,7 @@ def settings_save(request: Request, db: DbSession, actor: SettingsManager, form:
     data: dict[str, Any] = {k: (v if v.strip() else None) for k, v in form.items()}
     return form_action(
         db,
-        lambda: service.save_settings(db, actor, parse(RxSettingsIn, data)),
+        lambda: rx_settings.save_settings(db, actor, parse(RxSettingsIn, data)),
         done="/prescribing/settings?saved=1",
         again=lambda errors: _settings_page(request, db, actor, 422, values=form, errors=errors),
     )
@@ -398,12 +398,12 @@ def settings_save(request: Request, db: DbSession, actor: SettingsManager, form:
 
 @router.get("/api/v1/credentials", response_model=list[CredentialsOut], tags=["prescribing"])
 def api_credentials(db: DbSession, actor: CredentialReader) -> list[CredentialsOut]:
-    return [credentials_out(c) for c in service.staff_credentials(db, actor)]
+    return [credentials_out(c) for c in credentials.staff_credentials(db, actor)]
 
 
 @router.get("/api/v1/credentials/{user_id}", response_model=CredentialsOut, tags=["prescribing"])
 def api_credentials_user(db: DbSession, actor: CredentialReader, user_id: RowId) -> CredentialsOut:
-    return credentials_out(service.credentials_of(db, actor, user_id))
+    return credentials_out(credentials.credentials_of(db, actor, user_id))
 
 
 @router.post(
@@ -415,22 +415,22 @@ def api_credentials_user(db: DbSession, actor: CredentialReader, user_id: RowId)
 def api_licence_add(
     db: DbSession, actor: CredentialManager, user_id: RowId, body: LicenceIn
 ) -> CredentialsOut:
-    service.add_licence(db, actor, user_id, body)
-    return credentials_out(service.credentials_of(db, actor, user_id))
+    credentials.add_licence(db, actor, user_id, body)
+    return credentials_out(credentials.credentials_of(db, actor, user_id))
 
 
 @router.post(
     "/api/v1/credentials/{user_id}/dea", response_model=CredentialsOut, status_code=201, tags=["prescribing"]
 )
 def api_dea_add(db: DbSession, actor: CredentialManager, user_id: RowId, body: DeaIn) -> CredentialsOut:
-    service.add_dea(db, actor, user_id, body)
-    return credentials_out(service.credentials_of(db, actor, user_id))
+    credentials.add_dea(db, actor, user_id, body)
+    return credentials_out(credentials.credentials_of(db, actor, user_id))
 
 
 @router.put("/api/v1/credentials/{user_id}/npi", response_model=CredentialsOut, tags=["prescribing"])
 def api_npi_set(db: DbSession, actor: CredentialManager, user_id: RowId, body: NpiIn) -> CredentialsOut:
-    service.set_npi(db, actor, user_id, body)
-    return credentials_out(service.credentials_of(db, actor, user_id))
+    credentials.set_npi(db, actor, user_id, body)
+    return credentials_out(credentials.credentials_of(db, actor, user_id))
 
 
 @router.post(
@@ -440,44 +440,44 @@ def api_npi_set(db: DbSession, actor: CredentialManager, user_id: RowId, body: N
     tags=["prescribing"],
 )
 def api_board_add(db: DbSession, actor: CredentialManager, user_id: RowId, body: BoardIn) -> CredentialsOut:
-    service.add_board(db, actor, user_id, body)
-    return credentials_out(service.credentials_of(db, actor, user_id))
+    credentials.add_board(db, actor, user_id, body)
+    return credentials_out(credentials.credentials_of(db, actor, user_id))
 
 
 @router.delete("/api/v1/credentials/{kind}/{credential_id}", status_code=204, tags=["prescribing"])
 def api_credential_remove(
     db: DbSession, actor: CredentialManager, kind: CredentialKind, credential_id: RowId
 ) -> Response:
-    service.remove_credential(db, actor, kind.value, credential_id)
+    credentials.remove_credential(db, actor, kind.value, credential_id)
     return Response(status_code=204)
 
 
 @router.get("/api/v1/scope-rules", response_model=list[ScopeRuleOut], tags=["prescribing"])
 def api_scope(db: DbSession, actor: CredentialReader) -> list[ScopeRuleOut]:
-    return _scope_out(service.scope_table(db, actor.clinic_id))
+    return _scope_out(scope.scope_table(db, actor.clinic_id))
 
 
 @router.post("/api/v1/scope-rules", response_model=list[ScopeRuleOut], status_code=201, tags=["prescribing"])
 def api_scope_save(db: DbSession, actor: CredentialManager, body: ScopeRuleIn) -> list[ScopeRuleOut]:
-    service.save_scope_rule(db, actor, body)
-    return _scope_out(service.scope_table(db, actor.clinic_id))
+    scope.save_scope_rule(db, actor, body)
+    return _scope_out(scope.scope_table(db, actor.clinic_id))
 
 
 @router.delete("/api/v1/scope-rules/{rule_id}", status_code=204, tags=["prescribing"])
 def api_scope_remove(db: DbSession, actor: CredentialManager, rule_id: RowId) -> Response:
-    service.remove_scope_rule(db, actor, rule_id)
+    scope.remove_scope_rule(db, actor, rule_id)
     return Response(status_code=204)
 
 
 @router.get("/api/v1/prescribing/settings", response_model=list[SettingOut], tags=["prescribing"])
 def api_settings(db: DbSession, actor: CredentialReader) -> list[SettingOut]:
-    return _settings_out(service.settings_table(db, actor.clinic_id))
+    return _settings_out(rx_settings.settings_table(db, actor.clinic_id))
 
 
 @router.put("/api/v1/prescribing/settings", response_model=list[SettingOut], tags=["prescribing"])
 def api_settings_save(db: DbSession, actor: SettingsManager, body: RxSettingsIn) -> list[SettingOut]:
-    service.save_settings(db, actor, body)
-    return _settings_out(service.settings_table(db, actor.clinic_id))
+    rx_settings.save_settings(db, actor, body)
+    return _settings_out(rx_settings.settings_table(db, actor.clinic_id))
 
 
 @router.get("/api/v1/products", tags=["prescribing"])
@@ -508,7 +508,7 @@ def api_products(actor: RxReader) -> list[dict[str, Any]]:
 def _patient_page(
     request: Request, db: DbSession, actor: Principal, patient_id: int, status: int = 200, **extra: Any
 ) -> Response:
-    overview = service.patient_prescribing(db, actor, patient_id)
+    overview = prescriptions.patient_prescribing(db, actor, patient_id)
     return render(
         request,
         "rx_patient.html",
@@ -542,7 +542,7 @@ def encounter_add(
 ) -> Response:
     return form_action(
         db,
-        lambda: service.record_encounter(db, actor, patient_id, parse(EncounterIn, form)),
+        lambda: encounters.record_encounter(db, actor, patient_id, parse(EncounterIn, form)),
         done=f"/patients/{patient_id}/prescriptions?saved=encounter#encounters",
         again=lambda errors: _patient_page(
             request, db, actor, patient_id, 422, section="encounter", values=form, errors=errors
@@ -554,7 +554,7 @@ def encounter_add(
 def pdmp_add(request: Request, db: DbSession, actor: RxWriter, patient_id: RowId, form: FormData) -> Response:
     return form_action(
         db,
-        lambda: service.record_pdmp(db, actor, patient_id, parse(PdmpIn, form)),
+        lambda: encounters.record_pdmp(db, actor, patient_id, parse(PdmpIn, form)),
         done=f"/patients/{patient_id}/prescriptions?saved=pdmp#pdmp",
         again=lambda errors: _patient_page(
             request, db, actor, patient_id, 422, section="pdmp", values=form, errors=errors
@@ -568,7 +568,7 @@ def prescription_add(
 ) -> Response:
     return form_action(
         db,
-        lambda: service.create_draft(db, actor, patient_id, parse(PrescriptionIn, form)),
+        lambda: prescriptions.create_draft(db, actor, patient_id, parse(PrescriptionIn, form)),
         done=lambda rx: f"/prescriptions/{rx.id}",
         again=lambda errors: _patient_page(
             request, db, actor, patient_id, 422, section="prescription", values=form, errors=errors
@@ -579,8 +579,8 @@ def prescription_add(
 def _rx_page(
     request: Request, db: DbSession, actor: Principal, rx_id: int, status: int = 200, **extra: Any
 ) -> Response:
-    v = service.view(db, actor, rx_id)
-    overview = service.patient_prescribing(db, actor, v.rx.patient_id)
+    v = prescriptions.view(db, actor, rx_id)
+    overview = prescriptions.patient_prescribing(db, actor, v.rx.patient_id)
     return render(
         request,
         "rx_detail.html",
@@ -613,7 +613,7 @@ def prescription_update(
     }
     return form_action(
         db,
-        lambda: service.update_draft(db, actor, rx_id, parse(DraftUpdateIn, data)),
+        lambda: prescriptions.update_draft(db, actor, rx_id, parse(DraftUpdateIn, data)),
         done=f"/prescriptions/{rx_id}?saved=update",
         again=lambda errors: _rx_page(
             request, db, actor, rx_id, 422, section="update", values=form, errors=errors
@@ -626,7 +626,9 @@ def prescription_sign(
     request: Request, db: DbSession, actor: RxSigner, rx_id: RowId, form: FormData
 ) -> Response:
     try:
-        service.sign(db, actor, rx_id, SignIn(acknowledge_warnings=form.get("acknowledge_warnings") == "yes"))
+        prescriptions.sign(
+            db, actor, rx_id, SignIn(acknowledge_warnings=form.get("acknowledge_warnings") == "yes")
+        )
     except InvalidInput as exc:
         db.rollback()
         return _rx_page(request, db, actor, rx_id, 422, section="sign", errors=exc.errors, problem=str(exc))
@@ -639,7 +641,7 @@ def prescription_cancel(
 ) -> Response:
     return form_action(
         db,
-        lambda: service.cancel(db, actor, rx_id, parse(CancelIn, form)),
+        lambda: prescriptions.cancel(db, actor, rx_id, parse(CancelIn, form)),
         done=f"/prescriptions/{rx_id}?saved=cancelled",
         again=lambda errors: _rx_page(
             request, db, actor, rx_id, 422, section="cancel", values=form, errors=errors
@@ -649,19 +651,19 @@ def prescription_cancel(
 
 @router.post("/prescriptions/{rx_id}/discard", include_in_schema=False)
 def prescription_discard(db: DbSession, actor: RxWriter, rx_id: RowId) -> Response:
-    patient_id = service.discard_draft(db, actor, rx_id)
+    patient_id = prescriptions.discard_draft(db, actor, rx_id)
     return RedirectResponse(f"/patients/{patient_id}/prescriptions?saved=discarded", status_code=303)
 
 
 @router.post("/prescriptions/{rx_id}/transmit", include_in_schema=False)
 def prescription_transmit(db: DbSession, actor: RxWriter, rx_id: RowId) -> Response:
-    service.transmit(db, actor, rx_id)
+    prescriptions.transmit(db, actor, rx_id)
     return RedirectResponse(f"/prescriptions/{rx_id}?saved=sent", status_code=303)
 
 
 @router.get("/prescriptions/{rx_id}/pdf", include_in_schema=False)
 def prescription_pdf(db: DbSession, actor: RxReader, rx_id: RowId) -> Response:
-    return _pdf_response(service.pdf(db, actor, rx_id), rx_id)
+    return _pdf_response(prescriptions.pdf(db, actor, rx_id), rx_id)
 
 
 def _pdf_response(content: bytes, rx_id: int) -> Response:
@@ -677,7 +679,7 @@ def _pdf_response(content: bytes, rx_id: int) -> Response:
 
 @router.get("/api/v1/patients/{patient_id}/prescriptions", tags=["prescribing"])
 def api_prescriptions(db: DbSession, actor: RxReader, patient_id: RowId) -> list[dict[str, Any]]:
-    overview = service.patient_prescribing(db, actor, patient_id)
+    overview = prescriptions.patient_prescribing(db, actor, patient_id)
     return [
         {
             "id": rx.id,
@@ -704,38 +706,38 @@ def api_prescriptions(db: DbSession, actor: RxReader, patient_id: RowId) -> list
 def api_prescription_add(
     db: DbSession, actor: RxWriter, patient_id: RowId, body: PrescriptionIn
 ) -> PrescriptionOut:
-    rx = service.create_draft(db, actor, patient_id, body)
-    return rx_out(service.view(db, actor, rx.id))
+    rx = prescriptions.create_draft(db, actor, patient_id, body)
+    return rx_out(prescriptions.view(db, actor, rx.id))
 
 
 @router.get("/api/v1/prescriptions/{rx_id}", response_model=PrescriptionOut, tags=["prescribing"])
 def api_prescription(db: DbSession, actor: RxReader, rx_id: RowId) -> PrescriptionOut:
-    return rx_out(service.view(db, actor, rx_id))
+    return rx_out(prescriptions.view(db, actor, rx_id))
 
 
 @router.patch("/api/v1/prescriptions/{rx_id}", response_model=PrescriptionOut, tags=["prescribing"])
 def api_prescription_update(
     db: DbSession, actor: RxWriter, rx_id: RowId, body: DraftUpdateIn
 ) -> PrescriptionOut:
-    service.update_draft(db, actor, rx_id, body)
-    return rx_out(service.view(db, actor, rx_id))
+    prescriptions.update_draft(db, actor, rx_id, body)
+    return rx_out(prescriptions.view(db, actor, rx_id))
 
 
 @router.delete("/api/v1/prescriptions/{rx_id}", status_code=204, tags=["prescribing"])
 def api_prescription_discard(db: DbSession, actor: RxWriter, rx_id: RowId) -> Response:
-    service.discard_draft(db, actor, rx_id)
+    prescriptions.discard_draft(db, actor, rx_id)
     return Response(status_code=204)
 
 
 @router.post("/api/v1/prescriptions/{rx_id}/sign", response_model=PrescriptionOut, tags=["prescribing"])
 def api_prescription_sign(db: DbSession, actor: RxSigner, rx_id: RowId, body: SignIn) -> PrescriptionOut:
-    return rx_out(service.sign(db, actor, rx_id, body))
+    return rx_out(prescriptions.sign(db, actor, rx_id, body))
 
 
 @router.post("/api/v1/prescriptions/{rx_id}/cancel", response_model=PrescriptionOut, tags=["prescribing"])
 def api_prescription_cancel(db: DbSession, actor: RxSigner, rx_id: RowId, body: CancelIn) -> PrescriptionOut:
-    service.cancel(db, actor, rx_id, body)
-    return rx_out(service.view(db, actor, rx_id))
+    prescriptions.cancel(db, actor, rx_id, body)
+    return rx_out(prescriptions.view(db, actor, rx_id))
 
 
 @router.get(
@@ -745,12 +747,12 @@ def api_prescription_cancel(db: DbSession, actor: RxSigner, rx_id: RowId, body: 
     responses={200: {"content": {"application/pdf": {}}}},
 )
 def api_prescription_pdf(db: DbSession, actor: RxReader, rx_id: RowId) -> Response:
-    return _pdf_response(service.pdf(db, actor, rx_id), rx_id)
+    return _pdf_response(prescriptions.pdf(db, actor, rx_id), rx_id)
 
 
 @router.post("/api/v1/prescriptions/{rx_id}/transmit", response_model=TransmitOut, tags=["prescribing"])
 def api_prescription_transmit(db: DbSession, actor: RxWriter, rx_id: RowId) -> TransmitOut:
-    receipt = service.transmit(db, actor, rx_id)
+    receipt = prescriptions.transmit(db, actor, rx_id)
     return TransmitOut(gateway=receipt.gateway, reference=receipt.reference, sent_at=receipt.sent_at)
 
 
@@ -758,7 +760,7 @@ def api_prescription_transmit(db: DbSession, actor: RxWriter, rx_id: RowId) -> T
     "/api/v1/patients/{patient_id}/encounters", response_model=list[EncounterOut], tags=["prescribing"]
 )
 def api_encounters(db: DbSession, actor: RxReader, patient_id: RowId) -> list[EncounterOut]:
-    return [_encounter_out(e) for e in service.patient_prescribing(db, actor, patient_id).encounters]
+    return [_encounter_out(e) for e in prescriptions.patient_prescribing(db, actor, patient_id).encounters]
 
 
 @router.post(
@@ -768,16 +770,16 @@ def api_encounters(db: DbSession, actor: RxReader, patient_id: RowId) -> list[En
     tags=["prescribing"],
 )
 def api_encounter_add(db: DbSession, actor: RxWriter, patient_id: RowId, body: EncounterIn) -> EncounterOut:
-    return _encounter_out(service.record_encounter(db, actor, patient_id, body))
+    return _encounter_out(encounters.record_encounter(db, actor, patient_id, body))
 
 
 @router.get("/api/v1/patients/{patient_id}/pdmp-checks", response_model=list[PdmpOut], tags=["prescribing"])
 def api_pdmp(db: DbSession, actor: RxReader, patient_id: RowId) -> list[PdmpOut]:
-    return [_pdmp_out(c) for c in service.patient_prescribing(db, actor, patient_id).pdmp_checks]
+    return [_pdmp_out(c) for c in prescriptions.patient_prescribing(db, actor, patient_id).pdmp_checks]
 
 
 @router.post(
     "/api/v1/patients/{patient_id}/pdmp-checks", response_model=PdmpOut, status_code=201, tags=["prescribing"]
 )
 def api_pdmp_add(db: DbSession, actor: RxWriter, patient_id: RowId, body: PdmpIn) -> PdmpOut:
-    return _pdmp_out(service.record_pdmp(db, actor, patient_id, body))
+    return _pdmp_out(encounters.record_pdmp(db, actor, patient_id, body))

@@ -24,8 +24,9 @@ from ketacare.errors import Conflict, Forbidden, InvalidInput, NotFound, Pending
 from ketacare.knowledge.contraindications import mme_rule
 from ketacare.knowledge.safety import safety_rules
 from ketacare.patients import service as patients
-from ketacare.planning import service as planning
-from ketacare.prescribing import service as prescribing
+from ketacare.planning import bookings as plan_bookings
+from ketacare.prescribing import credentials as rx_credentials
+from ketacare.prescribing import supplies as rx_supplies
 from ketacare.safety import monitoring
 from ketacare.safety.holds_service import active_holds
 from ketacare.safety.models import BladderScreen, LiverTest, SafetyHold, SafetySettingsRow, SafetyTask
@@ -331,11 +332,11 @@ def _exposures(
     if with_mg:
         found = [
             monitoring.Exposure(monitoring.SESSION, d.on, d.route, d.mg, series=d.plan_id)
-            for d in prescribing.session_doses(db, actor, patient_id)
+            for d in rx_supplies.session_doses(db, actor, patient_id)
         ]
     else:
         found = _session_exposures(db, actor, patient_id)
-    for s in prescribing.supply_doses(db, actor, patient_id, today):
+    for s in rx_supplies.supply_doses(db, actor, patient_id, today):
         found.append(
             monitoring.Exposure(monitoring.PRESCRIPTION, s.issued_on, s.route, s.mg_to_date, until=s.end)
         )
@@ -455,7 +456,7 @@ class BoardPatient:
 @dataclass(frozen=True)
 class SafetyBoard:
     patients: list[BoardPatient]
-    expiring: list[prescribing.Expiring]
+    expiring: list[rx_credentials.Expiring]
     flexibility_alert: str | None
     today: dt.date
     population: int
@@ -466,8 +467,8 @@ def _population(db: Session, actor: Principal, today: dt.date) -> set[int]:
     """Patients with ketamine exposure in the look-back window, or anything open in safety."""
     since = today - dt.timedelta(days=safety_rules().lookback_days)
     begin = dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
-    found = {b.patient_id for b in planning.booked_sessions_between(db, actor, begin, utcnow())}
-    found.update(prescribing.patients_with_supplies(db, actor, since))
+    found = {b.patient_id for b in plan_bookings.booked_sessions_between(db, actor, begin, utcnow())}
+    found.update(rx_supplies.patients_with_supplies(db, actor, since))
     for model in (SafetyHold, SafetyTask):
         column = SafetyHold.released_at if model is SafetyHold else SafetyTask.completed_at
         found.update(
@@ -519,8 +520,8 @@ def safety_board(db: Session, actor: Principal, today: dt.date | None = None) ->
     )
     return SafetyBoard(
         patients=rows,
-        expiring=prescribing.expiring_credentials(db, actor, on),
-        flexibility_alert=prescribing.flexibility_alert(db, actor.clinic_id, on),
+        expiring=rx_credentials.expiring_credentials(db, actor, on),
+        flexibility_alert=rx_credentials.flexibility_alert(db, actor.clinic_id, on),
         today=on,
         population=len(population),
         mme_source=f"{rule.sourced.source}; {rule.thresholds.source} [{rule.sourced.tag}]",

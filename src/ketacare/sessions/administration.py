@@ -22,7 +22,8 @@ from ketacare.errors import Conflict, InvalidInput
 from ketacare.ledger import rules as ledger_rules
 from ketacare.ledger import service as ledger
 from ketacare.patients import service as patients
-from ketacare.planning import service as planning
+from ketacare.planning import plans
+from ketacare.planning import setup as plan_setup
 from ketacare.planning.dosing import MIN_OVERRIDE_REASON_CHARS
 from ketacare.sessions import rules
 from ketacare.sessions.common import _aware, _notify, _now, _session, _transition
@@ -230,14 +231,14 @@ def _dose_gate(
     if kind not in ("start", "rate_change", "bolus", "dose"):
         return None
     date_of_birth, _ = patients.demographics(db, row.patient_id)
-    clinic = planning.clinical_defaults(db, row.clinic_id)
+    clinic = plan_setup.clinical_defaults(db, row.clinic_id)
     ctx = rules.DoseContext(
         route=row.route,
         drug=row.drug,
         weight_kg=row.weight_kg,
         age_years=patients.age_years(date_of_birth, given_at.date()),
         planned_duration_min=row.planned_duration_min,
-        allowance=planning.session_allowance(db, actor, row.plan_id),
+        allowance=plans.session_allowance(db, actor, row.plan_id),
         other_sessions_today_mg=_other_sessions_today_mg(db, row, given_at),
         clinic=clinic,
         tolerance_mg_per_h=clinic.pump_increment_ml_per_h * row.concentration_mg_per_ml / 2,

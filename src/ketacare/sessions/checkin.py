@@ -19,7 +19,8 @@ from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput
 from ketacare.knowledge.sessions import session_rules
 from ketacare.patients import service as patients
-from ketacare.planning import service as planning
+from ketacare.planning import bookings as plan_bookings
+from ketacare.planning import consent as plan_consent
 from ketacare.safety import holds_service as safety_holds
 from ketacare.sessions import rules
 from ketacare.sessions.common import _now, _session, _transition
@@ -29,7 +30,7 @@ from ketacare.sessions.schemas import BpDecisionIn, PrecheckIn
 
 @dataclass(frozen=True)
 class DayEntry:
-    booked: planning.BookedSession
+    booked: plan_bookings.BookedSession
     patient_name: str
     record_number: str
     session: TreatmentSession | None
@@ -40,7 +41,7 @@ def day_list(db: Session, actor: Principal, day: dt.date) -> list[DayEntry]:
     """The clinic's booked sessions on a clinic-local day, with their treatment session if any."""
     tz = clinic_time.zone(db, actor.clinic_id)
     begin = dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC)
-    booked = planning.booked_sessions_between(db, actor, begin, begin + dt.timedelta(days=1))
+    booked = plan_bookings.booked_sessions_between(db, actor, begin, begin + dt.timedelta(days=1))
     ids = [b.plan_session_id for b in booked]
     sessions = (
         {
@@ -73,7 +74,7 @@ def check_in(
     db: Session, actor: Principal, plan_session_id: int, now: dt.datetime | None = None
 ) -> TreatmentSession:
     at = _now(now)
-    booked = planning.booked_session(db, actor, plan_session_id)
+    booked = plan_bookings.booked_session(db, actor, plan_session_id)
     if booked.status != "booked" or booked.plan_status == "cancelled":
         raise Conflict("This session was cancelled; it cannot be checked in.")
     existing = db.execute(
@@ -163,7 +164,7 @@ def precheck_form(db: Session, actor: Principal, session_id: int) -> PrecheckFor
         lft_required=lft_req,
         lft_on_file=lft_on,
         pregnancy_applies=record.patient.sex == "female",
-        consent_on_file=planning.consent_signed(db, row.plan_id),
+        consent_on_file=plan_consent.consent_signed(db, row.plan_id),
         prescribers=_prescribers(db, actor),
         last_weight_kg=weight.weight_kg if weight is not None else None,
         bp_decision=row.bp_decision_reason,

@@ -31,7 +31,10 @@ from ketacare.errors import InvalidInput
 from ketacare.knowledge.contraindications import prior_therapy_rule
 from ketacare.patients import service as patients
 from ketacare.patients.schemas import MeasurementCreate
-from ketacare.planning import service as planning
+from ketacare.planning import bookings as plan_bookings
+from ketacare.planning import consent as plan_consent
+from ketacare.planning import plans
+from ketacare.planning import setup as plan_setup
 from ketacare.planning.schemas import PlanIn, Purpose, ResponseIn, SignIn
 from ketacare.screening import service as screening
 from ketacare.screening.demo_data import ALL_NO, DemoClinic
@@ -220,8 +223,8 @@ def _enrol(db: Session, rng: random.Random, clinic: DemoClinic, staff: Staff, pi
         weight = record.latest_weight
         kg = weight.weight_kg if weight is not None and weight.weight_kg else 75.0
         patients.add_measurement(db, dr, pid, MeasurementCreate(weight_kg=kg, measured_on=today))
-        plan = planning.create_plan(db, dr, pid, _series_in(today))
-        booked = planning.schedule(db, dr, plan.id)
+        plan = plans.create_plan(db, dr, pid, _series_in(today))
+        booked = plan_bookings.schedule(db, dr, plan.id)
         p = record.patient
         user = auth.create_user(
             db,
@@ -236,7 +239,7 @@ def _enrol(db: Session, rng: random.Random, clinic: DemoClinic, staff: Staff, pi
             ),
         )
         patient = DemoPatient(pid, f"{p.given_name} {p.family_name}", _principal(user, Role.patient))
-        planning.sign_consent(
+        plan_consent.sign_consent(
             db, patient.account, plan.id, SignIn(typed_name=patient.name, signed_on=today, agree=True)
         )
     except InvalidInput:
@@ -249,9 +252,9 @@ def _enrol(db: Session, rng: random.Random, clinic: DemoClinic, staff: Staff, pi
 def _plan_again(db: Session, staff: Staff, patient: DemoPatient, data: PlanIn) -> Planned | None:
     savepoint = db.begin_nested()
     try:
-        plan = planning.create_plan(db, staff.prescriber, patient.id, data)
-        booked = planning.schedule(db, staff.prescriber, plan.id)
-        planning.sign_consent(
+        plan = plans.create_plan(db, staff.prescriber, patient.id, data)
+        booked = plan_bookings.schedule(db, staff.prescriber, plan.id)
+        plan_consent.sign_consent(
             db,
             patient.account,
             plan.id,
@@ -291,7 +294,7 @@ def _document_response(
     """(design) the prescriber documents a response four weeks after the series: every demo
     series responds (at least 2 points and 30% less pain), so a booster may follow."""
     followup = max(0, nrs_before - max(2, round(nrs_before * rng.uniform(0.35, 0.6))))
-    planning.add_response(
+    plans.add_response(
         db,
         staff.prescriber,
         planned.plan.id,
@@ -333,7 +336,7 @@ def _seed_today(
     """Today's first booked sessions move to times around now, each in a free chair (demo code,
     like ``_move_back``): the first one is running, the second checked in, the rest booked."""
     tz = clinic_time.zone(db, clinic.id)
-    chairs = [c.id for c in planning.chairs(db, clinic.id)]
+    chairs = [c.id for c in plan_setup.chairs(db, clinic.id)]
     taken: list[tuple[dt.datetime, dt.datetime, int]] = []
     for n, row in enumerate(booked):
         duration = row.ends_at - row.starts_at
@@ -381,7 +384,7 @@ class SessionRun:
     ) -> None:
         self.db, self.rng, self.staff = db, rng, staff
         self.plan_session_id = plan_session_id
-        self.booked = planning.booked_session(db, staff.nurse, plan_session_id)
+        self.booked = plan_bookings.booked_session(db, staff.nurse, plan_session_id)
         self.duration_min = self.booked.duration_min
         self.arrive = starts_at + _minutes(rng.randrange(-5, 10))
         self.started_at = self.arrive

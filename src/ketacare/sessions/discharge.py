@@ -15,7 +15,7 @@ from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.errors import Conflict, Forbidden, InvalidInput
 from ketacare.outcomes import service as outcomes
-from ketacare.planning import service as planning
+from ketacare.planning import plans
 from ketacare.sessions import rules
 from ketacare.sessions.administration import _as_given, _given
 from ketacare.sessions.alarm_settings import rules_for_clinic
@@ -133,7 +133,7 @@ def _follow_up(db: Session, actor: Principal, row: TreatmentSession, at: dt.date
     feature's schedule: day 1, weeks 1, 2, 4, 8, 12, then monthly). Days are the clinic's."""
     day = at.astimezone(clinic_time.zone(db, row.clinic_id)).date()
     outcomes.end_of_session(db, actor, row.patient_id, day)
-    plan = next((p for p in planning.patient_plans(db, actor, row.patient_id) if p.id == row.plan_id), None)
+    plan = next((p for p in plans.patient_plans(db, actor, row.patient_id) if p.id == row.plan_id), None)
     if plan is not None and row.number >= plan.sessions:
         outcomes.schedule_after_series(db, actor, row.patient_id, day, row.plan_id)
 

@@ -25,7 +25,8 @@ from ketacare.knowledge.sessions import session_rules
 from ketacare.patients import service as patients
 from ketacare.pharmacology import Patient as PkPatient
 from ketacare.pharmacology import PharmacologyInputError, simulate
-from ketacare.planning import service as planning
+from ketacare.planning import bookings as plan_bookings
+from ketacare.planning import setup as plan_setup
 from ketacare.safety import holds_service as safety_holds
 from ketacare.sessions import rules
 from ketacare.sessions.administration import _as_given, _given
@@ -139,7 +140,7 @@ class SessionView:
     patient_name: str
     record_number: str
     patient_id: int
-    booked: planning.BookedSession
+    booked: plan_bookings.BookedSession
     precheck: PreCheck | None
     given: list[Administration]
     totals: rules.Totals
@@ -183,7 +184,7 @@ def view(
 ) -> SessionView:
     at = _now(now)
     row = _session(db, actor, session_id, "session.read")
-    booked = planning.booked_session(db, actor, row.plan_session_id)
+    booked = plan_bookings.booked_session(db, actor, row.plan_session_id)
     p = patients.visible_patient(db, actor, row.patient_id, "session.read")
     given = _given(db, row.id)
     as_given = _as_given(given)
@@ -313,7 +314,7 @@ def board(
         .order_by(ScoreRecord.observed_at, ScoreRecord.id)
     ).scalars():
         scores[s.session_id][s.scale] = (s.total, _aware(s.observed_at))
-    chair_names = {c.id: f"{c.room} · {c.name}" for c in planning.chairs(db, actor.clinic_id)}
+    chair_names = {c.id: f"{c.room} · {c.name}" for c in plan_setup.chairs(db, actor.clinic_id)}
     out = []
     for r in rows:
         p = patients.visible_patient(db, actor, r.patient_id, "session.board")

@@ -28,7 +28,7 @@ from ketacare.interop.fhir.resources.base import (
     reference,
     table,
 )
-from ketacare.planning import service as planning
+from ketacare.planning import setup as plan_setup
 
 ID_PREFIX = "protocol-"
 _NOT_ID_SAFE = re.compile(r"[^A-Za-z0-9]+")
@@ -65,7 +65,7 @@ def logical_ids(keys: list[str]) -> dict[str, str]:
 
 
 def _cohorts(db: Session, clinic_id: int) -> dict[str, _Cohort]:
-    cohorts = {p.key: _Cohort(p.key, p.name) for p in planning.protocols(db, clinic_id)}
+    cohorts = {p.key: _Cohort(p.key, p.name) for p in plan_setup.protocols(db, clinic_id)}
     plans = table("treatment_plans")
     rows = db.execute(
         select(
