@@ -21,7 +21,19 @@ from ketacare import clinic_time
 from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput, NotFound
-from ketacare.ledger import chain, reports, rules, service
+from ketacare.ledger import (
+    chain,
+    common,
+    dashboard,
+    inventories,
+    losses,
+    lots,
+    movements,
+    reports,
+    rules,
+    setup,
+    verification,
+)
 from ketacare.ledger.models import LedgerEntry, LossReport
 from ketacare.ledger.rules import EntryKind
 from ketacare.ledger.schemas import (
@@ -105,7 +117,7 @@ def entry_out(e: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def lot_out(r: service.LotRow) -> dict[str, Any]:
+def lot_out(r: lots.LotRow) -> dict[str, Any]:
     p = r.product
     return {
         "id": r.lot.id,
@@ -130,12 +142,12 @@ def product_out(p: Any) -> dict[str, Any]:
         "container_ml": p.container_ml,
         "ingredient": p.ingredient,
         "dosage_form": p.dosage_form,
-        "coding_problem": service.product_coding_problem(p),
-        "routes": service.product_routes(p),
+        "coding_problem": setup.product_coding_problem(p),
+        "routes": setup.product_routes(p),
         "compounded": p.compounded,
         "schedule": p.schedule,
-        "warning": service.compounded_warning().text if p.compounded else None,
-        "home_use_needs_acknowledgement": service.requires_home_acknowledgement(p),
+        "warning": rules.compounded_warning().text if p.compounded else None,
+        "home_use_needs_acknowledgement": rules.requires_home_acknowledgement(p),
     }
 
 
@@ -151,7 +163,7 @@ def registration_out(r: Any) -> dict[str, Any]:
     }
 
 
-def loss_out(v: service.LossView) -> dict[str, Any]:
+def loss_out(v: losses.LossView) -> dict[str, Any]:
     r = v.report
     return {
         "id": r.id,
@@ -170,7 +182,7 @@ def loss_out(v: service.LossView) -> dict[str, Any]:
     }
 
 
-def investigation_out(v: service.InvestigationView) -> dict[str, Any]:
+def investigation_out(v: inventories.InvestigationView) -> dict[str, Any]:
     i = v.investigation
     return {
         "id": i.id,
@@ -185,8 +197,8 @@ def investigation_out(v: service.InvestigationView) -> dict[str, Any]:
     }
 
 
-def _settings_out(s: service.SettingsView) -> dict[str, Any]:
-    k = service.knowledge()
+def _settings_out(s: setup.SettingsView) -> dict[str, Any]:
+    k = common.knowledge()
     return {
         "retention_years": s.retention_years,
         "retention_basis": s.retention_basis,
@@ -209,7 +221,7 @@ class VerifyOut(BaseModel):
 
 @router.get("/api/v1/ledger/dashboard", tags=["ledger"])
 def api_dashboard(db: DbSession, actor: Reader) -> dict[str, Any]:
-    d = service.dashboard(db, actor)
+    d = dashboard.dashboard(db, actor)
     return {
         "today": d.today.isoformat(),
         "stock": [lot_out(r) for r in d.stock],
@@ -233,38 +245,38 @@ def api_dashboard(db: DbSession, actor: Reader) -> dict[str, Any]:
 
 @router.get("/api/v1/ledger/registrations", tags=["ledger"])
 def api_registrations(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
-    return [registration_out(r) for r in service.registrations(db, actor)]
+    return [registration_out(r) for r in setup.registrations(db, actor)]
 
 
 @router.post("/api/v1/ledger/registrations", status_code=201, tags=["ledger"])
 def api_create_registration(db: DbSession, actor: Admin, body: RegistrationIn) -> dict[str, Any]:
-    return registration_out(service.create_registration(db, actor, body))
+    return registration_out(setup.create_registration(db, actor, body))
 
 
 @router.get("/api/v1/ledger/products", tags=["ledger"])
 def api_products(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
-    return [product_out(p) for p in service.products(db, actor)]
+    return [product_out(p) for p in setup.products(db, actor)]
 
 
 @router.post("/api/v1/ledger/products", status_code=201, tags=["ledger"])
 def api_create_product(db: DbSession, actor: Admin, body: ProductIn) -> dict[str, Any]:
-    return product_out(service.create_product(db, actor, body))
+    return product_out(setup.create_product(db, actor, body))
 
 
 @router.post("/api/v1/ledger/products/{product_id}/coding", tags=["ledger"])
 def api_code_product(db: DbSession, actor: Admin, product_id: RowId, body: ProductCodingIn) -> dict[str, Any]:
     """Code a product created before products were coded (its drug and dosage form)."""
-    return product_out(service.code_product(db, actor, product_id, body))
+    return product_out(setup.code_product(db, actor, product_id, body))
 
 
 @router.get("/api/v1/ledger/settings", tags=["ledger"])
 def api_settings(db: DbSession, actor: Reader) -> dict[str, Any]:
-    return _settings_out(service.settings(db, actor.clinic_id))
+    return _settings_out(setup.settings(db, actor.clinic_id))
 
 
 @router.put("/api/v1/ledger/settings", tags=["ledger"])
 def api_save_settings(db: DbSession, actor: AdminSensitive, body: SettingsIn) -> dict[str, Any]:
-    return _settings_out(service.save_settings(db, actor, body))
+    return _settings_out(setup.save_settings(db, actor, body))
 
 
 @router.get("/api/v1/ledger/lots", tags=["ledger"])
@@ -279,77 +291,75 @@ def api_lots(
     and ``route`` (both), only the lots whose product fits them (what a lot picker offers)."""
     if (drug is None) != (route is None):
         raise InvalidInput(errors={"route": "Give both drug and route, or neither."})
-    rows = service.lots(db, actor, in_stock=available)
+    rows = lots.lots(db, actor, in_stock=available)
     return [
         lot_out(r)
         for r in rows
         if not (available and r.expired)
-        and (
-            drug is None or route is None or service.product_fit_problem(r.product, drug.value, route) is None
-        )
+        and (drug is None or route is None or setup.product_fit_problem(r.product, drug.value, route) is None)
     ]
 
 
 @router.get("/api/v1/ledger/lots/{lot_id}", tags=["ledger"])
 def api_lot(db: DbSession, actor: Reader, lot_id: RowId) -> dict[str, Any]:
-    d = service.lot_detail(db, actor, lot_id)
+    d = lots.lot_detail(db, actor, lot_id)
     return {**lot_out(d.row), "entries": [entry_out(e) for e in d.entries]}
 
 
 @router.post("/api/v1/ledger/receipts", status_code=201, tags=["ledger"])
 def api_receipt(db: DbSession, actor: Writer, body: ReceiptIn) -> dict[str, Any]:
-    return entry_out(service.record_receipt(db, actor, body))
+    return entry_out(movements.record_receipt(db, actor, body))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/waste", status_code=201, tags=["ledger"])
 def api_waste(
     db: DbSession, settings: SettingsDep, actor: WriterSensitive, lot_id: RowId, body: WasteIn
 ) -> dict[str, Any]:
-    limits = service.attempt_limits(settings)
-    return entry_out(service.record_waste_in(db, actor, lot_id, body, limits))
+    limits = common.attempt_limits(settings)
+    return entry_out(movements.record_waste_in(db, actor, lot_id, body, limits))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/destructions", status_code=201, tags=["ledger"])
 def api_destruction(
     db: DbSession, settings: SettingsDep, actor: WriterSensitive, lot_id: RowId, body: DestructionIn
 ) -> dict[str, Any]:
-    limits = service.attempt_limits(settings)
-    return entry_out(service.record_destruction(db, actor, lot_id, body, limits=limits))
+    limits = common.attempt_limits(settings)
+    return entry_out(movements.record_destruction(db, actor, lot_id, body, limits=limits))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/adjustments", status_code=201, tags=["ledger"])
 def api_adjustment(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: AdjustmentIn) -> dict[str, Any]:
-    return entry_out(service.record_adjustment(db, actor, lot_id, body))
+    return entry_out(movements.record_adjustment(db, actor, lot_id, body))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/transfers", status_code=201, tags=["ledger"])
 def api_transfer(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: TransferIn) -> dict[str, Any]:
-    return entry_out(service.record_transfer(db, actor, lot_id, body))
+    return entry_out(movements.record_transfer(db, actor, lot_id, body))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/returns", status_code=201, tags=["ledger"])
 def api_return(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: ReturnIn) -> dict[str, Any]:
-    return entry_out(service.record_return(db, actor, lot_id, body))
+    return entry_out(movements.record_return(db, actor, lot_id, body))
 
 
 @router.post("/api/v1/ledger/lots/{lot_id}/theft-loss", status_code=201, tags=["ledger"])
 def api_theft_loss(db: DbSession, actor: AdminSensitive, lot_id: RowId, body: TheftLossIn) -> dict[str, Any]:
-    report = service.record_theft_loss(db, actor, lot_id, body)
-    return next(loss_out(v) for v in service.loss_reports(db, actor) if v.report.id == report.id)
+    report = movements.record_theft_loss(db, actor, lot_id, body)
+    return next(loss_out(v) for v in losses.loss_reports(db, actor) if v.report.id == report.id)
 
 
 @router.post("/api/v1/ledger/inventories/initial", status_code=201, tags=["ledger"])
 def api_initial_inventory(db: DbSession, actor: Writer, body: InitialInventoryIn) -> dict[str, Any]:
-    inventory = service.take_initial_inventory(db, actor, body)
+    inventory = inventories.take_initial_inventory(db, actor, body)
     return {"id": inventory.id, "kind": inventory.kind, "taken_at": _t(inventory.taken_at)}
 
 
 @router.post("/api/v1/ledger/inventories/biennial", status_code=201, tags=["ledger"])
 def api_biennial_inventory(db: DbSession, actor: Writer, body: BiennialInventoryIn) -> dict[str, Any]:
-    inventory = service.take_biennial_inventory(db, actor, body)
+    inventory = inventories.take_biennial_inventory(db, actor, body)
     opened = [
         investigation_out(v)
-        for v in service.investigations(db, actor, open_only=True)
+        for v in inventories.investigations(db, actor, open_only=True)
         if v.entry.inventory_id == inventory.id
     ]
     return {
@@ -364,14 +374,14 @@ def api_biennial_inventory(db: DbSession, actor: Writer, body: BiennialInventory
 def api_investigations(
     db: DbSession, actor: Reader, open_only: Annotated[bool, Query()] = False
 ) -> list[dict[str, Any]]:
-    return [investigation_out(v) for v in service.investigations(db, actor, open_only=open_only)]
+    return [investigation_out(v) for v in inventories.investigations(db, actor, open_only=open_only)]
 
 
 @router.post("/api/v1/ledger/investigations/{investigation_id}/notes", status_code=201, tags=["ledger"])
 def api_investigation_note(
     db: DbSession, actor: Writer, investigation_id: RowId, body: NoteIn
 ) -> dict[str, Any]:
-    note = service.add_investigation_note(db, actor, investigation_id, body)
+    note = inventories.add_investigation_note(db, actor, investigation_id, body)
     return {"id": note.id, "at": _t(note.at), "by": note.by_name, "text": note.text}
 
 
@@ -379,31 +389,31 @@ def api_investigation_note(
 def api_investigation_close(
     db: DbSession, actor: Admin, investigation_id: RowId, body: CloseIn
 ) -> dict[str, Any]:
-    service.close_investigation(db, actor, investigation_id, body)
+    inventories.close_investigation(db, actor, investigation_id, body)
     return next(
         investigation_out(v)
-        for v in service.investigations(db, actor)
+        for v in inventories.investigations(db, actor)
         if v.investigation.id == investigation_id
     )
 
 
 @router.get("/api/v1/ledger/losses", tags=["ledger"])
 def api_losses(db: DbSession, actor: Reader) -> list[dict[str, Any]]:
-    return [loss_out(v) for v in service.loss_reports(db, actor)]
+    return [loss_out(v) for v in losses.loss_reports(db, actor)]
 
 
 def _loss_result(db: DbSession, actor: Principal, row: LossReport) -> dict[str, Any]:
-    return next(loss_out(v) for v in service.loss_reports(db, actor) if v.report.id == row.id)
+    return next(loss_out(v) for v in losses.loss_reports(db, actor) if v.report.id == row.id)
 
 
 @router.post("/api/v1/ledger/losses/{report_id}/notice", tags=["ledger"])
 def api_loss_notice(db: DbSession, actor: Admin, report_id: RowId, body: NoticeIn) -> dict[str, Any]:
-    return _loss_result(db, actor, service.mark_notice_sent(db, actor, report_id, body))
+    return _loss_result(db, actor, losses.mark_notice_sent(db, actor, report_id, body))
 
 
 @router.post("/api/v1/ledger/losses/{report_id}/form106", tags=["ledger"])
 def api_loss_form106(db: DbSession, actor: Admin, report_id: RowId, body: Form106In) -> dict[str, Any]:
-    return _loss_result(db, actor, service.mark_form106_filed(db, actor, report_id, body))
+    return _loss_result(db, actor, losses.mark_form106_filed(db, actor, report_id, body))
 
 
 @router.get("/api/v1/ledger/entries", tags=["ledger"])
@@ -421,7 +431,7 @@ def api_entries(
 
 @router.post("/api/v1/ledger/verify", tags=["ledger"])
 def api_verify(db: DbSession, actor: Reader) -> VerifyOut:
-    r = service.verify(db, actor)
+    r = verification.verify(db, actor)
     return VerifyOut(ok=r.ok, checked=r.checked, first_bad_seq=r.first_bad_seq, problem=r.problem)
 
 
@@ -451,9 +461,9 @@ def _with_local_times(form: dict[str, str], zone: zoneinfo.ZoneInfo, *names: str
 
 
 def _common(actor: Principal) -> dict[str, Any]:
-    held = service.permissions(actor)
+    held = common.permissions(actor)
     return {
-        "facts": service.facts_for_pages(),
+        "facts": dashboard.facts_for_pages(),
         "can_write": Permission.ledger_write in held,
         "can_admin": Permission.ledger_admin in held,
         "fmt_mg": rules.fmt_mg,
@@ -474,7 +484,7 @@ def _try(
     try:
         result = action()
     except InvalidInput as exc:
-        service.record_refusal(db, actor, exc)
+        common.record_refusal(db, actor, exc)
         return on_error(exc)
     return RedirectResponse(done if isinstance(done, str) else done(result), status_code=303)
 
@@ -490,7 +500,7 @@ def dashboard_page(request: Request, db: DbSession, actor: Reader) -> Response:
         {
             **_common(actor),
             **clinic_time.clock(_zone(db, actor)),
-            "d": service.dashboard(db, actor),
+            "d": dashboard.dashboard(db, actor),
             "saved": request.query_params.get("saved"),
         },
     )
@@ -512,10 +522,10 @@ def _setup(
         {
             **_common(actor),
             **clinic_time.clock(_zone(db, actor)),
-            "registrations": service.registrations(db, actor),
-            "products": service.products(db, actor),
-            "settings": service.settings(db, actor.clinic_id),
-            "retention": service.retention(db, actor),
+            "registrations": setup.registrations(db, actor),
+            "products": setup.products(db, actor),
+            "settings": setup.settings(db, actor.clinic_id),
+            "retention": dashboard.retention(db, actor),
             "dosage_forms": [(f.value, f.value) for f in DosageForm],
             "ingredients": [(i.value, i.value) for i in Ingredient],
             "section": section,
@@ -535,7 +545,7 @@ def setup_page(request: Request, db: DbSession, actor: Reader) -> Response:
 @router.post("/ledger/registrations", include_in_schema=False)
 def registration_page(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
     return _try(
-        lambda: service.create_registration(db, actor, parse(RegistrationIn, form)),
+        lambda: setup.create_registration(db, actor, parse(RegistrationIn, form)),
         lambda exc: _setup(
             request, db, actor, section="registration", errors=exc.errors, values=form, status=422
         ),
@@ -549,7 +559,7 @@ def registration_page(request: Request, db: DbSession, actor: Admin, form: FormD
 def product_create_page(request: Request, db: DbSession, actor: Admin, form: FormData) -> Response:
     data = {**form, "compounded": form.get("compounded") in ("on", "true", "1")}
     return _try(
-        lambda: service.create_product(db, actor, parse(ProductIn, data)),
+        lambda: setup.create_product(db, actor, parse(ProductIn, data)),
         lambda exc: _setup(request, db, actor, section="product", errors=exc.errors, values=form, status=422),
         "/ledger/setup?saved=product#products",
         db,
@@ -560,7 +570,7 @@ def product_create_page(request: Request, db: DbSession, actor: Admin, form: For
 @router.post("/ledger/settings", include_in_schema=False)
 def settings_page(request: Request, db: DbSession, actor: AdminSensitive, form: FormData) -> Response:
     return _try(
-        lambda: service.save_settings(db, actor, parse(SettingsIn, form)),
+        lambda: setup.save_settings(db, actor, parse(SettingsIn, form)),
         lambda exc: _setup(
             request, db, actor, section="settings", errors=exc.errors, values=form, status=422
         ),
@@ -579,7 +589,7 @@ def _product(
     values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    prod = service.product(db, actor, product_id)
+    prod = setup.product(db, actor, product_id)
     return render(
         request,
         "ledger_product.html",
@@ -587,10 +597,10 @@ def _product(
             **_common(actor),
             **clinic_time.clock(_zone(db, actor)),
             "p": prod,
-            "lots": [r for r in service.lots(db, actor) if r.product.id == prod.id],
-            "home_ack": service.requires_home_acknowledgement(prod),
-            "coding_problem": service.product_coding_problem(prod),
-            "form_routes": service.form_routes(prod),
+            "lots": [r for r in lots.lots(db, actor) if r.product.id == prod.id],
+            "home_ack": rules.requires_home_acknowledgement(prod),
+            "coding_problem": setup.product_coding_problem(prod),
+            "form_routes": setup.form_routes(prod),
             "dosage_forms": [(f.value, f.value) for f in DosageForm],
             "ingredients": [(i.value, i.value) for i in Ingredient],
             "errors": errors or {},
@@ -611,7 +621,7 @@ def product_coding_page(
     request: Request, db: DbSession, actor: Admin, product_id: RowId, form: FormData
 ) -> Response:
     return _try(
-        lambda: service.code_product(db, actor, product_id, parse(ProductCodingIn, form)),
+        lambda: setup.code_product(db, actor, product_id, parse(ProductCodingIn, form)),
         lambda exc: _product(request, db, actor, product_id, errors=exc.errors, values=form, status=422),
         f"/ledger/products/{product_id}?saved=coding",
         db,
@@ -630,16 +640,16 @@ def _receive(
     values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    prods = [p for p in service.products(db, actor) if p.active]
+    prods = [p for p in setup.products(db, actor) if p.active]
     return render(
         request,
         "ledger_receive.html",
         {
             **_common(actor),
             **clinic_time.clock(_zone(db, actor)),
-            "registrations": service.registrations(db, actor, active_only=True),
+            "registrations": setup.registrations(db, actor, active_only=True),
             "products": prods,
-            "product_options": [(str(p.id), service.product_label(p)) for p in prods],
+            "product_options": [(str(p.id), setup.product_label(p)) for p in prods],
             "compounded_products": [p for p in prods if p.compounded],
             "errors": errors or {},
             "values": values or {},
@@ -657,7 +667,7 @@ def receive_page(request: Request, db: DbSession, actor: Writer) -> Response:
 def receive_submit(request: Request, db: DbSession, actor: Writer, form: FormData) -> Response:
     def act() -> LedgerEntry:
         data = _with_local_times(form, _zone(db, actor), "received_at")
-        return service.record_receipt(db, actor, parse(ReceiptIn, data))
+        return movements.record_receipt(db, actor, parse(ReceiptIn, data))
 
     return _try(
         act,
@@ -682,13 +692,13 @@ def _lot_page(
     values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    d = service.lot_detail(db, actor, lot_id)
-    held = service.permissions(actor)
-    witnesses: list[service.WitnessOption] = []
-    employees: list[service.WitnessOption] = []
+    d = lots.lot_detail(db, actor, lot_id)
+    held = common.permissions(actor)
+    witnesses: list[movements.WitnessOption] = []
+    employees: list[movements.WitnessOption] = []
     if Permission.ledger_write in held:
-        witnesses = service.witness_options(db, actor, roles=rules.WASTE_WITNESS_ROLES)
-        employees = service.witness_options(db, actor, roles=rules.EMPLOYEE_ROLES, include_self=True)
+        witnesses = movements.witness_options(db, actor, roles=rules.WASTE_WITNESS_ROLES)
+        employees = movements.witness_options(db, actor, roles=rules.EMPLOYEE_ROLES, include_self=True)
     return render(
         request,
         "ledger_lot.html",
@@ -701,7 +711,7 @@ def _lot_page(
             "employee_options": [(str(w.user_id), w.name) for w in employees],
             "other_registrations": [
                 (str(r.id), f"{r.location_name} ({r.dea_number})")
-                for r in service.registrations(db, actor, active_only=True)
+                for r in setup.registrations(db, actor, active_only=True)
                 if r.id != d.row.registration.id
             ],
             "section": section,
@@ -749,7 +759,7 @@ def waste_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        service.record_waste_in(db, actor, lot_id, parse(WasteIn, data), service.attempt_limits(settings))
+        movements.record_waste_in(db, actor, lot_id, parse(WasteIn, data), common.attempt_limits(settings))
 
     return _lot_action(request, db, actor, lot_id, "waste", form, act)
 
@@ -765,8 +775,8 @@ def destruction_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        limits = service.attempt_limits(settings)
-        service.record_destruction(db, actor, lot_id, parse(DestructionIn, data), limits=limits)
+        limits = common.attempt_limits(settings)
+        movements.record_destruction(db, actor, lot_id, parse(DestructionIn, data), limits=limits)
 
     return _lot_action(request, db, actor, lot_id, "destruction", form, act)
 
@@ -777,7 +787,7 @@ def adjustment_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        service.record_adjustment(db, actor, lot_id, parse(AdjustmentIn, data))
+        movements.record_adjustment(db, actor, lot_id, parse(AdjustmentIn, data))
 
     return _lot_action(request, db, actor, lot_id, "adjustment", form, act)
 
@@ -788,7 +798,7 @@ def transfer_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        service.record_transfer(db, actor, lot_id, parse(TransferIn, data))
+        movements.record_transfer(db, actor, lot_id, parse(TransferIn, data))
 
     return _lot_action(request, db, actor, lot_id, "transfer", form, act)
 
@@ -799,7 +809,7 @@ def return_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "occurred_at")
-        service.record_return(db, actor, lot_id, parse(ReturnIn, data))
+        movements.record_return(db, actor, lot_id, parse(ReturnIn, data))
 
     return _lot_action(request, db, actor, lot_id, "return", form, act)
 
@@ -811,7 +821,7 @@ def theft_loss_page(
     def act() -> None:
         data: dict[str, Any] = _with_local_times(form, _zone(db, actor), "discovered_at")
         data["significant"] = form.get("significant") in ("on", "true", "1")
-        service.record_theft_loss(db, actor, lot_id, parse(TheftLossIn, data))
+        movements.record_theft_loss(db, actor, lot_id, parse(TheftLossIn, data))
 
     return _lot_action(request, db, actor, lot_id, "theft-loss", form, act)
 
@@ -829,10 +839,10 @@ def _inventory(
     values: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
-    regs = service.registrations(db, actor, active_only=True)
+    regs = setup.registrations(db, actor, active_only=True)
     reg = next((r for r in regs if r.id == registration_id), regs[0] if regs else None)
-    statuses = {s.registration.id: s for s in service.dashboard(db, actor).registrations}
-    prods = [p for p in service.products(db, actor) if p.active]
+    statuses = {s.registration.id: s for s in dashboard.dashboard(db, actor).registrations}
+    prods = [p for p in setup.products(db, actor) if p.active]
     return render(
         request,
         "ledger_inventory.html",
@@ -842,8 +852,8 @@ def _inventory(
             "registrations": regs,
             "reg": reg,
             "status": statuses.get(reg.id) if reg else None,
-            "lots": [r for r in service.lots(db, actor) if reg and r.registration.id == reg.id],
-            "product_options": [(str(p.id), service.product_label(p)) for p in prods],
+            "lots": [r for r in lots.lots(db, actor) if reg and r.registration.id == reg.id],
+            "product_options": [(str(p.id), setup.product_label(p)) for p in prods],
             "opening_rows": range(6),
             "errors": errors or {},
             "values": values or {},
@@ -907,7 +917,7 @@ def initial_inventory_page(request: Request, db: DbSession, actor: Writer, form:
             "lines": [{k: v for k, v in line.items() if k != "_row"} for line in lines],
         }
         try:
-            service.take_initial_inventory(db, actor, parse(InitialInventoryIn, data))
+            inventories.take_initial_inventory(db, actor, parse(InitialInventoryIn, data))
         except InvalidInput as exc:  # name the form's rows, not the positions of the filled ones
             raise InvalidInput(
                 errors=_form_rows(exc.errors, [int(line["_row"]) for line in lines]), audit=exc.audit
@@ -955,7 +965,7 @@ def biennial_inventory_page(request: Request, db: DbSession, actor: Writer, form
             "note": form.get("note", ""),
             "lines": lines,
         }
-        service.take_biennial_inventory(db, actor, parse(BiennialInventoryIn, data))
+        inventories.take_biennial_inventory(db, actor, parse(BiennialInventoryIn, data))
 
     return _try(
         act,
@@ -999,7 +1009,9 @@ def _listing(
 
 
 def _investigations(request: Request, db: DbSession, actor: Principal, **kw: Any) -> Response:
-    return _listing(request, db, actor, "ledger_investigations.html", service.investigations(db, actor), **kw)
+    return _listing(
+        request, db, actor, "ledger_investigations.html", inventories.investigations(db, actor), **kw
+    )
 
 
 @router.get("/ledger/investigations", include_in_schema=False)
@@ -1012,7 +1024,7 @@ def investigation_note_page(
     request: Request, db: DbSession, actor: Writer, investigation_id: RowId, form: FormData
 ) -> Response:
     return _try(
-        lambda: service.add_investigation_note(db, actor, investigation_id, parse(NoteIn, form)),
+        lambda: inventories.add_investigation_note(db, actor, investigation_id, parse(NoteIn, form)),
         lambda exc: _investigations(
             request, db, actor, errors=exc.errors, target=investigation_id, status=422
         ),
@@ -1027,7 +1039,7 @@ def investigation_close_page(
     request: Request, db: DbSession, actor: Admin, investigation_id: RowId, form: FormData
 ) -> Response:
     return _try(
-        lambda: service.close_investigation(db, actor, investigation_id, parse(CloseIn, form)),
+        lambda: inventories.close_investigation(db, actor, investigation_id, parse(CloseIn, form)),
         lambda exc: _investigations(
             request, db, actor, errors=exc.errors, target=investigation_id, status=422
         ),
@@ -1038,7 +1050,7 @@ def investigation_close_page(
 
 
 def _losses(request: Request, db: DbSession, actor: Principal, **kw: Any) -> Response:
-    return _listing(request, db, actor, "ledger_losses.html", service.loss_reports(db, actor), **kw)
+    return _listing(request, db, actor, "ledger_losses.html", losses.loss_reports(db, actor), **kw)
 
 
 @router.get("/ledger/losses", include_in_schema=False)
@@ -1052,7 +1064,7 @@ def loss_notice_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "sent_at")
-        service.mark_notice_sent(db, actor, report_id, parse(NoticeIn, data))
+        losses.mark_notice_sent(db, actor, report_id, parse(NoticeIn, data))
 
     return _try(
         act,
@@ -1069,7 +1081,7 @@ def loss_form106_page(
 ) -> Response:
     def act() -> None:
         data = _with_local_times(form, _zone(db, actor), "filed_at")
-        service.mark_form106_filed(db, actor, report_id, parse(Form106In, data))
+        losses.mark_form106_filed(db, actor, report_id, parse(Form106In, data))
 
     return _try(
         act,
@@ -1123,7 +1135,7 @@ def reports_page(request: Request, db: DbSession, actor: Reader) -> Response:
                     str(r.lot.id),
                     f"{r.product.name} {r.product.strength_mg_per_ml:g} mg/mL · lot {r.lot.lot_number}",
                 )
-                for r in service.lots(db, actor)
+                for r in lots.lots(db, actor)
             ],
         },
     )
@@ -1186,9 +1198,9 @@ def report_page(request: Request, db: DbSession, actor: Reader, name: str) -> Re
             "flt": flt,
             "params": params,
             "query": "&".join(f"{k}={v}" for k, v in params.items() if v),
-            "clinic": service.clinic_name(db, actor.clinic_id),
-            "registrations": service.registrations(db, actor),
-            "produced_at": service.now(),
+            "clinic": common.clinic_name(db, actor.clinic_id),
+            "registrations": setup.registrations(db, actor),
+            "produced_at": common.now(),
             "produced_by": actor.username,
             "today": clinic_time.today(db, actor.clinic_id),
         },
@@ -1197,5 +1209,5 @@ def report_page(request: Request, db: DbSession, actor: Reader, name: str) -> Re
 
 @router.post("/ledger/verify", include_in_schema=False)
 def verify_page(request: Request, db: DbSession, actor: Reader) -> Response:
-    result = service.verify(db, actor)
+    result = verification.verify(db, actor)
     return render(request, "ledger_verify.html", {**_common(actor), "result": result})
