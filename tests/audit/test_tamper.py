@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ketacare import integrity
 from ketacare.audit import service as audit
 from ketacare.audit.models import AuditEntry
-from ketacare.ledger import chain, service
+from ketacare.ledger import chain, movements
 from ketacare.ledger.models import LedgerEntry
 from tests.ledger.conftest import setup_stock
 
@@ -49,7 +49,7 @@ def anchored(db, world, tmp_path: Path) -> tuple[integrity.AnchorLog, int]:  # t
     """A clinic with stock moved and audited, every chain anchored (as verify or a backup does)."""
     stock = setup_stock(db, world)
     for k in range(3):
-        service.record_administration(
+        movements.record_administration(
             db,
             stock.nurse,
             lot_id=stock.lot_50.id,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
-from ketacare.ledger import service
+from ketacare.ledger import inventories, movements, setup
 from ketacare.ledger.models import Lot, Product, Registration
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, ReceiptIn, RegistrationIn
 from ketacare.planning.models import Chair, PlanSession, TreatmentPlan
@@ -106,7 +106,7 @@ class Stock:
 
 def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
     admin = principal(world.users["admin"])
-    reg = service.create_registration(
+    reg = setup.create_registration(
         db,
         admin,
         RegistrationIn(
@@ -116,7 +116,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             state="MA",
         ),
     )
-    vial_50 = service.create_product(
+    vial_50 = setup.create_product(
         db,
         admin,
         ProductIn(
@@ -128,7 +128,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             dosage_form="injection, solution",
         ),
     )
-    vial_10 = service.create_product(
+    vial_10 = setup.create_product(
         db,
         admin,
         ProductIn(
@@ -140,7 +140,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             dosage_form="injection, solution",
         ),
     )
-    troche = service.create_product(
+    troche = setup.create_product(
         db,
         admin,
         ProductIn(
@@ -153,7 +153,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
         ),
     )
     expiry = clinic_today() + dt.timedelta(days=400)
-    service.take_initial_inventory(
+    inventories.take_initial_inventory(
         db,
         admin,
         InitialInventoryIn(
@@ -169,7 +169,7 @@ def setup_stock(db: Session, world) -> Stock:  # type: ignore[no-untyped-def]
             ],
         ),
     )
-    service.record_receipt(db, admin, receipt(reg.id, vial_50.id, "L50-A", expiry, containers=2))
+    movements.record_receipt(db, admin, receipt(reg.id, vial_50.id, "L50-A", expiry, containers=2))
     db.flush()
     lots = {lot.lot_number: lot for lot in db.query(Lot).filter_by(clinic_id=world.clinic.id)}
     session_id = treatment_session(db, world.clinic.id, world.patient_a.id, world.users["nurse"].id)

@@ -9,14 +9,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from ketacare.ledger import chain, service
+from ketacare.ledger import chain, inventories, movements, setup, verification
 from ketacare.ledger.models import LedgerEntry
 from tests.ledger.conftest import Stock
 
 
 def _entries(db, stock: Stock, world, n: int = 4) -> list[LedgerEntry]:  # type: ignore[no-untyped-def]
     return [
-        service.record_administration(
+        movements.record_administration(
             db,
             stock.nurse,
             lot_id=stock.lot_50.id,
@@ -159,12 +159,12 @@ def setup_stock_for_other(db, world) -> int:  # type: ignore[no-untyped-def]
     db.add(admin)
     db.flush()
     actor = principal(admin)
-    reg = service.create_registration(
+    reg = setup.create_registration(
         db,
         actor,
         RegistrationIn(dea_number="AB1234563", location_name="Other", address="Elsewhere", state="IL"),
     )
-    service.take_initial_inventory(db, actor, InitialInventoryIn(registration_id=reg.id))
+    inventories.take_initial_inventory(db, actor, InitialInventoryIn(registration_id=reg.id))
     first = db.query(LedgerEntry).filter_by(clinic_id=world.other_clinic.id).one()
     return first.seq
 
@@ -172,6 +172,6 @@ def setup_stock_for_other(db, world) -> int:  # type: ignore[no-untyped-def]
 def test_verifying_is_audited(db, world, stock) -> None:  # type: ignore[no-untyped-def]
     from tests.helpers import audit_entries
 
-    assert service.verify(db, stock.admin).ok
+    assert verification.verify(db, stock.admin).ok
     [entry] = audit_entries(db, "ledger.verify")
     assert entry.outcome == "success" and "entries intact" in entry.detail

@@ -12,7 +12,7 @@ from ketacare.auth import service as auth
 from ketacare.auth.models import Role, User
 from ketacare.cli import app
 from ketacare.db import make_engine, make_sessionmaker, transaction
-from ketacare.ledger import service
+from ketacare.ledger import inventories, setup
 from ketacare.ledger.schemas import InitialInventoryIn, RegistrationIn
 
 runner = CliRunner()
@@ -49,12 +49,12 @@ def test_ledger_verify(env: Path) -> None:
         db.add(admin)
         db.flush()
         actor = auth.principal_for(admin, None, "cli-test")
-        reg = service.create_registration(
+        reg = setup.create_registration(
             db,
             actor,
             RegistrationIn(dea_number="AB1234563", location_name="North", address="1 Rd", state="MA"),
         )
-        service.take_initial_inventory(db, actor, InitialInventoryIn(registration_id=reg.id))
+        inventories.take_initial_inventory(db, actor, InitialInventoryIn(registration_id=reg.id))
     engine.dispose()
 
     intact = runner.invoke(app, ["ledger", "verify"])

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from ketacare.ledger import service
+from ketacare.ledger import verification
 from tests.ledger.conftest import setup_stock
 
 
 def test_compliance_signal(db, world) -> None:  # type: ignore[no-untyped-def]
-    assert service.compliance_signal(db, world.clinic.id).compliant is None
+    assert verification.compliance_signal(db, world.clinic.id).compliant is None
     stock = setup_stock(db, world)
-    signal = service.compliance_signal(db, world.clinic.id)
+    signal = verification.compliance_signal(db, world.clinic.id)
     assert signal.compliant is True, signal.detail
     # a balance changed behind the ledger's back: the chain no longer accounts for it
     db.execute(
         text("UPDATE ledger_lots SET balance_ug = balance_ug - 1000 WHERE id = :id"), {"id": stock.lot_50.id}
     )
     db.commit()
-    service._VERIFIED.clear()  # the public signal re-walks a chain when its head moves or every 10 min
-    broken = service.compliance_signal(db, world.clinic.id)
+    verification._VERIFIED.clear()  # the public signal re-walks a chain when its head moves or every 10 min
+    broken = verification.compliance_signal(db, world.clinic.id)
     assert broken.compliant is False and "does not verify" in broken.detail
 
 

@@ -16,7 +16,7 @@ from ketacare.auth.models import Clinic, Role, User
 from ketacare.auth.passwords import hash_password
 from ketacare.db import make_sessionmaker
 from ketacare.errors import InvalidInput
-from ketacare.ledger import chain, service
+from ketacare.ledger import chain, inventories, movements, setup
 from ketacare.ledger.models import LedgerEntry, Lot
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, RegistrationIn
 from ketacare.patients.models import Patient
@@ -58,12 +58,12 @@ def _clinic_with_one_vial(engine: Engine) -> dict[str, int]:
         db.add(patient)
         db.flush()
         admin = auth.principal_for(staff[0], None, "test")
-        reg = service.create_registration(
+        reg = setup.create_registration(
             db,
             admin,
             RegistrationIn(dea_number="AB1234563", location_name="Race", address="1 Lane", state="MA"),
         )
-        vial = service.create_product(
+        vial = setup.create_product(
             db,
             admin,
             ProductIn(
@@ -75,8 +75,8 @@ def _clinic_with_one_vial(engine: Engine) -> dict[str, int]:
                 dosage_form="injection, solution",
             ),
         )
-        service.take_initial_inventory(db, admin, InitialInventoryIn(registration_id=reg.id))
-        entry = service.record_receipt(
+        inventories.take_initial_inventory(db, admin, InitialInventoryIn(registration_id=reg.id))
+        entry = movements.record_receipt(
             db, admin, receipt(reg.id, vial.id, "LAST-1", clinic_today() + dt.timedelta(days=90))
         )
         session_id = treatment_session(db, clinic.id, patient.id, staff[2].id)
@@ -143,7 +143,7 @@ def test_nurses_drawing_the_last_vial_at_once_one_gets_it(scratch_engine: Engine
     ids = _clinic_with_one_vial(scratch_engine)
 
     def draw_all(db, nurse) -> None:  # type: ignore[no-untyped-def]
-        service.record_administration(
+        movements.record_administration(
             db,
             nurse,
             lot_id=ids["lot_id"],
@@ -165,7 +165,7 @@ def test_concurrent_partial_draws_stop_exactly_at_zero(scratch_engine: Engine) -
     ids = _clinic_with_one_vial(scratch_engine)
 
     def draw(db, nurse) -> None:  # type: ignore[no-untyped-def]
-        service.record_administration(
+        movements.record_administration(
             db,
             nurse,
             lot_id=ids["lot_id"],
@@ -186,7 +186,7 @@ def test_concurrent_wastes_with_witnesses_never_overdraw(scratch_engine: Engine)
     ids = _clinic_with_one_vial(scratch_engine)
 
     def waste(db, nurse) -> None:  # type: ignore[no-untyped-def]
-        service.record_waste(
+        movements.record_waste(
             db,
             nurse,
             lot_id=ids["lot_id"],
@@ -210,7 +210,7 @@ def test_simultaneous_deliveries_of_a_new_lot_make_one_lot(scratch_engine: Engin
 
     def deliver(db, nurse) -> None:  # type: ignore[no-untyped-def]
         expiry = clinic_today() + dt.timedelta(days=200)
-        service.record_receipt(db, nurse, receipt(registration_id, product_id, "NEW-7", expiry))
+        movements.record_receipt(db, nurse, receipt(registration_id, product_id, "NEW-7", expiry))
 
     outcomes = _race(scratch_engine, ids, deliver)
     assert outcomes == ["taken"] * THREADS
@@ -224,7 +224,7 @@ def test_two_initial_inventories_at_once_one_is_kept(scratch_engine: Engine) -> 
     ids = _clinic_with_one_vial(scratch_engine)
     with make_sessionmaker(scratch_engine)() as db:
         admin = db.execute(select(User).where(User.role == "clinic_admin")).scalar_one()
-        reg = service.create_registration(
+        reg = setup.create_registration(
             db,
             auth.principal_for(admin, None, "test"),
             RegistrationIn(dea_number="BK2718281", location_name="Second", address="2 Lane", state="MA"),
@@ -233,7 +233,7 @@ def test_two_initial_inventories_at_once_one_is_kept(scratch_engine: Engine) -> 
         registration_id = reg.id
 
     def open_books(db, nurse) -> None:  # type: ignore[no-untyped-def]
-        service.take_initial_inventory(db, nurse, InitialInventoryIn(registration_id=registration_id))
+        inventories.take_initial_inventory(db, nurse, InitialInventoryIn(registration_id=registration_id))
 
     outcomes = _race(scratch_engine, ids, open_books)
     assert outcomes.count("taken") == 1, outcomes

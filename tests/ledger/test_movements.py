@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from ketacare.audit.models import AuditEntry
 from ketacare.auth.models import User
 from ketacare.errors import Forbidden, InvalidInput
-from ketacare.ledger import chain, rules, service
+from ketacare.ledger import chain, inventories, lots, movements, rules, setup
 from ketacare.ledger.models import Inventory, LedgerEntry, LedgerHead, LossReport, Lot
 from ketacare.ledger.schemas import (
     AdjustmentIn,
@@ -66,7 +66,7 @@ def administer(db, stock: Stock, world, **changes: Any) -> LedgerEntry:  # type:
         "route": "iv_infusion",
     }
     args.update(changes)
-    return service.record_administration(db, actor, **args)
+    return movements.record_administration(db, actor, **args)
 
 
 def waste(db, stock: Stock, world, **changes: Any) -> LedgerEntry:  # type: ignore[no-untyped-def]
@@ -78,7 +78,7 @@ def waste(db, stock: Stock, world, **changes: Any) -> LedgerEntry:  # type: igno
         "witness_password": PASSWORD,
     }
     args.update(changes)
-    return service.record_waste(db, stock.nurse, **args)
+    return movements.record_waste(db, stock.nurse, **args)
 
 
 # --- receipts ---------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def waste(db, stock: Stock, world, **changes: Any) -> LedgerEntry:  # type: igno
 
 def test_a_receipt_adds_whole_containers_to_the_lot_with_its_invoice(db, world, stock) -> None:  # type: ignore[no-untyped-def]
     expiry = stock.lot_50.expires_on
-    entry = service.record_receipt(
+    entry = movements.record_receipt(
         db, stock.nurse, receipt(stock.registration.id, stock.vial_50.id, "L50-A", expiry, 3)
     )
     assert entry.kind == "receipt" and entry.change_ug == 3 * 500_000
@@ -103,7 +103,7 @@ def test_a_receipt_for_a_known_lot_with_another_expiry_is_refused(db, world, sto
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_receipt(
+        lambda: movements.record_receipt(
             db, stock.nurse, receipt(stock.registration.id, stock.vial_50.id, "L50-A", wrong)
         ),
         "expires_on",
@@ -112,7 +112,7 @@ def test_a_receipt_for_a_known_lot_with_another_expiry_is_refused(db, world, sto
 
 
 def test_a_receipt_before_the_initial_inventory_is_refused(db, world, stock) -> None:  # type: ignore[no-untyped-def]
-    second = service.create_registration(
+    second = setup.create_registration(
         db,
         stock.admin,
         RegistrationIn(dea_number=SECOND_DEA, location_name="Satellite", address="2 Side St", state="MA"),
@@ -120,7 +120,7 @@ def test_a_receipt_before_the_initial_inventory_is_refused(db, world, stock) -> 
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_receipt(
+        lambda: movements.record_receipt(
             db,
             stock.admin,
             receipt(second.id, stock.vial_50.id, "NEW-1", clinic_today() + dt.timedelta(days=99)),
@@ -133,7 +133,7 @@ def test_a_receipt_before_the_initial_inventory_is_refused(db, world, stock) -> 
 def test_a_receipt_of_another_clinics_product_is_refused(db, world, stock) -> None:  # type: ignore[no-untyped-def]
     outsider = principal(world.users["outsider_nurse"])
     with pytest.raises(InvalidInput) as caught:
-        service.record_receipt(
+        movements.record_receipt(
             db, outsider, receipt(stock.registration.id, stock.vial_50.id, "X", clinic_today())
         )
     assert "registration_id" in caught.value.errors
@@ -217,12 +217,12 @@ def test_only_ledger_writers_record_administrations(db, world, stock) -> None:  
 
 
 def test_available_lots_are_in_stock_and_not_expired_and_flag_compounded(db, world, stock) -> None:  # type: ignore[no-untyped-def]
-    service.record_receipt(
+    movements.record_receipt(
         db,
         stock.admin,
         receipt(stock.registration.id, stock.troche.id, "TRO-1", clinic_today() + dt.timedelta(days=60), 5),
     )
-    service.record_receipt(
+    movements.record_receipt(
         db,
         stock.admin,
         receipt(stock.registration.id, stock.vial_10.id, "OLD-1", clinic_today() + dt.timedelta(days=1)),
@@ -231,7 +231,7 @@ def test_available_lots_are_in_stock_and_not_expired_and_flag_compounded(db, wor
         update(Lot).where(Lot.lot_number == "OLD-1").values(expires_on=clinic_today() - dt.timedelta(days=1))
     )
     administer(db, stock, world, lot_id=stock.lot_10.id, amount_mg=150)  # empties OPEN-10
-    choices = {c.lot_number: c for c in service.available_lots(db, stock.nurse)}
+    choices = {c.lot_number: c for c in lots.available_lots(db, stock.nurse)}
     assert set(choices) == {"L50-A", "TRO-1"}
     troche = choices["TRO-1"]
     assert troche.compounded and troche.warning and "not FDA-approved" in troche.warning
@@ -292,14 +292,14 @@ def test_a_waste_larger_than_what_remains_is_refused(db, world, stock) -> None: 
 
 
 def test_a_transfer_between_own_registrations_moves_the_lot_in_one_step(db, world, stock) -> None:  # type: ignore[no-untyped-def]
-    second = service.create_registration(
+    second = setup.create_registration(
         db,
         stock.admin,
         RegistrationIn(dea_number=SECOND_DEA, location_name="Satellite", address="2 Side St", state="MA"),
     )
-    service.take_initial_inventory(db, stock.admin, InitialInventoryIn(registration_id=second.id))
+    inventories.take_initial_inventory(db, stock.admin, InitialInventoryIn(registration_id=second.id))
     body = TransferIn(amount=4, unit="ml", to_registration_id=second.id, reason="Satellite opening week")
-    out = service.record_transfer(db, stock.admin, stock.lot_50.id, body)
+    out = movements.record_transfer(db, stock.admin, stock.lot_50.id, body)
     assert out.change_ug == -200_000 and out.balance_after_ug == 800_000
     into = db.execute(select(LedgerEntry).where(LedgerEntry.seq == out.seq + 1)).scalar_one()
     assert into.kind == "transfer_in" and into.change_ug == 200_000 and into.registration_id == second.id
@@ -317,7 +317,7 @@ def test_transfers_and_returns_to_other_registrants(db, world, stock) -> None:  
         recipient_address="3 Road",
         reason="Loan",
     )
-    assert service.record_transfer(db, stock.admin, stock.lot_50.id, external).balance_after_ug == 900_000
+    assert movements.record_transfer(db, stock.admin, stock.lot_50.id, external).balance_after_ug == 900_000
     back = ReturnIn(
         amount=1,
         unit="ml",
@@ -325,10 +325,10 @@ def test_transfers_and_returns_to_other_registrants(db, world, stock) -> None:  
         recipient_dea_number="RD1122338",
         reason="Expired soon",
     )
-    entry = service.record_return(db, stock.admin, stock.lot_50.id, back)
+    entry = movements.record_return(db, stock.admin, stock.lot_50.id, back)
     assert entry.kind == "return" and entry.balance_after_ug == 850_000
     with pytest.raises(Forbidden):
-        service.record_return(db, stock.nurse, stock.lot_50.id, back)  # an admin's task
+        movements.record_return(db, stock.nurse, stock.lot_50.id, back)  # an admin's task
     with pytest.raises(ValueError, match="recipient"):
         TransferIn(amount=1, reason="nowhere to go")
 
@@ -349,7 +349,7 @@ def destruction(world, **changes: Any) -> DestructionIn:  # type: ignore[no-unty
 
 
 def test_a_destruction_keeps_the_form_41_data_and_two_witnesses(db, world, stock) -> None:  # type: ignore[no-untyped-def]
-    entry = service.record_destruction(db, stock.prescriber, stock.lot_50.id, destruction(world))
+    entry = movements.record_destruction(db, stock.prescriber, stock.lot_50.id, destruction(world))
     assert entry.change_ug == -500_000 and entry.balance_after_ug == 500_000
     form = chain.detail_of(entry)
     assert form["ndc"] == "0409-2051-05" and form["strength"] == "50 mg/mL"
@@ -358,7 +358,7 @@ def test_a_destruction_keeps_the_form_41_data_and_two_witnesses(db, world, stock
     assert form["witness"] == "Nurse (nurse.t)" and form["witness2"] == "Admin (admin.t)"
     assert (entry.witness_id, entry.witness2_id) == (world.users["nurse"].id, world.users["admin"].id)
     partial = destruction(world, package_state="partial", amount=3, unit="ml")
-    assert service.record_destruction(db, stock.prescriber, stock.lot_50.id, partial).change_ug == -150_000
+    assert movements.record_destruction(db, stock.prescriber, stock.lot_50.id, partial).change_ug == -150_000
 
 
 def test_a_destruction_is_refused_without_two_different_valid_witnesses(db, world, stock) -> None:  # type: ignore[no-untyped-def]
@@ -367,7 +367,7 @@ def test_a_destruction_is_refused_without_two_different_valid_witnesses(db, worl
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_destruction(db, stock.prescriber, stock.lot_50.id, same),
+        lambda: movements.record_destruction(db, stock.prescriber, stock.lot_50.id, same),
         "witness2_user_id",
         "two different people",
     )
@@ -375,7 +375,7 @@ def test_a_destruction_is_refused_without_two_different_valid_witnesses(db, worl
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_destruction(db, stock.prescriber, stock.lot_50.id, auditor),
+        lambda: movements.record_destruction(db, stock.prescriber, stock.lot_50.id, auditor),
         "witness2_user_id",
         "employees",
     )
@@ -383,7 +383,7 @@ def test_a_destruction_is_refused_without_two_different_valid_witnesses(db, worl
     exc = refused(
         db,
         world.clinic.id,
-        lambda: service.record_destruction(db, stock.prescriber, stock.lot_50.id, wrong),
+        lambda: movements.record_destruction(db, stock.prescriber, stock.lot_50.id, wrong),
         "witness_user_id",
         "password",
     )
@@ -392,7 +392,7 @@ def test_a_destruction_is_refused_without_two_different_valid_witnesses(db, worl
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_destruction(db, stock.prescriber, stock.lot_50.id, too_much),
+        lambda: movements.record_destruction(db, stock.prescriber, stock.lot_50.id, too_much),
         "amount",
         "Only 1,000 mg",
     )
@@ -400,7 +400,7 @@ def test_a_destruction_is_refused_without_two_different_valid_witnesses(db, worl
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_destruction(db, stock.prescriber, stock.lot_50.id, overfull),
+        lambda: movements.record_destruction(db, stock.prescriber, stock.lot_50.id, overfull),
         "amount",
         "hold at most 500 mg",
     )
@@ -412,7 +412,7 @@ def test_a_theft_is_reportable_with_its_deadlines_a_minor_loss_is_not(db, world,
     theft = TheftLossIn(
         kind="theft", amount=2, unit="ml", discovered_at=friday, description="Vial missing from cabinet"
     )
-    report = service.record_theft_loss(
+    report = movements.record_theft_loss(
         db, stock.admin, stock.lot_50.id, theft, now=friday + dt.timedelta(hours=1)
     )
     assert report.reportable
@@ -420,7 +420,7 @@ def test_a_theft_is_reportable_with_its_deadlines_a_minor_loss_is_not(db, world,
     entry = db.get(LedgerEntry, report.entry_id)
     assert entry.kind == "theft_loss" and entry.change_ug == -100_000  # type: ignore[union-attr]
     minor = TheftLossIn(kind="loss", amount=0.5, discovered_at=NOW, description="Spilled while drawing up")
-    small = service.record_theft_loss(db, stock.admin, stock.lot_50.id, minor)
+    small = movements.record_theft_loss(db, stock.admin, stock.lot_50.id, minor)
     assert not small.reportable and small.notice_due_on is None and small.form106_due_on is None
 
 
@@ -431,7 +431,7 @@ def test_a_theft_discovered_in_the_future_is_refused(db, world, stock) -> None: 
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_theft_loss(db, stock.admin, stock.lot_50.id, body),
+        lambda: movements.record_theft_loss(db, stock.admin, stock.lot_50.id, body),
         "discovered_at",
         "future",
     )
@@ -440,12 +440,12 @@ def test_a_theft_discovered_in_the_future_is_refused(db, world, stock) -> None: 
 def test_an_adjustment_is_a_new_entry_with_its_reason(db, world, stock) -> None:  # type: ignore[no-untyped-def]
     wrong = administer(db, stock, world, amount_mg=30)
     fix = AdjustmentIn(change=1.7, reason="Dose was 28.3 mg, typed as 30 mg", corrects_seq=wrong.seq)
-    entry = service.record_adjustment(db, stock.admin, stock.lot_50.id, fix)
+    entry = movements.record_adjustment(db, stock.admin, stock.lot_50.id, fix)
     assert entry.kind == "adjustment" and entry.change_ug == 1_700 and entry.corrects_seq == wrong.seq
     assert entry.balance_after_ug == 1_000_000 - 28_300
     assert db.get(LedgerEntry, wrong.id).change_ug == -30_000  # the original stays as it was  # type: ignore[union-attr]
     out = AdjustmentIn(change=-2, unit="ml", reason="Count correction after investigation")
-    assert service.record_adjustment(db, stock.admin, stock.lot_50.id, out).change_ug == -100_000
+    assert movements.record_adjustment(db, stock.admin, stock.lot_50.id, out).change_ug == -100_000
 
 
 def test_an_adjustment_is_refused_below_zero_without_reason_or_for_another_lot(db, world, stock) -> None:  # type: ignore[no-untyped-def]
@@ -453,7 +453,7 @@ def test_an_adjustment_is_refused_below_zero_without_reason_or_for_another_lot(d
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_adjustment(db, stock.admin, stock.lot_50.id, below),
+        lambda: movements.record_adjustment(db, stock.admin, stock.lot_50.id, below),
         "change",
         "Only 1,000 mg",
     )
@@ -462,7 +462,7 @@ def test_an_adjustment_is_refused_below_zero_without_reason_or_for_another_lot(d
     refused(
         db,
         world.clinic.id,
-        lambda: service.record_adjustment(db, stock.admin, stock.lot_50.id, elsewhere),
+        lambda: movements.record_adjustment(db, stock.admin, stock.lot_50.id, elsewhere),
         "corrects_seq",
         "for this lot",
     )
@@ -471,7 +471,7 @@ def test_an_adjustment_is_refused_below_zero_without_reason_or_for_another_lot(d
     with pytest.raises(ValueError, match="other than zero"):
         AdjustmentIn(change=0, reason="nothing to change here")
     with pytest.raises(Forbidden):
-        service.record_adjustment(
+        movements.record_adjustment(
             db, stock.nurse, stock.lot_50.id, AdjustmentIn(change=1, reason="Nurses cannot adjust")
         )
 

@@ -14,7 +14,7 @@ import pytest
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.prescribing import products as catalogue
 from ketacare.knowledge.products import dosage_forms, fit_problem, ingredients
-from ketacare.ledger import service
+from ketacare.ledger import lots, movements, setup
 from ketacare.ledger.models import LedgerEntry
 from ketacare.ledger.schemas import DosageForm, Ingredient, ProductIn
 from tests.helpers import clinic_today, count
@@ -69,7 +69,7 @@ def test_every_catalogue_prescription_product_fits_its_own_route() -> None:
 
 
 def _spray_lot(db, stock) -> int:  # type: ignore[no-untyped-def]
-    spray = service.create_product(
+    spray = setup.create_product(
         db,
         stock.admin,
         ProductIn(
@@ -82,7 +82,7 @@ def _spray_lot(db, stock) -> int:  # type: ignore[no-untyped-def]
         ),
     )
     expiry = clinic_today() + dt.timedelta(days=200)
-    entry = service.record_receipt(
+    entry = movements.record_receipt(
         db, stock.admin, receipt(stock.registration.id, spray.id, "SPRAY-9", expiry)
     )
     db.commit()
@@ -94,7 +94,7 @@ def test_the_ledger_refuses_an_iv_administration_from_a_nasal_spray_lot(db, worl
     lot_id = _spray_lot(db, stock)
     before = count(db, LedgerEntry)
     with pytest.raises(InvalidInput) as refused:
-        service.record_administration(
+        movements.record_administration(
             db,
             stock.nurse,
             lot_id=lot_id,
@@ -108,7 +108,7 @@ def test_the_ledger_refuses_an_iv_administration_from_a_nasal_spray_lot(db, worl
     assert "nasal spray" in refused.value.errors["lot_id"] and "IV infusion" in refused.value.errors["lot_id"]
     db.rollback()
     assert count(db, LedgerEntry) == before
-    entry = service.record_administration(
+    entry = movements.record_administration(
         db,
         stock.nurse,
         lot_id=lot_id,
@@ -124,12 +124,10 @@ def test_the_ledger_refuses_an_iv_administration_from_a_nasal_spray_lot(db, worl
 
 def test_available_lots_for_a_drug_and_route_offers_only_fitting_lots(db, stock) -> None:  # type: ignore[no-untyped-def]
     _spray_lot(db, stock)
-    every = {c.lot_number for c in service.available_lots(db, stock.nurse)}
-    iv = {c.lot_number for c in service.available_lots(db, stock.nurse, drug="ketamine", route="iv_infusion")}
-    nasal = {
-        c.lot_number for c in service.available_lots(db, stock.nurse, drug="ketamine", route="intranasal")
-    }
-    esk = service.available_lots(db, stock.nurse, drug="esketamine", route="esketamine_nasal")
+    every = {c.lot_number for c in lots.available_lots(db, stock.nurse)}
+    iv = {c.lot_number for c in lots.available_lots(db, stock.nurse, drug="ketamine", route="iv_infusion")}
+    nasal = {c.lot_number for c in lots.available_lots(db, stock.nurse, drug="ketamine", route="intranasal")}
+    esk = lots.available_lots(db, stock.nurse, drug="esketamine", route="esketamine_nasal")
     assert "SPRAY-9" in every and iv == {"L50-A", "OPEN-10"} and nasal == {"SPRAY-9"} and esk == []
 
 

@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from ketacare.ledger import service
+from ketacare.ledger import inventories, movements
 from ketacare.ledger.schemas import BiennialInventoryIn, CountLineIn, DestructionIn, TheftLossIn
 from tests.helpers import PASSWORD, audit_entries, clinic_today
 from tests.ledger.conftest import Stock
@@ -19,7 +19,7 @@ from tests.ledger.conftest import Stock
 def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
     now = dt.datetime.now(dt.UTC)
     for patient, mg in ((world.patient_a, 28.3), (world.patient_b, 35.0), (world.patient_a, 30.0)):
-        service.record_administration(
+        movements.record_administration(
             db,
             stock.nurse,
             lot_id=stock.lot_50.id,
@@ -30,7 +30,7 @@ def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
             drug="ketamine",
             route="iv_infusion",
         )
-    service.record_waste(
+    movements.record_waste(
         db,
         stock.nurse,
         lot_id=stock.lot_50.id,
@@ -39,7 +39,7 @@ def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
         witness_user_id=world.users["prescriber"].id,
         witness_password=PASSWORD,
     )
-    service.record_destruction(
+    movements.record_destruction(
         db,
         stock.prescriber,
         stock.lot_50.id,
@@ -55,7 +55,7 @@ def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
             witness2_password=PASSWORD,
         ),
     )
-    service.record_theft_loss(
+    movements.record_theft_loss(
         db,
         stock.admin,
         stock.lot_10.id,
@@ -65,7 +65,7 @@ def _activity(db, world, stock: Stock) -> None:  # type: ignore[no-untyped-def]
         CountLineIn(lot_id=stock.lot_50.id, counted=799.0),
         CountLineIn(lot_id=stock.lot_10.id, counted=140),
     ]
-    service.take_biennial_inventory(
+    inventories.take_biennial_inventory(
         db, stock.nurse, BiennialInventoryIn(registration_id=stock.registration.id, lines=counts)
     )
     db.commit()
@@ -200,7 +200,7 @@ def test_report_reads_are_audited(as_role, world, db, active) -> None:  # type: 
 
 def test_csv_reports_cannot_carry_a_formula(db, as_role, world, stock) -> None:  # type: ignore[no-untyped-def]
     planted = '=HYPERLINK("http://x","y")'
-    service.record_theft_loss(
+    movements.record_theft_loss(
         db,
         stock.admin,
         stock.lot_10.id,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ketacare.ledger import service as ledger
+from ketacare.ledger import inventories as ledger_inventories
+from ketacare.ledger import movements as ledger_movements
+from ketacare.ledger import setup as ledger_setup
 from ketacare.ledger.models import LedgerEntry, Lot
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, RegistrationIn
 from ketacare.sessions.models import Administration
@@ -16,10 +18,10 @@ from tests.sessions.conftest import prechecked
 
 def _lot(db, world) -> int:  # type: ignore[no-untyped-def]
     admin = principal(world.users["admin"])
-    reg = ledger.create_registration(
+    reg = ledger_setup.create_registration(
         db, admin, RegistrationIn(dea_number=CLINIC_DEA, location_name="Main", address="1 St", state="MA")
     )
-    vial = ledger.create_product(
+    vial = ledger_setup.create_product(
         db,
         admin,
         ProductIn(
@@ -31,10 +33,10 @@ def _lot(db, world) -> int:  # type: ignore[no-untyped-def]
             dosage_form="injection, solution",
         ),
     )
-    ledger.take_initial_inventory(
+    ledger_inventories.take_initial_inventory(
         db, admin, InitialInventoryIn(registration_id=reg.id, lines=[])
     )  # zero on hand
-    ledger.record_receipt(
+    ledger_movements.record_receipt(
         db, admin, receipt(reg.id, vial.id, "L50-A", clinic_today() + dt.timedelta(days=300))
     )
     db.commit()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ketacare.ledger import service as ledger
+from ketacare.ledger import inventories as ledger_inventories
+from ketacare.ledger import movements as ledger_movements
+from ketacare.ledger import setup as ledger_setup
 from ketacare.ledger.models import LedgerEntry, Lot, Product
 from ketacare.ledger.schemas import InitialInventoryIn, ProductIn, RegistrationIn
 from ketacare.sessions.models import Administration
@@ -19,10 +21,10 @@ from tests.sessions.conftest import prechecked
 def stock_with_spray(db, world) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """A vial lot (injection, fits IV) and a compounded nasal-spray lot (intranasal only)."""
     admin = principal(world.users["admin"])
-    reg = ledger.create_registration(
+    reg = ledger_setup.create_registration(
         db, admin, RegistrationIn(dea_number=CLINIC_DEA, location_name="Main", address="1 St", state="MA")
     )
-    vial = ledger.create_product(
+    vial = ledger_setup.create_product(
         db,
         admin,
         ProductIn(
@@ -34,7 +36,7 @@ def stock_with_spray(db, world) -> dict[str, int]:  # type: ignore[no-untyped-de
             dosage_form="injection, solution",
         ),
     )
-    spray = ledger.create_product(
+    spray = ledger_setup.create_product(
         db,
         admin,
         ProductIn(
@@ -46,10 +48,10 @@ def stock_with_spray(db, world) -> dict[str, int]:  # type: ignore[no-untyped-de
             compounded=True,
         ),
     )
-    ledger.take_initial_inventory(db, admin, InitialInventoryIn(registration_id=reg.id, lines=[]))
+    ledger_inventories.take_initial_inventory(db, admin, InitialInventoryIn(registration_id=reg.id, lines=[]))
     expiry = clinic_today() + dt.timedelta(days=300)
-    ledger.record_receipt(db, admin, receipt(reg.id, vial.id, "VIAL-1", expiry))
-    ledger.record_receipt(db, admin, receipt(reg.id, spray.id, "SPRAY-1", expiry))
+    ledger_movements.record_receipt(db, admin, receipt(reg.id, vial.id, "VIAL-1", expiry))
+    ledger_movements.record_receipt(db, admin, receipt(reg.id, spray.id, "SPRAY-1", expiry))
     db.commit()
     lots = {lot.lot_number: lot.id for lot in db.query(Lot)}
     return {"vial": lots["VIAL-1"], "spray": lots["SPRAY-1"], "spray_product": spray.id}

@@ -32,7 +32,7 @@ from ketacare.directory.schemas import BookingIn, ModerationIn, ProfileIn, Revie
 from ketacare.errors import Forbidden, InvalidInput, NotFound, PendingAudit, Throttled
 from ketacare.knowledge.front_door import vetting_defaults
 from ketacare.knowledge.protocols import Protocol
-from ketacare.ledger import service as ledger
+from ketacare.ledger import verification as ledger_verification
 from ketacare.planning import setup as plan_setup
 from ketacare.sessions import clinic_record
 
@@ -150,7 +150,7 @@ def _card(db: Session, profile: ClinicProfile, origin: geo.ZipPlace | None = Non
     published = [r for r in rows if r.status == "published"]
     average = sum(r.rating for r in published) / len(published) if published else None
     safety = clinic_record.clinic_safety_record(db, profile.clinic_id)
-    compliance = ledger.compliance_signal(db, profile.clinic_id)
+    compliance = ledger_verification.compliance_signal(db, profile.clinic_id)
     facts = vetting.ClinicFacts(
         years_experience=profile.years_experience,
         physicians=profile.physicians,

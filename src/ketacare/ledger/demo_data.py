@@ -20,7 +20,7 @@ from ketacare.auth import service as auth
 from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.demo import DEMO_PASSWORD
-from ketacare.ledger import rules, service
+from ketacare.ledger import inventories, lots, movements, rules, setup
 from ketacare.ledger.schemas import (
     BiennialInventoryIn,
     CountLineIn,
@@ -56,7 +56,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
     prescriber = auth.user_by_username(db, f"dr.{clinic.slug}")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     today = now.date()
-    reg = service.create_registration(
+    reg = setup.create_registration(
         db,
         admin,
         RegistrationIn(
@@ -67,7 +67,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             expires_on=today + dt.timedelta(days=400),
         ),
     )
-    vial_50 = service.create_product(
+    vial_50 = setup.create_product(
         db,
         admin,
         ProductIn(
@@ -79,7 +79,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             dosage_form="injection, solution",
         ),
     )
-    vial_10 = service.create_product(
+    vial_10 = setup.create_product(
         db,
         admin,
         ProductIn(
@@ -91,7 +91,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             dosage_form="injection, solution",
         ),
     )
-    spray = service.create_product(
+    spray = setup.create_product(
         db,
         admin,
         ProductIn(
@@ -104,7 +104,7 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
         ),
     )
     opened_on = now - dt.timedelta(days=730 - 12)
-    service.take_initial_inventory(
+    inventories.take_initial_inventory(
         db,
         admin,
         InitialInventoryIn(
@@ -128,9 +128,9 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
         (spray, "CNS", 150, 4, 90),
         (vial_50, "D50", 500, 6, 25),
     ]
-    lots = []
+    lot_ids = []
     for product, prefix, expires_in, containers, days_ago in deliveries:
-        entry = service.record_receipt(
+        entry = movements.record_receipt(
             db,
             admin,
             ReceiptIn(
@@ -146,12 +146,12 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
             ),
         )
         assert entry.lot_id is not None
-        lots.append(entry.lot_id)
+        lot_ids.append(entry.lot_id)
     for days_ago, amount_mg in ((40, 120.0), (22, 85.5), (9, 140.0)):
-        service.record_waste(
+        movements.record_waste(
             db,
             nurse,
-            lot_id=lots[0],
+            lot_id=lot_ids[0],
             amount_mg=amount_mg,
             reason="Remainder of the vial after the session dose",
             witness_user_id=prescriber.id,
@@ -160,20 +160,20 @@ def seed(db: Session, rng: random.Random, clinic: DemoClinic, patient_ids: list[
         )
     # This week's biennial count: everything matches except 2 mL of the 10 mg/mL expiring lot.
     counted = []
-    for row in service.lots(db, admin, in_stock=True):
+    for row in lots.lots(db, admin, in_stock=True):
         amount = rules.ug_to_mg(row.lot.balance_ug)
-        if row.lot.id == lots[1]:
+        if row.lot.id == lot_ids[1]:
             amount -= 2 * row.product.strength_mg_per_ml
         counted.append(CountLineIn(lot_id=row.lot.id, counted=amount))
-    service.take_biennial_inventory(
+    inventories.take_biennial_inventory(
         db,
         admin,
         BiennialInventoryIn(
             registration_id=reg.id, taken_at=now - dt.timedelta(days=3), lines=counted, note="Biennial count"
         ),
     )
-    for found in service.investigations(db, admin, open_only=True):
-        service.add_investigation_note(
+    for found in inventories.investigations(db, admin, open_only=True):
+        inventories.add_investigation_note(
             db,
             admin,
             found.investigation.id,

@@ -20,16 +20,11 @@ from ketacare.auth.principal import Principal
 from ketacare.errors import NotFound
 from ketacare.exports import csv_text
 from ketacare.ledger import chain, rules
+from ketacare.ledger.common import check_permission
+from ketacare.ledger.losses import LossView, loss_reports
+from ketacare.ledger.lots import LotRow, amounts, lot_rows
 from ketacare.ledger.models import Inventory, Investigation, LedgerEntry, Lot, Product, Registration
 from ketacare.ledger.rules import EntryKind
-from ketacare.ledger.service import (
-    LossView,
-    LotRow,
-    amounts,
-    check_permission,
-    loss_reports,
-    lot_rows,
-)
 from ketacare.patients import service as patients
 
 

@@ -19,8 +19,10 @@ from ketacare.auth.principal import Principal
 from ketacare.auth.roles import Role
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput
+from ketacare.ledger import common as ledger_common
+from ketacare.ledger import lots as ledger_lots
+from ketacare.ledger import movements as ledger_movements
 from ketacare.ledger import rules as ledger_rules
-from ketacare.ledger import service as ledger
 from ketacare.patients import service as patients
 from ketacare.planning import plans
 from ketacare.planning import setup as plan_setup
@@ -72,14 +74,14 @@ def record_administration(
         errors["dose_mg"] = "Give the dose in mg."
     if kind == "rate_change" and not data.reason:
         errors["reason"] = "Say why the rate changed."
-    lot_choice: ledger.LotChoice | None = None
+    lot_choice: ledger_lots.LotChoice | None = None
     route = data.route or (row.route if ketamine else "iv")
     if ketamine and route != row.route:
         errors["route"] = f"This session's plan gives {row.drug} by {row.route}."
     if kind in ("start", "bolus", "dose") and ketamine:
         # The right product for the route: only a lot whose drug and dosage form fit the
         # session is offered or accepted (knowledge: products).
-        in_stock = {c.lot_id: c for c in ledger.available_lots(db, actor)}
+        in_stock = {c.lot_id: c for c in ledger_lots.available_lots(db, actor)}
         if data.lot_id is not None:
             lot_choice = in_stock.get(data.lot_id)
             if lot_choice is None:
@@ -119,7 +121,7 @@ def record_administration(
     override_reason = _dose_gate(db, actor, row, existing, data, kind, given_at) if ketamine else None
     # Stock leaves the ledger's lot first: a refusal there (not enough left, say) writes nothing.
     if lot_choice is not None and kind in ("bolus", "dose") and data.dose_mg is not None:
-        ledger.record_administration(
+        ledger_movements.record_administration(
             db,
             actor,
             lot_id=lot_choice.lot_id,
@@ -296,7 +298,7 @@ def _draw_infusion(
     if mg <= 0:
         return
     try:
-        ledger.record_administration(
+        ledger_movements.record_administration(
             db,
             actor,
             lot_id=lot_id,
@@ -335,9 +337,9 @@ def waste(db: Session, actor: Principal, session_id: int, data: SessionWasteIn) 
     row = _session(db, actor, session_id, "session.waste")
     if row.status in (rules.SCHEDULED, rules.CHECKED_IN):
         raise Conflict("Nothing has been drawn up for this session yet.")
-    if problem := ledger.lot_fit_problem(db, actor, data.lot_id, row.drug, row.route):
+    if problem := ledger_lots.lot_fit_problem(db, actor, data.lot_id, row.drug, row.route):
         raise InvalidInput(errors={"lot_id": problem})
-    ledger.record_waste(
+    ledger_movements.record_waste(
         db,
         actor,
         lot_id=data.lot_id,
@@ -350,7 +352,7 @@ def waste(db: Session, actor: Principal, session_id: int, data: SessionWasteIn) 
 
 
 def record_refusal(db: Session, actor: Principal, exc: InvalidInput) -> None:
-    ledger.record_refusal(db, actor, exc)
+    ledger_common.record_refusal(db, actor, exc)
 
 
 @dataclass(frozen=True)
@@ -358,13 +360,13 @@ class LotChoices:
     """What the session's lot picker offers: only the lots that fit its drug and route, and how
     many lots in stock were left out because they do not."""
 
-    fitting: list[ledger.LotChoice]
+    fitting: list[ledger_lots.LotChoice]
     left_out: int
 
 
 def lot_choices(db: Session, actor: Principal, session_id: int) -> LotChoices:
     row = _session(db, actor, session_id, "session.view")
-    every = ledger.available_lots(db, actor)
+    every = ledger_lots.available_lots(db, actor)
     fitting = [c for c in every if c.fit_problem(row.drug, row.route) is None]
     return LotChoices(fitting, len(every) - len(fitting))
 
@@ -372,7 +374,7 @@ def lot_choices(db: Session, actor: Principal, session_id: int) -> LotChoices:
 def waste_witnesses(db: Session, actor: Principal) -> list[tuple[str, str]]:
     return [
         (str(w.user_id), w.name)
-        for w in ledger.witness_options(db, actor, roles=ledger_rules.WASTE_WITNESS_ROLES)
+        for w in ledger_movements.witness_options(db, actor, roles=ledger_rules.WASTE_WITNESS_ROLES)
     ]
 
 
