@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.ledger import (
@@ -28,6 +27,7 @@ from ketacare.ledger import (
     setup,
     verification,
 )
+from ketacare.ledger.access import Admin, AdminSensitive, Reader, Writer, WriterSensitive
 from ketacare.ledger.models import LedgerEntry, LossReport
 from ketacare.ledger.schemas import (
     AdjustmentIn,
@@ -50,14 +50,9 @@ from ketacare.ledger.schemas import (
     WasteIn,
 )
 from ketacare.validation import ReasonableDate
-from ketacare.web.deps import DbSession, RowId, SettingsDep, require
+from ketacare.web.deps import DbSession, RowId, SettingsDep
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.ledger_read)]
-Writer = Annotated[Principal, require(Permission.ledger_write)]
-WriterSensitive = Annotated[Principal, require(Permission.ledger_write, sensitive=True)]
-Admin = Annotated[Principal, require(Permission.ledger_admin)]
-AdminSensitive = Annotated[Principal, require(Permission.ledger_admin, sensitive=True)]
 
 
 # --- JSON shapes ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ketacare.ledger import (
     rules,
     setup,
 )
+from ketacare.ledger.access import Admin, AdminSensitive, Reader, Writer, WriterSensitive
 from ketacare.ledger.models import LedgerEntry
 from ketacare.ledger.rules import EntryKind
 from ketacare.ledger.schemas import (
@@ -55,17 +56,12 @@ from ketacare.ledger.schemas import (
     WasteIn,
 )
 from ketacare.validation import parse
-from ketacare.web.deps import DbSession, RowId, SettingsDep, require
+from ketacare.web.deps import DbSession, RowId, SettingsDep
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
 
 router = APIRouter()
 T = TypeVar("T")
-Reader = Annotated[Principal, require(Permission.ledger_read)]
-Writer = Annotated[Principal, require(Permission.ledger_write)]
-WriterSensitive = Annotated[Principal, require(Permission.ledger_write, sensitive=True)]
-Admin = Annotated[Principal, require(Permission.ledger_admin)]
-AdminSensitive = Annotated[Principal, require(Permission.ledger_admin, sensitive=True)]
 
 REPORTS = {
     "balances": "Running balance per lot",

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ketacare import clinic_time
-from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput, NotFound
 from ketacare.ledger import (
@@ -19,14 +18,14 @@ from ketacare.ledger import (
     setup,
     verification,
 )
+from ketacare.ledger.access import Reader
 from ketacare.ledger.page_routes import REPORTS, _common, _zone
 from ketacare.patients import service as patients
 from ketacare.validation import reasonable_date
-from ketacare.web.deps import DbSession, require
+from ketacare.web.deps import DbSession
 from ketacare.web.templating import render
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.ledger_read)]
 
 
 # --- pages: reports and verification ----------------------------------------------------------

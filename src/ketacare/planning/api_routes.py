@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.knowledge.protocols import Protocol
 from ketacare.planning import bookings, consent, plans, setup
+from ketacare.planning.access import Admin, CareWriter, ClinicalAdmin, Patient_, Reader, Signer, Writer
 from ketacare.planning.clinical_defaults import SPECS, ClinicalDefaults, value_of
 from ketacare.planning.models import TreatmentPlan
 from ketacare.planning.schemas import (
@@ -44,17 +44,10 @@ from ketacare.planning.schemas import (
     SignIn,
 )
 from ketacare.validation import ReasonableDate
-from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.deps import DbSession, RowId
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.plan_read)]
-Writer = Annotated[Principal, require(Permission.plan_write)]
-CareWriter = Annotated[Principal, require(Permission.careplan_write)]
-Patient_ = Annotated[Principal, require(Permission.consent_sign)]
-Signer = Annotated[Principal, require(Permission.consent_sign, sensitive=True)]
-Admin = Annotated[Principal, require(Permission.planning_admin)]
 # Clinical defaults change clinical rules: a password confirmed in the last minutes.
-ClinicalAdmin = Annotated[Principal, require(Permission.planning_admin, sensitive=True)]
 
 
 def plan_out(v: plans.PlanView) -> PlanOut:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from ketacare import clinic_time
-from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.billing import default_prices
@@ -21,6 +20,7 @@ from ketacare.knowledge.dose_limits import dose_limits, planning_defaults
 from ketacare.knowledge.protocols import DOSE_UNITS, ROUTES, SETTINGS, TAGS, Protocol
 from ketacare.patients import service as patients
 from ketacare.planning import bookings, consent, plans, setup
+from ketacare.planning.access import Admin, CareWriter, ClinicalAdmin, Patient_, Reader, Signer, Writer
 from ketacare.planning.api_routes import _clinical_rows
 from ketacare.planning.clinical_defaults import SPECS
 from ketacare.planning.schemas import (
@@ -41,19 +41,12 @@ from ketacare.planning.schemas import (
     SignIn,
 )
 from ketacare.validation import ReasonableDate, parse
-from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.deps import DbSession, RowId
 from ketacare.web.forms import FormData, FormLists, form_action
 from ketacare.web.templating import render
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.plan_read)]
-Writer = Annotated[Principal, require(Permission.plan_write)]
-CareWriter = Annotated[Principal, require(Permission.careplan_write)]
-Patient_ = Annotated[Principal, require(Permission.consent_sign)]
-Signer = Annotated[Principal, require(Permission.consent_sign, sensitive=True)]
-Admin = Annotated[Principal, require(Permission.planning_admin)]
 # Clinical defaults change clinical rules: a password confirmed in the last minutes.
-ClinicalAdmin = Annotated[Principal, require(Permission.planning_admin, sensitive=True)]
 
 
 def _plan_form(form: dict[str, list[str]]) -> dict[str, Any]:

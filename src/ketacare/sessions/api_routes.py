@@ -10,8 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ketacare import clinic_time
-from ketacare.auth.permissions import Permission
-from ketacare.auth.principal import Principal
 from ketacare.sessions import (
     administration,
     adverse_events,
@@ -21,6 +19,16 @@ from ketacare.sessions import (
     monitoring,
     rules,
     views,
+)
+from ketacare.sessions.access import (
+    Admin,
+    AdminSensitive,
+    Device,
+    Overrider,
+    Prescriber,
+    Reader,
+    Signer,
+    Writer,
 )
 from ketacare.sessions.device import VITAL_UNITS
 from ketacare.sessions.schemas import (
@@ -41,18 +49,10 @@ from ketacare.sessions.schemas import (
     VitalsIn,
 )
 from ketacare.validation import ReasonableDate
-from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.deps import DbSession, RowId
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.session_read)]
-Writer = Annotated[Principal, require(Permission.session_write)]
-Prescriber = Annotated[Principal, require(Permission.session_prescriber)]
-Signer = Annotated[Principal, require(Permission.session_write, sensitive=True)]
 # Discharging before the checklist is green: a prescriber, password confirmed in the last minutes.
-Overrider = Annotated[Principal, require(Permission.session_prescriber, sensitive=True)]
-Admin = Annotated[Principal, require(Permission.session_admin)]
-AdminSensitive = Annotated[Principal, require(Permission.session_admin, sensitive=True)]
-Device = Annotated[Principal, require(Permission.device_vitals)]
 
 
 # --- JSON shapes ------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from markupsafe import Markup
 from starlette.responses import RedirectResponse, Response
 
 from ketacare import clinic_time
-from ketacare.auth.permissions import Permission
 from ketacare.auth.principal import Principal
 from ketacare.db import utcnow
 from ketacare.errors import Conflict, InvalidInput
@@ -30,6 +29,7 @@ from ketacare.sessions import (
     rules,
     views,
 )
+from ketacare.sessions.access import Overrider, Prescriber, Reader, Signer, Writer
 from ketacare.sessions.device import VITAL_DISPLAY_UNITS, VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import (
     AbortIn,
@@ -47,17 +47,12 @@ from ketacare.sessions.schemas import (
     VitalIn,
 )
 from ketacare.validation import ReasonableDate, parse
-from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.deps import DbSession, RowId
 from ketacare.web.forms import FormData, FormLists
 from ketacare.web.templating import render
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.session_read)]
-Writer = Annotated[Principal, require(Permission.session_write)]
-Prescriber = Annotated[Principal, require(Permission.session_prescriber)]
-Signer = Annotated[Principal, require(Permission.session_write, sensitive=True)]
 # Discharging before the checklist is green: a prescriber, password confirmed in the last minutes.
-Overrider = Annotated[Principal, require(Permission.session_prescriber, sensitive=True)]
 
 
 # --- pages ------------------------------------------------------------------------------------

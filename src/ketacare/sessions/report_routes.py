@@ -22,20 +22,16 @@ from ketacare.db import utcnow
 from ketacare.errors import InvalidInput
 from ketacare.knowledge.sessions import AlarmRule, clinic_setting_specs, session_rules
 from ketacare.sessions import alarm_settings, pdf, rems, report, views
+from ketacare.sessions.access import Admin, AdminSensitive, Exporter, Reader, Writer
 from ketacare.sessions.device import VITAL_LABELS, VITAL_UNITS
 from ketacare.sessions.schemas import AlarmSettingIn, AlarmSettingsIn
 from ketacare.validation import ReasonableDate, parse
-from ketacare.web.deps import DbSession, RowId, require
+from ketacare.web.deps import DbSession, RowId
 from ketacare.web.forms import FormData
 from ketacare.web.templating import render
 
 router = APIRouter()
-Reader = Annotated[Principal, require(Permission.session_read)]
-Writer = Annotated[Principal, require(Permission.session_write)]
 # The REMS export holds names and dates of birth: identified data leaves only in sudo mode.
-Exporter = Annotated[Principal, require(Permission.session_read, sensitive=True)]
-Admin = Annotated[Principal, require(Permission.session_admin)]
-AdminSensitive = Annotated[Principal, require(Permission.session_admin, sensitive=True)]
 
 PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/pdf": {}}, "description": "The session report as a PDF."}
